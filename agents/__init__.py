@@ -1,0 +1,1 @@
+"""steersim's minds: agents, prompts, language backends, steering, memory."""

@@ -1,0 +1,84 @@
+"""Builds the chat prompt of one agent for one event. The prompt never names
+the agent's personality: that is the steering's job, and naming it would
+contaminate the verification of steering."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from agents.typing import Message, Request, RequestKind, Traits
+
+ACTION_HELP = (
+    "Reply with exactly one action on one line, one of:\n"
+    "MOVE <place> - go to one of: {places}\n"
+    "SAY <words> - speak to the people with you\n"
+    "WORK <what you do> - work on your goal\n"
+    "REST - take a break"
+)
+
+
+def system_prompt(
+    *, name: str, age: int, home: str, goal: str, plan: str | None, places: Sequence[str]
+) -> str:
+    lines = [
+        f"You are {name}, a {age}-year-old who lives in a small town; your home is the {home}.",
+        f"Your goal: {goal}.",
+    ]
+    if plan:
+        lines.append(f"Your current plan: {plan}")
+    lines.append(ACTION_HELP.format(places=", ".join(places)))
+    return "\n".join(lines)
+
+
+def situation_prompt(
+    *, tick: int, location: str, companions: Sequence[str], memories: Sequence[str]
+) -> str:
+    lines = [f"Time step {tick}. You are at the {location.replace('_', ' ')}."]
+    if companions:
+        lines.append(f"With you: {', '.join(companions)}.")
+    else:
+        lines.append("You are alone here.")
+    if memories:
+        lines.append("You remember:")
+        lines.extend(f"- {m}" for m in memories)
+    lines.append("What do you do?")
+    return "\n".join(lines)
+
+
+def action_request(
+    *,
+    name: str,
+    age: int,
+    home: str,
+    goal: str,
+    plan: str | None,
+    places: Sequence[str],
+    tick: int,
+    location: str,
+    companions: Sequence[str],
+    memories: Sequence[str],
+    traits: Traits,
+    max_new_tokens: int,
+    seed: int,
+    kind: RequestKind,
+) -> Request:
+    return Request(
+        prompt=(
+            Message(
+                role="system",
+                content=system_prompt(
+                    name=name, age=age, home=home, goal=goal, plan=plan, places=places
+                ),
+            ),
+            Message(
+                role="user",
+                content=situation_prompt(
+                    tick=tick, location=location, companions=companions, memories=memories
+                ),
+            ),
+        ),
+        traits=traits,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        kind=kind,
+    )

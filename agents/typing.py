@@ -1,0 +1,151 @@
+"""Contracts shared by the run side and the minds: the records that cross
+module borders and the Protocols with several implementations. Nothing here
+knows about torch, Rich or Parquet."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+TRAITS: tuple[str, ...] = ("E", "A", "C", "O", "N")
+TRAIT_NAMES: dict[str, str] = {
+    "E": "extraversion",
+    "A": "agreeableness",
+    "C": "conscientiousness",
+    "O": "openness",
+    "N": "neuroticism",
+}
+
+RequestKind = Literal["solo", "encounter", "reflection"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Traits:
+    """Big-Five steering coefficients, each in [-1, 1]."""
+
+    E: float = 0.0
+    A: float = 0.0
+    C: float = 0.0
+    O: float = 0.0  # noqa: E741 - the trait's conventional letter
+    N: float = 0.0
+
+    def __post_init__(self) -> None:
+        for t in TRAITS:
+            v = getattr(self, t)
+            if not -1.0 <= v <= 1.0:
+                raise ValueError(f"trait {t} must be in [-1, 1], got {v}")
+
+    def as_tuple(self) -> tuple[float, float, float, float, float]:
+        return (self.E, self.A, self.C, self.O, self.N)
+
+    @classmethod
+    def from_sequence(cls, values: Sequence[float]) -> Traits:
+        return cls(**dict(zip(TRAITS, (float(v) for v in values), strict=True)))
+
+    def scaled(self, factor: float) -> Traits:
+        return Traits.from_sequence([v * factor for v in self.as_tuple()])
+
+    def label(self, threshold: float = 0.05) -> str:
+        """Compact form for the live view: `[C:+0.9, E:+0.5]`, strongest first."""
+        parts = sorted(
+            ((t, v) for t, v in zip(TRAITS, self.as_tuple()) if abs(v) >= threshold),
+            key=lambda tv: -abs(tv[1]),
+        )
+        return "[" + ", ".join(f"{t}:{v:+.1f}" for t, v in parts) + "]"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    """One chat turn."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    """One generation asked of a backend: a chat prompt, the personality to
+    steer it with, a token budget and the seed that makes it reproducible."""
+
+    prompt: tuple[Message, ...]
+    traits: Traits
+    max_new_tokens: int
+    seed: int
+    kind: RequestKind = "solo"
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+
+    def prompt_text(self) -> str:
+        return "\n".join(m.content for m in self.prompt)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Generation:
+    """What a backend returns for one Request, in the same order."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    steer: Traits = field(default_factory=Traits)  # coefficients actually applied
+    steer_layers: tuple[int, ...] = ()
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A language model behind one batched call per tick."""
+
+    name: str
+
+    def generate(self, requests: Sequence[Request]) -> list[Generation]:
+        """Generate all requests in one batched pass; the result is in request order."""
+        ...
+
+    def close(self) -> None:
+        """Release the model (memory, hooks)."""
+        ...
+
+
+@runtime_checkable
+class ImportanceScorer(Protocol):
+    """Rates memories 1..10 for the memory stream (batched)."""
+
+    def score(self, texts: Sequence[str]) -> list[float]: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors for relevance retrieval."""
+
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) float32, rows L2-normalised."""
+        ...
+
+
+MemoryKind = Literal["observation", "action", "reflection"]
+
+
+@runtime_checkable
+class MemoryStore(Protocol):
+    """Each agent's memories. The engine adds what happened during a tick,
+    calls end_tick once (so scoring can be batched), and retrieves for all
+    acting agents of the next tick at once."""
+
+    def add(self, agent_id: str, tick: int, text: str, kind: MemoryKind) -> None: ...
+
+    def end_tick(self, tick: int) -> None: ...
+
+    def retrieve(self, queries: dict[str, str], tick: int) -> dict[str, list[str]]:
+        """For each agent id, the texts of its most useful memories for the query."""
+        ...
+
+    def get_state(self) -> dict: ...
+
+    def set_state(self, state: dict) -> None: ...

@@ -1,0 +1,1 @@
+"""steersim's run side: config, world, scheduler, tick engine, storage, live view, CLI."""

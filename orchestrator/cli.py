@@ -1,0 +1,118 @@
+"""The command line: `python -m orchestrator.cli CONFIG [options]` (also the
+`steersim` console script). Parses options, resolves the config, hands it to
+the runner, and turns every SteersimError into one line on stderr with exit
+code 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from orchestrator.errors import SteersimError
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.command(
+    help=(
+        "Run a steersim simulation described by the YAML file CONFIG. "
+        "Outputs go to <storage.root>/dumps/<run_id>/ (messages/tick_*.parquet, "
+        "agents.parquet, perf.parquet, manifest.json)."
+    )
+)
+def run(
+    config: Annotated[
+        Path, typer.Argument(help="Run config (YAML). May name a `template:` to inherit from.")
+    ],
+    live: Annotated[
+        bool, typer.Option("--live", help="Print every tick's events as they happen (Rich).")
+    ] = False,
+    no_color: Annotated[
+        bool,
+        typer.Option("--no-color", help="Plain text without colours or styles, for log files."),
+    ] = False,
+    mock_model: Annotated[
+        bool,
+        typer.Option(
+            "--mock-model",
+            help="Use the mock backend (no model, instant); same as --set model.backend=mock.",
+        ),
+    ] = False,
+    max_events: Annotated[
+        int | None,
+        typer.Option(
+            "--max-events", metavar="N", help="Cap events per tick (overrides max_events_per_tick)."
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a config key by dotted path with a YAML value, e.g. --set inference.max_new_tokens=32 "
+            "--set steering.layers=[12,16]. Repeatable; applied after templates.",
+        ),
+    ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            "--run-id", metavar="ID", help="Name of the output folder (overrides run_id)."
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace an existing run directory with the same run id."),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the resolved, validated config as YAML and exit."),
+    ] = False,
+) -> None:
+    from orchestrator.config_loader import load_config
+
+    overrides = list(set_ or [])
+    if mock_model:
+        overrides.append("model.backend=mock")
+    if max_events is not None:
+        overrides.append(f"max_events_per_tick={max_events}")
+    if run_id is not None:
+        overrides.append(f"run_id={_yaml_string(run_id)}")
+    resolved = load_config(config, overrides)
+    if dry_run:
+        sys.stdout.write(resolved.to_yaml())
+        return
+
+    from orchestrator.live_view import ConsoleView
+    from orchestrator.runner import run_simulation
+
+    view = ConsoleView(live=live, no_color=no_color)
+    run_simulation(resolved, view, overwrite=overwrite)
+
+
+def _yaml_string(value: str) -> str:
+    """Quote a CLI string so YAML keeps it a string ('007' stays '007')."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=True)
+    except SteersimError as exc:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {exc}", markup=False)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted", markup=False)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

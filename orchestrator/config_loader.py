@@ -1,0 +1,241 @@
+"""Turns a YAML file plus CLI overrides into a validated RunConfig.
+
+Order: the file's `template:` chain is resolved (paths relative to the
+including file, recursive, mappings merged deeply, lists and scalars replaced,
+cycles refused), then `--set key=value` overrides, then validation against
+config_schema. Every failure is a ConfigError naming the file and dotted key.
+
+Security rule: a template must lie inside the directory of the config file the
+user named (or below it); absolute paths and `..` escapes out of it are
+refused. Only yaml.safe_load is used."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.config_schema import PersonaError, RunConfig
+from orchestrator.errors import ConfigError
+
+OVERRIDE_SOURCE = "--set"
+_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+MAX_TEMPLATE_DEPTH = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolvedConfig:
+    """A validated config with where it came from."""
+
+    config: RunConfig
+    source: Path  # the file the user named
+    files: tuple[Path, ...]  # the template chain, base first
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.config.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.as_dict(), sort_keys=False, allow_unicode=True)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ResolvedConfig:
+    """Resolve templates and overrides and validate; raises ConfigError."""
+    src = Path(path)
+    display = str(path)
+    if not src.is_file():
+        raise ConfigError(display, None, "config file not found")
+    root = src.resolve().parent
+    provenance: dict[str, str] = {}
+    files: list[Path] = []
+    raw = _load_with_templates(src.resolve(), display, root, (), provenance, files)
+    for item in overrides or []:
+        _apply_override(raw, item, provenance)
+    config = validate(raw, provenance, display)
+    return ResolvedConfig(config=config, source=src, files=tuple(files))
+
+
+def validate(raw: dict[str, Any], provenance: dict[str, str], default_source: str) -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        # The deepest location is the most specific: for a union such as
+        # `"random" | list[Persona]` it is the branch that matched the input's shape.
+        err = max(exc.errors(), key=lambda e: len(e["loc"]))
+        loc = tuple(err["loc"])
+        ctx_err = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_err, PersonaError):
+            key, msg = ctx_err.key, str(ctx_err)
+        else:
+            key, msg = _dotted(loc), _describe(err, loc)
+        raise ConfigError(_source_of(key, provenance, default_source), key or None, msg) from None
+
+
+def _load_yaml(path: Path, display: str) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(display, None, f"cannot read: {exc.__class__.__name__}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(display, None, f"YAML syntax error at {where}{problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(display, None, "the top level must be a mapping of keys")
+    for k in data:
+        if not isinstance(k, str):
+            raise ConfigError(display, str(k), "keys must be strings")
+    return data
+
+
+def _load_with_templates(
+    path: Path,
+    display: str,
+    root: Path,
+    chain: tuple[Path, ...],
+    provenance: dict[str, str],
+    files: list[Path],
+) -> dict[str, Any]:
+    if path in chain:
+        cycle = " -> ".join(p.name for p in (*chain, path))
+        raise ConfigError(display, "template", f"template cycle: {cycle}")
+    if len(chain) >= MAX_TEMPLATE_DEPTH:
+        raise ConfigError(display, "template", f"templates nested deeper than {MAX_TEMPLATE_DEPTH}")
+    data = _load_yaml(path, display)
+    template = data.pop("template", None)
+    merged: dict[str, Any] = {}
+    if template is not None:
+        if not isinstance(template, str) or not template.strip():
+            raise ConfigError(display, "template", "must be a file name (string)")
+        tpath = _template_path(path, template, root, display)
+        tdisplay = str(Path(display).parent / template)
+        merged = _load_with_templates(tpath, tdisplay, root, (*chain, path), provenance, files)
+    files.append(path)
+    _record(data, "", display, provenance)
+    return deep_merge(merged, data)
+
+
+def _template_path(including: Path, template: str, root: Path, display: str) -> Path:
+    if Path(template).is_absolute():
+        raise ConfigError(display, "template", "must be a path relative to the including file")
+    target = (including.parent / template).resolve()
+    if not target.is_relative_to(root):
+        raise ConfigError(
+            display, "template", f"{template!r} escapes the config's folder {root}; copy it there"
+        )
+    if not target.is_file():
+        raise ConfigError(display, "template", f"template file {template!r} not found")
+    return target
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge recursively; lists and scalars in `over` replace."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _record(data: Any, prefix: str, source: str, provenance: dict[str, str]) -> None:
+    if isinstance(data, dict):
+        for k, v in data.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            provenance[key] = source
+            _record(v, key, source, provenance)
+
+
+def _apply_override(raw: dict[str, Any], item: str, provenance: dict[str, str]) -> None:
+    key, sep, value_text = item.partition("=")
+    key = key.strip()
+    if not sep or not _KEY_RE.match(key):
+        raise ConfigError(
+            OVERRIDE_SOURCE, key or None, f"expected KEY=VALUE with a dotted key, got {item!r}"
+        )
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(OVERRIDE_SOURCE, key, f"value {value_text!r} is not valid YAML") from None
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: i + 1])
+            raise ConfigError(OVERRIDE_SOURCE, key, f"{prefix} is not a mapping")
+        node = child
+    node[parts[-1]] = value
+    provenance[key] = OVERRIDE_SOURCE
+    _record(value, key, OVERRIDE_SOURCE, provenance)
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("list[Persona]", "literal['random']") or str(part).startswith(
+            ("function-", "list[", "literal[")
+        ):
+            continue  # union branch labels pydantic puts in the location
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _source_of(key: str, provenance: dict[str, str], default: str) -> str:
+    probe = key
+    while probe:
+        if probe in provenance:
+            return provenance[probe]
+        probe = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
+    return default
+
+
+def _describe(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        fields = _fields_at(loc[:-1])
+        hint = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6)
+        suggestion = (
+            f"; did you mean {hint[0]!r}?" if hint else f"; valid keys: {', '.join(fields)}"
+        )
+        return f"unknown key{suggestion}"
+    value = err.get("input")
+    shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+    msg = err["msg"]
+    msg = msg.removeprefix("Value error, ")
+    return f"{msg}{shown}"
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] | None = RunConfig
+    for part in loc:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return sorted(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found:
+            return found
+    return None

@@ -1,0 +1,180 @@
+"""The tick engine: plan events, build every acting agent's prompt, call the
+backend ONCE for the whole batch, parse and apply the actions, record memories
+and return the tick's rows. It knows nothing about Rich, files or the CLI; the
+runner persists what it returns and the live view renders it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from agents.prompting import action_request
+from agents.typing import Backend, Generation, MemoryStore, Request
+from orchestrator.actions import Action, clean_text, parse
+from orchestrator.config_schema import RunConfig
+from orchestrator.records import MessageRow
+from orchestrator.scheduler import Event, plan_events
+from orchestrator.seeding import GENERATION, derive_seed
+from orchestrator.world import AgentState, World
+
+RAW_TEXT_CHARS = 2000
+
+
+@dataclass(frozen=True, kw_only=True)
+class TickResult:
+    tick: int
+    events: list[Event]
+    rows: list[MessageRow]
+    generate_s: float
+    reflect_s: float
+    memory_s: float
+    tick_s: float
+    generate_calls: int
+    oom_splits: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Turn:
+    """One agent acting in one event."""
+
+    event: Event
+    agent: AgentState
+    companions: tuple[str, ...]  # names
+    request: Request
+
+
+class Simulation:
+    def __init__(
+        self, *, config: RunConfig, world: World, backend: Backend, memory: MemoryStore
+    ) -> None:
+        self.config = config
+        self.world = world
+        self.backend = backend
+        self.memory = memory
+
+    def step(self) -> TickResult:
+        """Run the world's next tick."""
+        start = time.perf_counter()
+        cfg, world = self.config, self.world
+        tick = world.tick
+        events = plan_events(
+            world, tick, cfg.seed, cfg.max_events_per_tick, cfg.world.max_group_size
+        )
+
+        t0 = time.perf_counter()
+        turns = self._turns(events, tick)
+        memory_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        gens = self.backend.generate([t.request for t in turns]) if turns else []
+        generate_s = time.perf_counter() - t0
+        if len(gens) != len(turns):
+            raise RuntimeError(
+                f"backend returned {len(gens)} generations for {len(turns)} requests"
+            )
+
+        t0 = time.perf_counter()
+        rows = [self._apply(turn, gen, tick) for turn, gen in zip(turns, gens, strict=True)]
+        self.memory.end_tick(tick)
+        memory_s += time.perf_counter() - t0
+
+        world.tick = tick + 1
+        return TickResult(
+            tick=tick,
+            events=events,
+            rows=rows,
+            generate_s=generate_s,
+            reflect_s=0.0,
+            memory_s=memory_s,
+            tick_s=time.perf_counter() - start,
+            generate_calls=1 if turns else 0,
+        )
+
+    def _turns(self, events: list[Event], tick: int) -> list[Turn]:
+        cfg, world = self.config, self.world
+        acting = [(e, world.agent(a)) for e in events for a in e.agent_ids]
+        queries = {
+            agent.id: f"{agent.goal}. At the {event.location} with "
+            + ", ".join(world.agent(o).name for o in event.agent_ids if o != agent.id)
+            for event, agent in acting
+        }
+        memories = self.memory.retrieve(queries, tick)
+        turns = []
+        for event, agent in acting:
+            companions = tuple(world.agent(o).name for o in event.agent_ids if o != agent.id)
+            request = action_request(
+                name=agent.name,
+                age=agent.age,
+                home=agent.home,
+                goal=agent.goal,
+                plan=agent.plan,
+                places=world.locations,
+                tick=tick,
+                location=event.location,
+                companions=companions,
+                memories=memories.get(agent.id, []),
+                traits=agent.traits,
+                max_new_tokens=cfg.inference.tokens_for(event.kind),
+                seed=derive_seed(cfg.seed, GENERATION, tick, agent.index),
+                kind=event.kind,
+            )
+            turns.append(Turn(event=event, agent=agent, companions=companions, request=request))
+        return turns
+
+    def _apply(self, turn: Turn, gen: Generation, tick: int) -> MessageRow:
+        agent, event = turn.agent, turn.event
+        action = parse(gen.text, self.world.locations)
+        self._remember(turn, action, tick)
+        if action.kind == "MOVE" and action.target:
+            self.world.move(agent.id, action.target)
+        s = gen.steer
+        return MessageRow(
+            run_id=self.config.run_id,
+            tick=tick,
+            event_id=event.event_id,
+            event_kind=event.kind,
+            agent_id=agent.id,
+            agent_name=agent.name,
+            location=event.location,
+            action=action.kind,
+            target=action.target,
+            content=action.content,
+            goal=agent.plan or agent.goal,
+            raw_text=clean_text(gen.text, RAW_TEXT_CHARS),
+            prompt_tokens=gen.prompt_tokens,
+            completion_tokens=gen.completion_tokens,
+            steer_E=s.E,
+            steer_A=s.A,
+            steer_C=s.C,
+            steer_O=s.O,
+            steer_N=s.N,
+            steer_layers=list(gen.steer_layers),
+            reflected=False,
+            parse_ok=action.parse_ok,
+            latency_ms=gen.latency_s * 1000.0,
+        )
+
+    def _remember(self, turn: Turn, action: Action, tick: int) -> None:
+        agent, event = turn.agent, turn.event
+        own, heard = describe(agent.name, action, event.location)
+        self.memory.add(agent.id, tick, own, "action")
+        if heard:
+            for other in event.agent_ids:
+                if other != agent.id:
+                    self.memory.add(other, tick, heard, "observation")
+
+
+def describe(name: str, action: Action, location: str) -> tuple[str, str | None]:
+    """(the actor's own memory, what the others in the event observe)."""
+    place = location.replace("_", " ")
+    if action.kind == "MOVE":
+        dest = (action.target or "").replace("_", " ")
+        return f"I went from the {place} to the {dest}.", f"{name} left for the {dest}."
+    if action.kind == "SAY":
+        return f'I said at the {place}: "{action.content}"', f'{name} said: "{action.content}"'
+    if action.kind == "WORK":
+        what = action.content or "my goal"
+        return f"I worked at the {place}: {what}", f"{name} was working: {what}"
+    if action.kind == "REST":
+        return f"I rested at the {place}.", f"{name} took a break."
+    return f"I did nothing at the {place}.", None

@@ -1,0 +1,127 @@
+"""The rows a run writes, as typed records with their Arrow schemas: the
+documented output contract that the analysis scripts read."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageRow:
+    run_id: str
+    tick: int
+    event_id: int
+    event_kind: str  # solo | encounter | reflection
+    agent_id: str
+    agent_name: str
+    location: str  # where the agent was when it acted
+    action: str  # MOVE | SAY | WORK | REST | IDLE | REFLECT
+    target: str | None  # MOVE: destination
+    content: str  # what was said / done (cleaned)
+    goal: str  # the goal (or plan) the agent had in its prompt
+    raw_text: str  # the model's output as generated (cleaned of control chars)
+    prompt_tokens: int
+    completion_tokens: int
+    steer_E: float
+    steer_A: float
+    steer_C: float
+    steer_O: float
+    steer_N: float
+    steer_layers: list[int]
+    reflected: bool  # the row belongs to a reflection tick of this agent
+    parse_ok: bool
+    latency_ms: float
+
+
+MESSAGE_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("tick", pa.int32()),
+        ("event_id", pa.int32()),
+        ("event_kind", pa.string()),
+        ("agent_id", pa.string()),
+        ("agent_name", pa.string()),
+        ("location", pa.string()),
+        ("action", pa.string()),
+        ("target", pa.string()),
+        ("content", pa.string()),
+        ("goal", pa.string()),
+        ("raw_text", pa.string()),
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("steer_E", pa.float32()),
+        ("steer_A", pa.float32()),
+        ("steer_C", pa.float32()),
+        ("steer_O", pa.float32()),
+        ("steer_N", pa.float32()),
+        ("steer_layers", pa.list_(pa.int32())),
+        ("reflected", pa.bool_()),
+        ("parse_ok", pa.bool_()),
+        ("latency_ms", pa.float64()),
+    ]
+)
+
+AGENT_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("name", pa.string()),
+        ("age", pa.int32()),
+        ("home", pa.string()),
+        ("goal", pa.string()),
+        ("E", pa.float32()),
+        ("A", pa.float32()),
+        ("C", pa.float32()),
+        ("O", pa.float32()),
+        ("N", pa.float32()),
+    ]
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PerfRow:
+    tick: int
+    events: int
+    requests: int  # rows in the tick's batched generate call(s)
+    generate_calls: int  # backend.generate calls this tick (1, plus 1 on a reflection tick)
+    prompt_tokens: int
+    completion_tokens: int
+    generate_s: float
+    reflect_s: float
+    memory_s: float
+    tick_s: float
+    parse_failures: int
+    oom_splits: int
+    rss_mb: float
+
+
+PERF_SCHEMA = pa.schema(
+    [
+        ("tick", pa.int32()),
+        ("events", pa.int32()),
+        ("requests", pa.int32()),
+        ("generate_calls", pa.int32()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("generate_s", pa.float64()),
+        ("reflect_s", pa.float64()),
+        ("memory_s", pa.float64()),
+        ("tick_s", pa.float64()),
+        ("parse_failures", pa.int32()),
+        ("oom_splits", pa.int32()),
+        ("rss_mb", pa.float64()),
+    ]
+)
+
+# Columns that measure time and so differ between otherwise identical runs.
+TIMING_COLUMNS = ("latency_ms", "generate_s", "reflect_s", "memory_s", "tick_s", "rss_mb")
+
+
+def to_table(rows: list, schema: pa.Schema) -> pa.Table:
+    """Records (dataclasses) to an Arrow table with a fixed schema, even when empty."""
+    names = schema.names
+    if rows:
+        assert [f.name for f in fields(rows[0])] == names, "record and schema disagree"
+    dicts = [asdict(r) for r in rows]
+    return pa.table({n: [d[n] for d in dicts] for n in names}, schema=schema)

@@ -1,0 +1,146 @@
+"""The run directory and everything written into it. Files are written to a
+temporary name in the same folder, fsynced and renamed, so a reader (or a
+crash) never sees half a file. Paths are checked to stay under storage.root."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchestrator.errors import RunDirError
+from orchestrator.records import (
+    AGENT_SCHEMA,
+    MESSAGE_SCHEMA,
+    PERF_SCHEMA,
+    MessageRow,
+    PerfRow,
+    to_table,
+)
+
+TMP_PREFIX = ".tmp-"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) on a temp file beside `path`, fsync it, rename it over `path`."""
+    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    text = json.dumps(data, indent=2, sort_keys=False, default=str)
+    atomic_write(path, lambda p: p.write_text(text + "\n", encoding="utf-8"))
+
+
+def atomic_write_table(path: Path, table: pa.Table) -> None:
+    atomic_write(path, lambda p: pq.write_table(table, p, compression="zstd"))
+
+
+def run_dir_for(root: str | Path, run_id: str) -> Path:
+    """storage.root/dumps/<run_id>, refusing anything that leaves storage.root/dumps."""
+    dumps = Path(root).resolve() / "dumps"
+    target = (dumps / run_id).resolve()
+    if target.parent != dumps:
+        raise RunDirError(f"run_id: {run_id!r} would write outside {dumps}")
+    return target
+
+
+class RunDir:
+    """Layout of one run's outputs (see README, "Output schema")."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.messages = path / "messages"
+        self.checkpoint = path / "checkpoint"
+        self.manifest = path / "manifest.json"
+        self.agents = path / "agents.parquet"
+        self.perf = path / "perf.parquet"
+
+    def tick_file(self, tick: int) -> Path:
+        return self.messages / f"tick_{tick:06d}.parquet"
+
+    def exists(self) -> bool:
+        return self.path.exists() and any(self.path.iterdir())
+
+    def create(self, *, overwrite: bool) -> None:
+        if self.exists():
+            if not overwrite:
+                raise RunDirError(
+                    f"run directory {self.path} already exists; pass --overwrite to replace it "
+                    "or --run-id to pick another name"
+                )
+            shutil.rmtree(self.path)
+        self.messages.mkdir(parents=True, exist_ok=True)
+
+    def clean_temp_files(self) -> int:
+        """Remove temp files a crash left behind; returns how many."""
+        n = 0
+        for folder in (self.path, self.messages, self.checkpoint):
+            if folder.is_dir():
+                for p in folder.glob(TMP_PREFIX + "*"):
+                    p.unlink(missing_ok=True)
+                    n += 1
+        return n
+
+
+class DumpWriter:
+    """Writes a run's tick files, agents, perf stats and manifest."""
+
+    def __init__(self, run_dir: RunDir) -> None:
+        self.run_dir = run_dir
+        self._perf: list[PerfRow] = []
+
+    def write_tick(self, tick: int, rows: list[MessageRow]) -> Path:
+        path = self.run_dir.tick_file(tick)
+        atomic_write_table(path, to_table(rows, MESSAGE_SCHEMA))
+        return path
+
+    def write_agents(self, rows: list[dict[str, Any]]) -> None:
+        table = pa.Table.from_pylist(rows, schema=AGENT_SCHEMA)
+        atomic_write_table(self.run_dir.agents, table)
+
+    def add_perf(self, row: PerfRow) -> None:
+        self._perf.append(row)
+        atomic_write_table(self.run_dir.perf, to_table(self._perf, PERF_SCHEMA))
+
+    def load_perf(self) -> None:
+        """Continue perf.parquet of a resumed run."""
+        if self.run_dir.perf.exists():
+            table = pq.read_table(self.run_dir.perf)
+            self._perf = [PerfRow(**r) for r in table.to_pylist()]
+
+    def truncate_perf(self, next_tick: int) -> None:
+        self._perf = [r for r in self._perf if r.tick < next_tick]
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        atomic_write_json(self.run_dir.manifest, manifest)
