@@ -51,7 +51,7 @@ class Traits:
     def label(self, threshold: float = 0.05) -> str:
         """Compact form for the live view: `[C:+0.9, E:+0.5]`, strongest first."""
         parts = sorted(
-            ((t, v) for t, v in zip(TRAITS, self.as_tuple()) if abs(v) >= threshold),
+            ((t, v) for t, v in zip(TRAITS, self.as_tuple(), strict=True) if abs(v) >= threshold),
             key=lambda tv: -abs(tv[1]),
         )
         return "[" + ", ".join(f"{t}:{v:+.1f}" for t, v in parts) + "]"

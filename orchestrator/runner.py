@@ -77,7 +77,7 @@ def _run(
                 "age": a.age,
                 "home": a.home,
                 "goal": a.goal,
-                **dict(zip("EACON", a.traits.as_tuple())),
+                **dict(zip("EACON", a.traits.as_tuple(), strict=True)),
             }
             for a in agents
         ]
