@@ -21,7 +21,7 @@ ActionKind = Literal["MOVE", "SAY", "WORK", "REST", "IDLE"]
 ACTION_KINDS: tuple[str, ...] = ("MOVE", "SAY", "WORK", "REST", "IDLE")
 MAX_CONTENT_CHARS = 500
 _VERB_RE = re.compile(
-    r"^[\W_]*(?:action\s*[:\-]\s*)?(move|go|say|work|rest)\b\s*[:\-]?\s*(.*)$", re.IGNORECASE
+    r"^[\W_]*(?:action\s*[:\-]\s*)?(move|go|say|work|rest)\b[\s*:\-]*(.*)$", re.IGNORECASE
 )
 _MOVE_FILLER = re.compile(r"^(?:to\s+)?(?:the\s+)?", re.IGNORECASE)
 

@@ -105,9 +105,6 @@ def _load_with_templates(
     provenance: dict[str, str],
     files: list[Path],
 ) -> dict[str, Any]:
-    if path in chain:
-        cycle = " -> ".join(p.name for p in (*chain, path))
-        raise ConfigError(display, "template", f"template cycle: {cycle}")
     if len(chain) >= MAX_TEMPLATE_DEPTH:
         raise ConfigError(display, "template", f"templates nested deeper than {MAX_TEMPLATE_DEPTH}")
     data = _load_yaml(path, display)
@@ -117,6 +114,9 @@ def _load_with_templates(
         if not isinstance(template, str) or not template.strip():
             raise ConfigError(display, "template", "must be a file name (string)")
         tpath = _template_path(path, template, root, display)
+        if tpath in (*chain, path):
+            cycle = " -> ".join(p.name for p in (*chain, path, tpath))
+            raise ConfigError(display, "template", f"template cycle: {cycle}")
         tdisplay = str(Path(display).parent / template)
         merged = _load_with_templates(tpath, tdisplay, root, (*chain, path), provenance, files)
     files.append(path)
@@ -161,7 +161,9 @@ def _apply_override(raw: dict[str, Any], item: str, provenance: dict[str, str]) 
     key = key.strip()
     if not sep or not _KEY_RE.match(key):
         raise ConfigError(
-            OVERRIDE_SOURCE, key or None, f"expected KEY=VALUE with a dotted key, got {item!r}"
+            OVERRIDE_SOURCE,
+            key if sep and key else None,
+            f"expected KEY=VALUE with a dotted key, got {item!r}",
         )
     try:
         value = yaml.safe_load(value_text) if value_text.strip() else None

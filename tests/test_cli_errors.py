@@ -1,0 +1,83 @@
+"""Bad input at the CLI: one line naming the file/key, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.cli import main
+from tests.conftest import CONFIGS
+from tests.helpers import cli
+
+
+def _exit(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    captured = capsys.readouterr()
+    return info.value.code, captured.err.strip()
+
+
+@pytest.mark.parametrize(
+    ("config_text", "extra", "fragment"),
+    [
+        (None, [], "config file not found"),
+        ("ticks: [1\n", [], "YAML syntax error"),
+        ("template: cfg.yaml\n", [], "template cycle"),
+        ("tiks: 3\n", [], "tiks: unknown key; did you mean 'ticks'?"),
+        ("ticks: three\n", [], "ticks: Input should be a valid integer"),
+        ("population: {agents: -1}\n", [], "population.agents: Input should be greater than 0"),
+        ("ticks: 2\n", ["--run-id", "../../etc"], "run_id: invalid run id"),
+        ("ticks: 2\n", ["--run-id", "a/b"], "run_id: invalid run id"),
+        (
+            "ticks: 2\n",
+            ["--max-events", "0"],
+            "max_events_per_tick: Input should be greater than 0",
+        ),
+        (
+            "population: {agents: 1, traits: [{name: Q, home: mars}]}\n",
+            [],
+            "population.traits[0].home",
+        ),
+        ("ticks: 2\n", ["--set", "steering.layers=[1,"], "not valid YAML"),
+    ],
+)
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, config_text, extra, fragment):
+    path = tmp_path / "cfg.yaml"
+    if config_text is not None:
+        path.write_text(config_text)
+    argv = [str(path), "--mock-model", "--set", f"storage.root={tmp_path}/st", *extra]
+    code, err = _exit(argv, capsys)
+    assert code == 2
+    assert fragment in err
+    assert err.startswith("error: ") and "\n" not in err
+    assert "cfg.yaml" in err or "--set" in err
+    assert not (tmp_path / "st").exists()
+
+
+def test_subprocess_has_no_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("template: run.fast.yaml\nmodel: {backnd: mock}\n")
+    proc = cli(str(bad))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_explains_options():
+    proc = cli("--help")
+    assert proc.returncode == 0
+    for option in (
+        "--live",
+        "--no-color",
+        "--mock-model",
+        "--max-events",
+        "--set",
+        "--run-id",
+        "--overwrite",
+        "--dry-run",
+    ):
+        assert option in proc.stdout
+
+
+def test_shipped_fast_config_dry_run_ok():
+    proc = cli(str(CONFIGS / "run.fast.yaml"), "--dry-run")
+    assert proc.returncode == 0 and "run_id: fast" in proc.stdout
