@@ -1,0 +1,64 @@
+"""One run's full analysis: load the dumps, compute the report, draw the three
+figures and save report.md / report.json beside them. The function the
+analyze_simulation script (and tests) call."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.analysis import plots
+from orchestrator.analysis.report import render_markdown
+from orchestrator.analysis.stats import RunReport, agent_profiles, build_report, per_tick_counts
+from orchestrator.dumps_reader import default_analysis_dir, load_run
+from orchestrator.errors import SteersimError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnalysisResult:
+    out_dir: Path
+    report: RunReport
+    markdown: str
+    figures: list[Path]
+    markdown_path: Path
+    json_path: Path
+
+
+def analyse_run(run_dir: Path, out_dir: Path | None = None) -> AnalysisResult:
+    """Analyse the run at `run_dir`; files go to `out_dir` (default: see
+    dumps_reader.default_analysis_dir)."""
+    dumps = load_run(run_dir)
+    out = out_dir or default_analysis_dir(run_dir, dumps.run_id)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SteersimError(f"cannot create the output folder {out}: {exc}") from None
+    report = build_report(dumps)
+    figures = [
+        plots.action_distribution(
+            report.actions, out / "action_distribution.png", run_id=dumps.run_id
+        ),
+        plots.steering_heatmap(
+            agent_profiles(dumps.messages), out / "steering_heatmap.png", run_id=dumps.run_id
+        ),
+        plots.activity_over_time(
+            per_tick_counts(dumps.messages), out / "activity_over_time.png", run_id=dumps.run_id
+        ),
+    ]
+    markdown = render_markdown(report, [f.name for f in figures])
+    md_path, json_path = out / "report.md", out / "report.json"
+    md_path.write_text(markdown, encoding="utf-8")
+    json_path.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+    log.info("analysis of %s saved in %s", dumps.run_id, out)
+    return AnalysisResult(
+        out_dir=out,
+        report=report,
+        markdown=markdown,
+        figures=figures,
+        markdown_path=md_path,
+        json_path=json_path,
+    )

@@ -1,0 +1,126 @@
+"""The report's figures as PNG files, drawn with matplotlib's Agg backend
+(no display needed) at a size and font that read well in a paper column.
+Each function takes the data it draws and the output path; none reads dumps."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: files only, never a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+
+from agents.typing import TRAIT_NAMES, TRAITS  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+DPI = 200
+STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 12,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+ACTION_FILES = ("action_distribution.png", "steering_heatmap.png", "activity_over_time.png")
+MAX_LABELLED_AGENTS = 60  # beyond this the heatmap drops agent names and cell values
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    log.info("wrote %s", path)
+    return path
+
+
+def action_distribution(actions: dict[str, int], path: Path, *, run_id: str = "") -> Path:
+    """Bar chart of rows per action type, each bar labelled with its share."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.0, 3.6))
+        names, counts = list(actions), np.array(list(actions.values()), dtype=float)
+        total = max(counts.sum(), 1.0)
+        bars = ax.bar(names, counts, color="#4C72B0")
+        ax.bar_label(bars, labels=[f"{100 * c / total:.1f}%" for c in counts], padding=2)
+        ax.set_xlabel("action type")
+        ax.set_ylabel("actions (rows)")
+        ax.set_title(f"Action distribution{f' — {run_id}' if run_id else ''}")
+        ax.margins(y=0.12)
+        return _save(fig, path)
+
+
+def steering_heatmap(profiles: pd.DataFrame, path: Path, *, run_id: str = "") -> Path:
+    """Agents × traits heatmap of the applied coefficients; a diverging colour
+    map centred on 0 (blue low, red high), symmetric limits, a labelled colour bar.
+    `profiles`: one row per agent with columns agent_name, E, A, C, O, N."""
+    values = profiles[list(TRAITS)].to_numpy(dtype=float)  # (agents, 5)
+    n = len(values)
+    limit = float(np.nanmax(np.abs(values))) if n else 1.0
+    limit = limit if limit > 0 else 1.0
+    labelled = n <= MAX_LABELLED_AGENTS
+    with plt.rc_context(STYLE):
+        height = min(max(2.5, 0.22 * n + 1.5), 14.0)
+        fig, ax = plt.subplots(figsize=(5.6, height))
+        img = ax.imshow(
+            values if n else np.zeros((1, 5)),
+            aspect="auto",
+            cmap="RdBu_r",
+            norm=TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit),
+            interpolation="nearest",
+        )
+        ax.set_xticks(
+            range(len(TRAITS)),
+            [f"{t} ({TRAIT_NAMES[t]})" for t in TRAITS],
+            rotation=30,
+            ha="right",
+            rotation_mode="anchor",
+        )
+        if labelled:
+            ax.set_yticks(range(n), list(profiles["agent_name"].astype(str)))
+            if n <= 40:
+                for (i, j), v in np.ndenumerate(values):
+                    colour = "white" if abs(v) > 0.6 * limit else "black"
+                    ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=6, color=colour)
+        else:
+            ax.set_yticks([])
+        ax.set_ylabel(f"agent ({n})")
+        ax.set_xlabel("trait")
+        ax.set_title(f"Steering coefficients{f' — {run_id}' if run_id else ''}")
+        ax.spines[:].set_visible(False)
+        bar = fig.colorbar(img, ax=ax, fraction=0.05, pad=0.03)
+        bar.set_label("coefficient (− low … + high)")
+        return _save(fig, path)
+
+
+def activity_over_time(per_tick: pd.DataFrame, path: Path, *, run_id: str = "") -> Path:
+    """Actions, messages (SAY) and parse failures per tick.
+    `per_tick`: index tick, columns actions, messages, parse_failures."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.4, 3.6))
+        ticks = per_tick.index.to_numpy()
+        marker = "o" if len(ticks) <= 60 else None
+        ax.plot(ticks, per_tick["actions"], marker=marker, ms=3, label="actions (all rows)")
+        ax.plot(ticks, per_tick["messages"], marker=marker, ms=3, label="messages (SAY)")
+        ax.plot(
+            ticks,
+            per_tick["parse_failures"],
+            ls="--",
+            color="#C44E52",
+            label="unparsed outputs",
+        )
+        ax.set_xlabel("tick")
+        ax.set_ylabel("count per tick")
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"Activity over time{f' — {run_id}' if run_id else ''}")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
+        ax.grid(axis="y", alpha=0.3)
+        return _save(fig, path)
