@@ -31,8 +31,12 @@ app = typer.Typer(
 )
 def run(
     config: Annotated[
-        Path, typer.Argument(help="Run config (YAML). May name a `template:` to inherit from.")
-    ],
+        Path | None,
+        typer.Argument(
+            help="Run config (YAML). May name a `template:` to inherit from. "
+            "Optional with --resume (the run's own config is used)."
+        ),
+    ] = None,
     live: Annotated[
         bool, typer.Option("--live", help="Print every tick's events as they happen (Rich).")
     ] = False,
@@ -72,12 +76,36 @@ def run(
         bool,
         typer.Option("--overwrite", help="Replace an existing run directory with the same run id."),
     ] = False,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="RUN_ID",
+            help="Continue run RUN_ID after its last complete tick. With CONFIG, the config must "
+            "match the run's unless --force.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="With --resume: accept a changed config or different steering vectors."
+        ),
+    ] = False,
+    storage_root: Annotated[
+        str | None,
+        typer.Option(
+            "--storage-root",
+            metavar="PATH",
+            help="With --resume and no CONFIG: where the run's dumps are (default: storage).",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Print the resolved, validated config as YAML and exit."),
     ] = False,
 ) -> None:
     from orchestrator.config_loader import load_config
+    from orchestrator.errors import ConfigError
 
     overrides = list(set_ or [])
     if mock_model:
@@ -86,16 +114,38 @@ def run(
         overrides.append(f"max_events_per_tick={max_events}")
     if run_id is not None:
         overrides.append(f"run_id={_yaml_string(run_id)}")
-    resolved = load_config(config, overrides)
+    if config is None and resume is None:
+        raise ConfigError(
+            "command line", None, "give a CONFIG file, or --resume RUN_ID (see --help)"
+        )
+    resolved = load_config(config, overrides) if config is not None else None
     if dry_run:
+        if resolved is None:
+            raise ConfigError("command line", None, "--dry-run needs a CONFIG file")
         sys.stdout.write(resolved.to_yaml())
         return
 
     from orchestrator.live_view import ConsoleView
-    from orchestrator.runner import run_simulation
+    from orchestrator.runner import resume_simulation, run_simulation
 
     view = ConsoleView(live=live, no_color=no_color)
-    run_simulation(resolved, view, overwrite=overwrite)
+    if resume is not None:
+        if config is None and overrides:
+            raise ConfigError(
+                "--set", None, "overrides need a CONFIG file; give it with --resume and --force"
+            )
+        from orchestrator.config_schema import check_run_id
+
+        try:
+            check_run_id(resume)
+        except ValueError as exc:
+            raise ConfigError("--resume", None, str(exc)) from None
+        root = storage_root or (resolved.config.storage.root if resolved else "storage")
+        summary = resume_simulation(resume, view, storage_root=root, resolved=resolved, force=force)
+    else:
+        summary = run_simulation(resolved, view, overwrite=overwrite)
+    if summary.status == "interrupted":
+        raise typer.Exit(130)
 
 
 def _yaml_string(value: str) -> str:

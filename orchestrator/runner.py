@@ -1,18 +1,27 @@
 """Assembles and drives one run: checks the output directory, builds the
-backend and memory, writes agents, ticks, perf stats and the manifest, and
-reports each tick to a view. Everything that can fail on user input fails
-before the run directory is created."""
+backend and memory, writes agents, ticks, perf stats, checkpoints and the
+manifest, and reports each tick to a view. New runs and resumed runs share the
+same tick loop. Everything that can fail on user input fails before anything
+is written."""
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 from agents.backends import build_backend
+from agents.oom_backoff import OOMBackoff
 from agents.recent_memory import RecentMemory
 from agents.typing import Backend, MemoryStore
-from orchestrator.config_loader import ResolvedConfig
+from orchestrator.checkpoint import Checkpoint, config_hash, load_checkpoint, save_checkpoint
+from orchestrator.config_loader import ResolvedConfig, validate
+from orchestrator.config_schema import RunConfig
 from orchestrator.engine import Simulation, TickResult
+from orchestrator.errors import ResumeError
+from orchestrator.interrupts import graceful_interrupt
 from orchestrator.live_view import RunSummary
 from orchestrator.manifest import new_manifest, now_iso
 from orchestrator.population import build_agents
@@ -28,92 +37,165 @@ class View(Protocol):
     def finish(self, summary: RunSummary) -> None: ...
 
 
-def build_memory(resolved: ResolvedConfig) -> MemoryStore:
+def build_memory(resolved: ResolvedConfig, backend: Backend) -> MemoryStore:
     return RecentMemory(top_k=resolved.config.memory.top_k)
 
 
+@dataclass
+class _Run:
+    """What the tick loop needs, however the run started."""
+
+    config: RunConfig
+    resolved: ResolvedConfig
+    run_dir: RunDir
+    backend: OOMBackoff
+    sim: Simulation
+    writer: DumpWriter
+    manifest: dict[str, Any]
+    vectors_hash: str | None
+
+
 def run_simulation(
-    resolved: ResolvedConfig,
-    view: View,
-    *,
-    overwrite: bool = False,
-    backend: Backend | None = None,
+    resolved: ResolvedConfig, view: View, *, overwrite: bool = False, backend: Backend | None = None
 ) -> RunSummary:
+    """Start a new run (refusing an existing run dir unless overwrite)."""
     cfg = resolved.config
     run_dir = RunDir(run_dir_for(cfg.storage.root, cfg.run_id))
     if run_dir.exists() and not overwrite:
         run_dir.create(overwrite=False)  # raises the clear "already exists" error
-    backend = backend or build_backend(cfg)
+    wrapped = OOMBackoff(backend or build_backend(cfg))
     try:
-        return _run(resolved, run_dir, backend, view, overwrite)
+        agents = build_agents(cfg.population, cfg.world, cfg.seed)
+        world = World(cfg.world.locations, agents)
+        memory = build_memory(resolved, wrapped)
+        run_dir.create(overwrite=overwrite)
+        writer = DumpWriter(run_dir)
+        manifest = new_manifest(
+            run_id=cfg.run_id,
+            config=resolved.as_dict(),
+            config_file=str(resolved.source),
+            seed=cfg.seed,
+        )
+        manifest["model"] = _describe(wrapped)
+        manifest["config_hash"] = config_hash(resolved.as_dict())
+        writer.write_manifest(manifest)
+        writer.write_agents([_agent_row(a) for a in agents])
+        sim = Simulation(config=cfg, world=world, backend=wrapped, memory=memory)
+        run = _Run(cfg, resolved, run_dir, wrapped, sim, writer, manifest, _vectors_hash(manifest))
+        return _drive(run, view)
     finally:
-        backend.close()
+        wrapped.close()
 
 
-def _run(
-    resolved: ResolvedConfig, run_dir: RunDir, backend: Backend, view: View, overwrite: bool
+def resume_simulation(
+    run_id: str,
+    view: View,
+    *,
+    storage_root: str | Path,
+    resolved: ResolvedConfig | None = None,
+    force: bool = False,
+    backend: Backend | None = None,
 ) -> RunSummary:
-    cfg = resolved.config
-    agents = build_agents(cfg.population, cfg.world, cfg.seed)
-    world = World(cfg.world.locations, agents)
-    memory = build_memory(resolved)
-    sim = Simulation(config=cfg, world=world, backend=backend, memory=memory)
+    """Continue a run after its last complete tick."""
+    run_dir = RunDir(run_dir_for(storage_root, run_id))
+    if not run_dir.manifest.exists():
+        raise ResumeError(f"--resume {run_id}: no run found at {run_dir.path}")
+    manifest = json.loads(run_dir.manifest.read_text(encoding="utf-8"))
+    stored = validate(manifest["config"], {}, str(run_dir.manifest))
+    if resolved is None:
+        resolved = ResolvedConfig(config=stored, source=run_dir.manifest, files=())
+    elif config_hash(resolved.as_dict()) != config_hash(manifest["config"]) and not force:
+        changed = _changed_keys(manifest["config"], resolved.as_dict())
+        raise ResumeError(
+            f"--resume {run_id}: the config differs from the run's ({', '.join(changed)}); "
+            "pass --force to resume with the new config"
+        )
+    cfg = resolved.config.model_copy(update={"run_id": run_id})
+    resolved = ResolvedConfig(config=cfg, source=resolved.source, files=resolved.files)
+    ckpt = load_checkpoint(run_dir.checkpoint)
+    next_tick = ckpt.next_tick if ckpt else 0
+    if next_tick >= cfg.ticks:
+        raise ResumeError(f"--resume {run_id}: the run already completed all {cfg.ticks} ticks")
 
-    run_dir.create(overwrite=overwrite)
-    writer = DumpWriter(run_dir)
-    manifest = new_manifest(
-        run_id=cfg.run_id,
-        config=resolved.as_dict(),
-        config_file=str(resolved.source),
-        seed=cfg.seed,
-    )
-    manifest["model"] = getattr(backend, "describe", lambda: {"backend": backend.name})()
-    writer.write_manifest(manifest)
-    writer.write_agents(
-        [
-            {
-                "id": a.id,
-                "name": a.name,
-                "age": a.age,
-                "home": a.home,
-                "goal": a.goal,
-                **dict(zip("EACON", a.traits.as_tuple(), strict=True)),
-            }
-            for a in agents
-        ]
-    )
-
-    start = time.perf_counter()
-    view.start(first_tick=world.tick, total_ticks=cfg.ticks)
-    status = "failed"
+    wrapped = OOMBackoff(backend or build_backend(cfg))
     try:
-        while world.tick < cfg.ticks:
-            result = sim.step()
-            writer.write_tick(result.tick, result.rows)
-            writer.add_perf(perf_row(result))
-            manifest["ticks_completed"] = world.tick
-            view.on_tick(result)
-        status = "complete"
+        vectors_hash = _vectors_hash({"model": _describe(wrapped)})
+        if ckpt and ckpt.vectors_hash != vectors_hash and not force:
+            raise ResumeError(
+                f"--resume {run_id}: the steering vectors differ from the run's "
+                f"({ckpt.vectors_hash} vs {vectors_hash}); pass --force to resume with them"
+            )
+        memory = build_memory(resolved, wrapped)
+        if ckpt:
+            world = World.from_state(ckpt.world)
+            memory.set_state(ckpt.memory)
+        else:
+            world = World(cfg.world.locations, build_agents(cfg.population, cfg.world, cfg.seed))
+        run_dir.clean_temp_files()
+        for stale in run_dir.messages.glob("tick_*.parquet"):
+            if int(stale.stem.split("_")[1]) >= next_tick:
+                stale.unlink()
+        writer = DumpWriter(run_dir)
+        writer.load_perf()
+        writer.truncate_perf(next_tick)
+        manifest.update(config=resolved.as_dict(), status="running", ended_at=None)
+        manifest.setdefault("resumed", []).append({"at": now_iso(), "from_tick": next_tick})
+        writer.write_manifest(manifest)
+        sim = Simulation(config=cfg, world=world, backend=wrapped, memory=memory)
+        run = _Run(cfg, resolved, run_dir, wrapped, sim, writer, manifest, vectors_hash)
+        return _drive(run, view)
+    finally:
+        wrapped.close()
+
+
+def _drive(run: _Run, view: View) -> RunSummary:
+    """The tick loop shared by new and resumed runs."""
+    cfg, world, manifest = run.config, run.sim.world, run.manifest
+    start, first = time.perf_counter(), world.tick
+    cfg_hash = config_hash(run.resolved.as_dict())
+    status = "failed"
+    view.start(first_tick=first, total_ticks=cfg.ticks)
+    try:
+        with graceful_interrupt() as stop:
+            while world.tick < cfg.ticks and not stop.requested:
+                splits_before = run.backend.splits
+                result = run.sim.step()
+                run.writer.write_tick(result.tick, result.rows)
+                run.writer.add_perf(perf_row(result, run.backend.splits - splits_before))
+                save_checkpoint(
+                    run.run_dir.checkpoint,
+                    Checkpoint(
+                        next_tick=world.tick,
+                        world=world.get_state(),
+                        memory=run.sim.memory.get_state(),
+                        config_hash=cfg_hash,
+                        vectors_hash=run.vectors_hash,
+                    ),
+                )
+                manifest["ticks_completed"] = world.tick
+                view.on_tick(result)
+            status = "interrupted" if stop.requested else "complete"
     except KeyboardInterrupt:
         status = "interrupted"
-        raise
     finally:
-        manifest.update(status=status, ended_at=now_iso(), ticks_completed=world.tick)
-        writer.write_manifest(manifest)
+        # ticks_completed stays at the last checkpointed tick: a tick abandoned
+        # half-way is re-run on resume.
+        manifest.update(status=status, ended_at=now_iso())
+        run.writer.write_manifest(manifest)
     summary = RunSummary(
         run_id=cfg.run_id,
         status=status,
-        ticks=world.tick,
-        agents=len(agents),
+        ticks=manifest["ticks_completed"],
+        agents=len(world.agents),
         total_s=time.perf_counter() - start,
-        ticks_this_session=cfg.ticks,
-        run_dir=str(run_dir.path),
+        ticks_this_session=manifest["ticks_completed"] - first,
+        run_dir=str(run.run_dir.path),
     )
     view.finish(summary)
     return summary
 
 
-def perf_row(result: TickResult) -> PerfRow:
+def perf_row(result: TickResult, oom_splits: int) -> PerfRow:
     return PerfRow(
         tick=result.tick,
         events=len(result.events),
@@ -126,6 +208,40 @@ def perf_row(result: TickResult) -> PerfRow:
         memory_s=result.memory_s,
         tick_s=result.tick_s,
         parse_failures=sum(not r.parse_ok for r in result.rows),
-        oom_splits=result.oom_splits,
+        oom_splits=oom_splits,
         rss_mb=rss_mb(),
     )
+
+
+def _agent_row(a) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "name": a.name,
+        "age": a.age,
+        "home": a.home,
+        "goal": a.goal,
+        **dict(zip("EACON", a.traits.as_tuple(), strict=True)),
+    }
+
+
+def _describe(backend: Backend) -> dict[str, Any]:
+    describe = getattr(backend, "describe", None)
+    return describe() if callable(describe) else {"backend": backend.name}
+
+
+def _vectors_hash(manifest: dict[str, Any]) -> str | None:
+    steering = (manifest.get("model") or {}).get("steering") or {}
+    return steering.get("vectors_hash")
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(old) | set(new)):
+        if not prefix and k in ("run_id", "storage"):
+            continue
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changed_keys(a, b, f"{prefix}{k}.")
+        elif a != b:
+            keys.append(f"{prefix}{k}")
+    return keys
