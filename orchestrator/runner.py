@@ -78,8 +78,8 @@ def run_simulation(
         )
         manifest["model"] = _describe(wrapped)
         manifest["config_hash"] = config_hash(resolved.as_dict())
-        writer.write_manifest(manifest)
         writer.write_agents([_agent_row(a) for a in agents])
+        writer.write_manifest(manifest)  # last: its presence marks a resumable run
         sim = Simulation(config=cfg, world=world, backend=wrapped, memory=memory)
         run = _Run(cfg, resolved, run_dir, wrapped, sim, writer, manifest, _vectors_hash(manifest))
         return _drive(run, view)
@@ -132,10 +132,13 @@ def resume_simulation(
         else:
             world = World(cfg.world.locations, build_agents(cfg.population, cfg.world, cfg.seed))
         run_dir.clean_temp_files()
+        writer = DumpWriter(run_dir)
+        if not run_dir.agents.exists():  # killed before the first tick was written
+            initial = build_agents(cfg.population, cfg.world, cfg.seed)
+            writer.write_agents([_agent_row(a) for a in initial])
         for stale in run_dir.messages.glob("tick_*.parquet"):
             if int(stale.stem.split("_")[1]) >= next_tick:
                 stale.unlink()
-        writer = DumpWriter(run_dir)
         writer.load_perf()
         writer.truncate_perf(next_tick)
         manifest.update(config=resolved.as_dict(), status="running", ended_at=None)
