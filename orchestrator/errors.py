@@ -17,8 +17,13 @@ class ConfigError(SteersimError):
 
     def __init__(self, source: str, key: str | None, message: str) -> None:
         self.source, self.key, self.detail = source, key, message
-        where = f"{source}: {key}" if key else source
-        super().__init__(f"{where}: {message}")
+        where = f"{one_line(source)}: {one_line(key)}" if key else one_line(source)
+        super().__init__(f"{where}: {one_line(message)}")
+
+
+def one_line(text: str) -> str:
+    """Escape what would break a one-line message (newlines, control characters)."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 class RunDirError(SteersimError):

@@ -66,7 +66,7 @@ def test_oom_splits_batch_until_it_fits_and_keeps_order():
     direct = MockBackend(malformed_rate=0.0).generate(reqs)
     assert [g.text for g in out] == [g.text for g in direct]  # same rows, same order
     assert max(fake.batches) <= 3 and sum(fake.batches) == 10
-    assert wrapped.splits == 5  # 10 -> 5+5 -> (2+3)+(2+3) -> 3s fit
+    assert wrapped.splits == 3  # 10 -> 5+5, each 5 -> 2+3; 2s and 3s fit
 
 
 def test_oom_on_a_single_request_is_a_clear_error():
