@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Everything for one run: a glance at its messages, the report and figures,
+# and the steering verification (saved beside the report).
+#
+#   scripts/analyze_run.sh RUN_ID [--storage-root DIR] [verify_steering options...]
+#
+# Works from any directory: the repository is found from this script's own
+# path, and the run id is looked up under --storage-root, else ./storage, else
+# the repository's storage/. Uses the python of the active environment
+# ($PYTHON overrides). Options after the run id other than --storage-root go
+# to verify_steering.py (e.g. --skip-behavioural, --num-files N).
+# Exit status: 0 when every step succeeded, else the first failing step's
+# status (2 = bad input, 1 = a verification check failed).
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$here")"
+python="${PYTHON:-python}"
+command -v "$python" >/dev/null 2>&1 || python=python3
+
+if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
+    sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    [[ $# -lt 1 ]] && exit 2 || exit 0
+fi
+run="$1"
+shift
+
+root_args=()
+verify_args=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --storage-root) root_args=(--storage-root "${2:?--storage-root needs a folder}"); shift 2 ;;
+        --storage-root=*) root_args=(--storage-root "${1#*=}"); shift ;;
+        *) verify_args+=("$1"); shift ;;
+    esac
+done
+
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+run_dir="$("$python" -m orchestrator.analysis.locate "$run" "${root_args[@]}")" || exit $?
+
+status=0
+step() {
+    echo
+    echo "== $1 =="
+    shift
+    "$@"
+    local rc=$?
+    if [[ $rc -ne 0 && $status -eq 0 ]]; then status=$rc; fi
+}
+
+step "messages (first 20)" "$python" "$repo/scripts/view_results.py" "$run_dir" --limit 20
+step "report and figures" "$python" "$repo/scripts/analyze_simulation.py" --dump-dir "$run_dir"
+step "steering verification" "$python" "$repo/scripts/verify_steering.py" \
+    --messages-dir "$run_dir/messages" --save "${verify_args[@]}"
+exit $status
