@@ -36,8 +36,9 @@ class Action:
 
 def clean_text(text: str, limit: int = MAX_CONTENT_CHARS) -> str:
     """Valid UTF-8, no control characters, single-spaced, at most `limit` chars."""
-    text = text.encode("utf-8", "replace").decode("utf-8", "replace")
-    text = "".join(" " if unicodedata.category(ch).startswith("C") else ch for ch in text)
+    if not text.isprintable():  # control, format or surrogate characters somewhere
+        text = text.encode("utf-8", "replace").decode("utf-8", "replace")
+        text = "".join(" " if unicodedata.category(ch).startswith("C") else ch for ch in text)
     text = " ".join(text.split())
     return text[:limit]
 

@@ -3,7 +3,7 @@ documented output contract that the analysis scripts read."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import pyarrow as pa
 
@@ -123,5 +123,5 @@ def to_table(rows: list, schema: pa.Schema) -> pa.Table:
     names = schema.names
     if rows:
         assert [f.name for f in fields(rows[0])] == names, "record and schema disagree"
-    dicts = [asdict(r) for r in rows]
-    return pa.table({n: [d[n] for d in dicts] for n in names}, schema=schema)
+    # getattr, not dataclasses.asdict: asdict deep-copies every value (10x slower)
+    return pa.table({n: [getattr(r, n) for r in rows] for n in names}, schema=schema)

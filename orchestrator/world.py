@@ -3,7 +3,7 @@ what they want) and the clock. Knows nothing about models or prompts."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from agents.typing import Traits
@@ -22,7 +22,8 @@ class AgentState:
     plan: str | None = None  # set by reflection, used in prompts until the next one
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # field by field: dataclasses.asdict deep-copies and costs ms per tick at 100 agents
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["traits"] = list(self.traits.as_tuple())
         return d
 
