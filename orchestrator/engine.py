@@ -5,10 +5,12 @@ runner persists what it returns and the live view renders it."""
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agents.prompting import action_request
+from agents.reflection import Reflection, ReflectiveMemory, Reflector
 from agents.typing import Backend, Generation, MemoryStore, Request
 from orchestrator.actions import Action, clean_text, parse
 from orchestrator.config_schema import RunConfig
@@ -18,6 +20,9 @@ from orchestrator.seeding import GENERATION, derive_seed
 from orchestrator.world import AgentState, World
 
 RAW_TEXT_CHARS = 2000
+REFLECTION_EVENT_ID = -1  # reflection rows belong to no scheduled event
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +56,26 @@ class Simulation:
         self.world = world
         self.backend = backend
         self.memory = memory
+        self.reflector = self._reflector()
+
+    def _reflector(self) -> Reflector | None:
+        cfg = self.config
+        every_n, threshold = cfg.optimization.reflect_every_n_ticks, cfg.memory.reflection_threshold
+        if every_n == 0 and threshold is None:
+            return None
+        if not isinstance(self.memory, ReflectiveMemory):
+            log.warning(
+                "%s cannot feed reflection; agents will not reflect", type(self.memory).__name__
+            )
+            return None
+        return Reflector(
+            backend=self.backend,
+            memory=self.memory,
+            run_seed=cfg.seed,
+            every_n_ticks=every_n,
+            max_new_tokens=cfg.inference.tokens_for("reflection"),
+            importance_threshold=threshold,
+        )
 
     def step(self) -> TickResult:
         """Run the world's next tick."""
@@ -75,6 +100,19 @@ class Simulation:
 
         t0 = time.perf_counter()
         rows = [self._apply(turn, gen, tick) for turn, gen in zip(turns, gens, strict=True)]
+        memory_s += time.perf_counter() - t0
+
+        # Reflect before end_tick, so that this tick's memories and the new
+        # insights are embedded and rated together in one batch.
+        t0 = time.perf_counter()
+        reflections = self._reflect(tick)
+        rows = self._mark_reflected(rows, reflections, tick)
+        for r in reflections:
+            if r.plan:  # after the rows, which show the plan the agent reflected with
+                self.world.set_plan(r.agent_id, r.plan)
+        reflect_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
         self.memory.end_tick(tick)
         memory_s += time.perf_counter() - t0
 
@@ -84,18 +122,68 @@ class Simulation:
             events=events,
             rows=rows,
             generate_s=generate_s,
-            reflect_s=0.0,
+            reflect_s=reflect_s,
             memory_s=memory_s,
             tick_s=time.perf_counter() - start,
-            generate_calls=1 if turns else 0,
+            generate_calls=(1 if turns else 0) + (1 if reflections else 0),
+        )
+
+    def _reflect(self, tick: int) -> list[Reflection]:
+        """Everyone due reflects, in one batched call."""
+        if self.reflector is None:
+            return []
+        return self.reflector.reflect(self.reflector.due(self.world.agents, tick), tick)
+
+    def _mark_reflected(
+        self, rows: list[MessageRow], reflections: list[Reflection], tick: int
+    ) -> list[MessageRow]:
+        """Rows of agents that reflected this tick carry reflected=True, and each
+        reflection adds a REFLECT row whose content is its plan and insights."""
+        if not reflections:
+            return rows
+        done = {r.agent_id for r in reflections}
+        rows = [replace(row, reflected=True) if row.agent_id in done else row for row in rows]
+        return rows + [self._reflection_row(r, tick) for r in reflections]
+
+    def _reflection_row(self, r: Reflection, tick: int) -> MessageRow:
+        agent, gen = self.world.agent(r.agent_id), r.generation
+        parts = ([f"PLAN {r.plan}"] if r.plan else []) + [f"INSIGHT {i}" for i in r.insights]
+        s = gen.steer
+        return MessageRow(
+            run_id=self.config.run_id,
+            tick=tick,
+            event_id=REFLECTION_EVENT_ID,
+            event_kind="reflection",
+            agent_id=agent.id,
+            agent_name=agent.name,
+            location=agent.location,
+            action="REFLECT",
+            target=None,
+            content=clean_text(" | ".join(parts)),
+            goal=agent.plan or agent.goal,
+            raw_text=clean_text(gen.text, RAW_TEXT_CHARS),
+            prompt_tokens=gen.prompt_tokens,
+            completion_tokens=gen.completion_tokens,
+            steer_E=s.E,
+            steer_A=s.A,
+            steer_C=s.C,
+            steer_O=s.O,
+            steer_N=s.N,
+            steer_layers=list(gen.steer_layers),
+            reflected=True,
+            parse_ok=r.parse_ok,
+            latency_ms=gen.latency_s * 1000.0,
         )
 
     def _turns(self, events: list[Event], tick: int) -> list[Turn]:
         cfg, world = self.config, self.world
         acting = [(e, world.agent(a)) for e in events for a in e.agent_ids]
         queries = {
-            agent.id: f"{agent.goal}. At the {event.location} with "
-            + ", ".join(world.agent(o).name for o in event.agent_ids if o != agent.id)
+            agent.id: memory_query(
+                agent,
+                event.location,
+                [world.agent(o).name for o in event.agent_ids if o != agent.id],
+            )
             for event, agent in acting
         }
         memories = self.memory.retrieve(queries, tick)
@@ -162,6 +250,15 @@ class Simulation:
             for other in event.agent_ids:
                 if other != agent.id:
                     self.memory.add(other, tick, heard, "observation")
+
+
+def memory_query(agent: AgentState, location: str, companions: list[str]) -> str:
+    """What an agent's memories are retrieved for: what it is after (its plan if
+    it has one) and where and with whom it is now."""
+    focus = agent.plan or f"I want to {agent.goal}."
+    place = location.replace("_", " ")
+    with_whom = f" with {', '.join(companions)}" if companions else ", alone"
+    return f"{focus} At the {place}{with_whom}."
 
 
 def describe(name: str, action: Action, location: str) -> tuple[str, str | None]:

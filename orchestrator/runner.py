@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agents.backends import build_backend
+from agents.memory_stream import build_memory_stream
 from agents.oom_backoff import OOMBackoff
-from agents.recent_memory import RecentMemory
 from agents.typing import Backend, MemoryStore
 from orchestrator.checkpoint import Checkpoint, config_hash, load_checkpoint, save_checkpoint
 from orchestrator.config_loader import ResolvedConfig, validate
@@ -38,7 +38,8 @@ class View(Protocol):
 
 
 def build_memory(resolved: ResolvedConfig, backend: Backend) -> MemoryStore:
-    return RecentMemory(top_k=resolved.config.memory.top_k)
+    """The scored memory stream: embedder and importance scorer from `memory.*`."""
+    return build_memory_stream(resolved.config, backend)
 
 
 @dataclass

@@ -1,0 +1,430 @@
+"""The memory stream (after Park et al. 2023, Generative Agents), implementing
+agents.typing.MemoryStore for thousands of agents.
+
+Each agent's memories (tick, text, kind, importance 1-10, embedding, last
+access) live in dense per-agent rows of shared arrays, so one tick's retrieval
+for every querying agent is a handful of array operations:
+
+    score = w_rec * mm(decay ** (tick - last_access))
+          + w_imp * mm(importance)
+          + w_rel * mm(cosine(query, memory))        mm = min-max over the agent's memories
+
+then a partial top-k (argpartition, no full sort), a last-access update for
+what was retrieved, and a cut to the prompt token budget. New memories wait
+until end_tick, which embeds and rates all of them in one call each. Rows hold
+at most `max_items`; beyond that the memories with the lowest recency +
+importance (oldest first among equals) are dropped.
+
+It also keeps what lazy reflection needs (recent texts, importance since the
+last reflection, when that was). It knows nothing about prompts, backends or
+the world: embedder and importance scorer are passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from agents.typing import Embedder, ImportanceScorer, MemoryKind
+
+log = logging.getLogger(__name__)
+
+KINDS: tuple[MemoryKind, ...] = ("observation", "action", "reflection")
+_KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+STATE_FORMAT = "memory_stream/1"
+_FULL_PASS_SHARE = 0.3  # above this share of agents querying, one pass over all rows beats a gather
+_MIN_COLUMNS = 16
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token for English, plus the bullet and newline."""
+    return len(text) // 4 + 2
+
+
+def minmax(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per row, scale the valid entries to [0, 1]; a row whose valid entries are
+    all equal gets 0 (the term cannot tell its memories apart)."""
+    lo = np.where(valid, x, np.inf).min(axis=1, keepdims=True)  # (Q, 1)
+    hi = np.where(valid, x, -np.inf).max(axis=1, keepdims=True)  # (Q, 1)
+    span = hi - lo
+    ok = np.isfinite(span) & (span > 0)
+    return np.where(ok, (x - lo) / np.where(ok, span, 1.0), 0.0).astype(np.float32)
+
+
+def retrieval_scores(
+    *,
+    relevance: np.ndarray,
+    importance: np.ndarray,
+    age: np.ndarray,
+    valid: np.ndarray,
+    decay: float,
+    weights: tuple[float, float, float],
+) -> np.ndarray:
+    """(Q, C) scores; empty slots are -inf. `age` is ticks since last access and
+    `weights` is (recency, importance, relevance)."""
+    w_rec, w_imp, w_rel = weights
+    recency = np.power(np.float32(decay), age.astype(np.float32))  # (Q, C)
+    score = np.zeros(valid.shape, dtype=np.float32)  # (Q, C)
+    for w, term in ((w_rec, recency), (w_imp, importance), (w_rel, relevance)):
+        if w:
+            score += np.float32(w) * minmax(term, valid)
+    score[~valid] = -np.inf
+    return score
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """(Q, min(k, C)) column indices of each row's k best scores, best first:
+    a partial selection (argpartition), then a sort of only those k. Equal
+    scores go to the lower column, exactly as a stable full sort would order
+    them, so the result does not depend on argpartition's internals."""
+    q, c = scores.shape
+    k = min(k, c)
+    if k == 0:
+        return np.empty((q, 0), dtype=np.int64)
+    if k == c:
+        part = np.broadcast_to(np.arange(c), (q, c)).copy()
+    else:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (Q, k) unordered
+        # A finite k-th score that also occurs outside the selection is a tie at
+        # the boundary; only those (rare) rows get a stable full sort.
+        sel = np.take_along_axis(scores, part, axis=1)  # (Q, k)
+        kth = sel.min(axis=1, keepdims=True)  # (Q, 1)
+        left_out = (scores == kth).sum(axis=1) > (sel == kth).sum(axis=1)  # (Q,)
+        tied = np.isfinite(kth[:, 0]) & left_out
+        if tied.any():
+            part[tied] = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k]
+    sel = np.take_along_axis(scores, part, axis=1)  # (Q, k)
+    order = np.lexsort((part, -sel), axis=1)  # by score desc, then column asc
+    return np.take_along_axis(part, order, axis=1)
+
+
+class MemoryStream:
+    """Scored retrieval over per-agent memory rows; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        embedder: Embedder,
+        scorer: ImportanceScorer,
+        top_k: int = 8,
+        recency_decay: float = 0.99,
+        weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        max_items: int = 200,
+        prompt_token_budget: int = 200,
+    ) -> None:
+        self.embedder, self.scorer = embedder, scorer
+        self.top_k, self.decay, self.weights = top_k, recency_decay, tuple(weights)
+        self.max_items, self.prompt_token_budget = max_items, prompt_token_budget
+        self.dim = int(embedder.dim)
+        self._ids: list[str] = []
+        self._row: dict[str, int] = {}
+        self._alloc(rows=0, cols=min(_MIN_COLUMNS, max_items))
+        # agent id -> memories queued this tick as (tick, text, kind), in arrival order
+        self._pending: dict[str, list[tuple[int, str, MemoryKind]]] = {}
+        self._reflected_at: dict[str, int] = {}
+
+    @classmethod
+    def from_config(cls, memory_config, *, embedder: Embedder, scorer: ImportanceScorer):
+        """From the `memory` config section (orchestrator.config_schema.MemoryConfig)."""
+        m = memory_config
+        return cls(
+            embedder=embedder,
+            scorer=scorer,
+            top_k=m.top_k,
+            recency_decay=m.recency_decay,
+            weights=(m.weights.recency, m.weights.importance, m.weights.relevance),
+            max_items=m.max_items,
+            prompt_token_budget=m.prompt_token_budget,
+        )
+
+    # -- storage ---------------------------------------------------------------
+
+    def _alloc(self, *, rows: int, cols: int) -> None:
+        """(Re)allocate the arrays at rows x cols, keeping what fits."""
+        old = getattr(self, "_valid", None)
+        emb = np.zeros((rows, cols, self.dim), dtype=np.float32)  # (R, C, D)
+        imp = np.zeros((rows, cols), dtype=np.float32)  # (R, C) importance 1..10
+        made = np.zeros((rows, cols), dtype=np.int32)  # (R, C) tick the memory was made
+        last = np.zeros((rows, cols), dtype=np.int32)  # (R, C) tick of last access
+        kind = np.zeros((rows, cols), dtype=np.int8)  # (R, C) index into KINDS
+        valid = np.zeros((rows, cols), dtype=bool)  # (R, C)
+        texts: list[list[str | None]] = [[None] * cols for _ in range(rows)]
+        if old is not None:
+            r, c = min(rows, old.shape[0]), min(cols, old.shape[1])
+            emb[:r, :c], imp[:r, :c] = self._emb[:r, :c], self._imp[:r, :c]
+            made[:r, :c], last[:r, :c] = self._made[:r, :c], self._last[:r, :c]
+            kind[:r, :c], valid[:r, :c] = self._kind[:r, :c], self._valid[:r, :c]
+            for i in range(r):
+                texts[i][:c] = self._texts[i][:c]
+        self._emb, self._imp, self._made, self._last = emb, imp, made, last
+        self._kind, self._valid, self._texts = kind, valid, texts
+
+    def _row_of(self, agent_id: str) -> int:
+        row = self._row.get(agent_id)
+        if row is None:
+            row = len(self._ids)
+            if row >= self._valid.shape[0]:  # grow rows by doubling: amortised copies
+                self._alloc(rows=max(8, 2 * row), cols=self._valid.shape[1])
+            self._ids.append(agent_id)
+            self._row[agent_id] = row
+        return row
+
+    def add(self, agent_id: str, tick: int, text: str, kind: MemoryKind) -> None:
+        """Queue a memory; it is embedded, rated and stored at end_tick."""
+        if kind not in _KIND_CODE:
+            raise ValueError(f"unknown memory kind {kind!r}")
+        self._pending.setdefault(agent_id, []).append((tick, text, kind))
+
+    def end_tick(self, tick: int) -> None:
+        """Embed and rate everything added since the last call (one call each), then store it."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        texts = [text for items in pending.values() for _, text, _ in items]
+        vecs = self.embedder.embed(texts)  # (N, D)
+        scores = np.asarray(self.scorer.score(texts), dtype=np.float32)  # (N,)
+        start = 0
+        for agent_id, items in pending.items():
+            end = start + len(items)
+            self._store(agent_id, items, vecs[start:end], scores[start:end], tick)
+            start = end
+
+    def _store(
+        self,
+        agent_id: str,
+        items: list[tuple[int, str, MemoryKind]],
+        vecs: np.ndarray,  # (n, D)
+        scores: np.ndarray,  # (n,)
+        tick: int,
+    ) -> None:
+        row = self._row_of(agent_id)
+        n = len(items)
+        if n > self.max_items:  # more new memories than room: keep the most important
+            keep = np.sort(np.argsort(-scores, kind="stable")[: self.max_items])
+            items, vecs, scores, n = [items[i] for i in keep], vecs[keep], scores[keep], len(keep)
+        used = int(self._valid[row].sum())
+        cols = self._valid.shape[1]
+        if used + n > cols and cols < self.max_items:
+            self._alloc(
+                rows=self._valid.shape[0], cols=min(self.max_items, max(2 * cols, used + n))
+            )
+        free = np.flatnonzero(~self._valid[row])
+        if len(free) < n:
+            self._evict(row, n - len(free), tick)
+            free = np.flatnonzero(~self._valid[row])
+        slots = free[:n]
+        self._emb[row, slots] = vecs
+        self._imp[row, slots] = scores
+        self._made[row, slots] = [it[0] for it in items]
+        self._last[row, slots] = [it[0] for it in items]
+        self._kind[row, slots] = [_KIND_CODE[it[2]] for it in items]
+        self._valid[row, slots] = True
+        for slot, it in zip(slots.tolist(), items, strict=True):
+            self._texts[row][slot] = it[1]
+
+    def _evict(self, row: int, count: int, tick: int) -> None:
+        """Drop `count` memories of one row: lowest recency + importance first,
+        then the oldest, then the lowest slot. Relevance cannot count here (no query)."""
+        w_rec, w_imp, _ = self.weights
+        slots = np.flatnonzero(self._valid[row])
+        recency = np.power(self.decay, (tick - self._last[row, slots]).astype(np.float64))
+        keep_score = w_rec * recency + w_imp * (self._imp[row, slots] - 1.0) / 9.0
+        order = np.lexsort((slots, self._made[row, slots], keep_score))
+        gone = slots[order[:count]]
+        self._valid[row, gone] = False
+        for s in gone.tolist():
+            self._texts[row][s] = None
+
+    # -- retrieval -------------------------------------------------------------
+
+    def retrieve(self, queries: dict[str, str], tick: int) -> dict[str, list[str]]:
+        """For every querying agent at once: its top-k memories by score, best
+        first, cut to the prompt token budget. Retrieved memories count as accessed."""
+        out: dict[str, list[str]] = {a: [] for a in queries}
+        agents = [a for a in queries if a in self._row and self._valid[self._row[a]].any()]
+        if not agents:
+            return out
+        rows = np.array([self._row[a] for a in agents], dtype=np.int64)  # (Q,)
+        qv = self.embedder.embed([queries[a] for a in agents])  # (Q, D)
+        relevance = self._relevance(rows, qv)  # (Q, C)
+        valid = self._valid[rows]  # (Q, C)
+        scores = retrieval_scores(
+            relevance=relevance,
+            importance=self._imp[rows],
+            age=tick - self._last[rows],
+            valid=valid,
+            decay=self.decay,
+            weights=self.weights,  # type: ignore[arg-type]
+        )
+        best = top_k(scores, self.top_k)  # (Q, k)
+        hit = np.take_along_axis(valid, best, axis=1)  # (Q, k) False where an agent has < k
+        r_idx = np.broadcast_to(rows[:, None], best.shape)
+        self._last[r_idx[hit], best[hit]] = tick
+        for qi, agent_id in enumerate(agents):
+            texts = self._texts[rows[qi]]
+            picked = [
+                texts[c] for c, h in zip(best[qi].tolist(), hit[qi].tolist(), strict=True) if h
+            ]
+            # The same sentence heard twice is one line in the prompt.
+            out[agent_id] = self._within_budget(list(dict.fromkeys(picked)))
+        return out
+
+    def _relevance(self, rows: np.ndarray, qv: np.ndarray) -> np.ndarray:
+        """(Q, C) cosine of each query with each memory of its own agent (unit vectors).
+        One batched matrix product; with most agents querying, over all rows in
+        place, since gathering the rows first would copy the largest array."""
+        n_rows = len(self._ids)
+        if len(rows) >= _FULL_PASS_SHARE * n_rows:
+            q_all = np.zeros((n_rows, self.dim), dtype=np.float32)  # (R, D)
+            q_all[rows] = qv
+            rel = np.matmul(self._emb[:n_rows], q_all[:, :, None])[:, :, 0]  # (R, C)
+            return rel[rows]
+        return np.matmul(self._emb[rows], qv[:, :, None])[:, :, 0]  # (Q, C)
+
+    def _within_budget(self, texts: list[str]) -> list[str]:
+        """The best memories whose estimated tokens fit the prompt budget; the
+        first one is shortened rather than dropped if it alone is too long."""
+        out, used = [], 0
+        for t in texts:
+            cost = estimate_tokens(t)
+            if used + cost > self.prompt_token_budget:
+                if not out:
+                    out.append(t[: max(0, (self.prompt_token_budget - 2) * 4)])
+                break
+            out.append(t)
+            used += cost
+        return out
+
+    # -- what reflection needs --------------------------------------------------
+
+    def recent(self, agent_id: str, n: int) -> list[str]:
+        """The agent's n newest memories, oldest first, including ones not yet stored."""
+        if n <= 0:
+            return []
+        queued = [text for _, text, _ in self._pending.get(agent_id, ())]
+        row = self._row.get(agent_id)
+        stored: list[str] = []
+        if row is not None and n > len(queued):
+            slots = np.flatnonzero(self._valid[row])
+            order = np.lexsort((slots, self._made[row, slots]))  # by tick, then slot
+            stored = [self._texts[row][s] for s in slots[order][-(n - len(queued)) :]]
+        return (stored + queued)[-n:]
+
+    def reflection_stats(self, agent_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """For each agent, since its last reflection: (how many memories it made,
+        stored or queued; their summed importance). Queued memories are not rated
+        yet, so an importance trigger sees them one tick later."""
+        counts = np.zeros(len(agent_ids), dtype=np.int64)  # (A,)
+        sums = np.zeros(len(agent_ids), dtype=np.float64)  # (A,)
+        known = [(i, self._row[a]) for i, a in enumerate(agent_ids) if a in self._row]
+        if known:
+            idx, rows = (np.array(x, dtype=np.int64) for x in zip(*known, strict=True))
+            since = np.array([self.last_reflection(agent_ids[i]) for i in idx])[:, None]  # (K, 1)
+            fresh = self._valid[rows] & (self._made[rows] > since)  # (K, C)
+            counts[idx] = fresh.sum(axis=1)
+            sums[idx] = np.where(fresh, self._imp[rows], 0.0).sum(axis=1)
+        for i, a in enumerate(agent_ids):
+            counts[i] += sum(
+                1 for t, _, _ in self._pending.get(a, ()) if t > self.last_reflection(a)
+            )
+        return counts, sums
+
+    def last_reflection(self, agent_id: str) -> int:
+        """Tick of the agent's last reflection, -1 if none."""
+        return self._reflected_at.get(agent_id, -1)
+
+    def mark_reflected(self, agent_id: str, tick: int) -> None:
+        self._reflected_at[agent_id] = tick
+
+    def size(self, agent_id: str) -> int:
+        row = self._row.get(agent_id)
+        return 0 if row is None else int(self._valid[row].sum())
+
+    # -- checkpoints -------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        """Plain data: lists, a dict and numpy arrays (one row per stored memory),
+        so a checkpoint can put the arrays in an .npz and the rest in JSON. Slots
+        are kept, so a restored stream breaks score ties exactly as before."""
+        n_rows = len(self._ids)
+        rows, slots = np.nonzero(self._valid[:n_rows])  # (N,), (N,) row-major
+        return {
+            "format": STATE_FORMAT,
+            "dim": self.dim,
+            "columns": int(self._valid.shape[1]),
+            "agent_ids": list(self._ids),
+            "row": rows.astype(np.int32),
+            "slot": slots.astype(np.int32),
+            "made": self._made[rows, slots].copy(),
+            "last_access": self._last[rows, slots].copy(),
+            "importance": self._imp[rows, slots].copy(),
+            "kind": self._kind[rows, slots].copy(),
+            "embedding": self._emb[rows, slots].copy(),  # (N, D) float32
+            "text": [self._texts[r][s] for r, s in zip(rows.tolist(), slots.tolist(), strict=True)],
+            "reflected_at": dict(self._reflected_at),
+            "pending": [[a, t, x, k] for a, items in self._pending.items() for t, x, k in items],
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"not a memory stream state (format {state.get('format')!r})")
+        if int(state["dim"]) != self.dim:
+            raise ValueError(
+                f"the checkpoint's memories have {state['dim']}-dim embeddings but the "
+                f"embedder gives {self.dim}: resume with the run's memory.embedder"
+            )
+        ids = list(state["agent_ids"])
+        cols = max(int(state["columns"]), min(_MIN_COLUMNS, self.max_items))
+        self._ids, self._row = [], {}
+        self._valid = None  # type: ignore[assignment]  # drop the old arrays
+        self._alloc(rows=len(ids), cols=cols)
+        self._ids, self._row = ids, {a: i for i, a in enumerate(ids)}
+        rows, slots = np.asarray(state["row"], np.int64), np.asarray(state["slot"], np.int64)
+        self._emb[rows, slots] = np.asarray(state["embedding"], np.float32).reshape(-1, self.dim)
+        self._imp[rows, slots] = np.asarray(state["importance"], np.float32)
+        self._made[rows, slots] = np.asarray(state["made"], np.int32)
+        self._last[rows, slots] = np.asarray(state["last_access"], np.int32)
+        self._kind[rows, slots] = np.asarray(state["kind"], np.int8)
+        self._valid[rows, slots] = True
+        for r, s, t in zip(rows.tolist(), slots.tolist(), state["text"], strict=True):
+            self._texts[r][s] = t
+        self._reflected_at = {a: int(t) for a, t in state["reflected_at"].items()}
+        self._pending = {}
+        for a, t, x, k in state["pending"]:
+            self._pending.setdefault(a, []).append((int(t), x, k))
+
+
+def build_memory_stream(config, backend: object) -> MemoryStream:
+    """The run's memory from its config (orchestrator.config_schema.RunConfig):
+    the embedder `memory.embedder` names (auto: MiniLM for a real model, hashing
+    for the mock) and the importance scorer `memory.importance` names."""
+    from agents.embedding import build_embedder
+    from agents.importance import select_importance
+
+    mock = config.model.backend == "mock" or getattr(backend, "name", "") == "mock"
+    embedder = build_embedder(
+        config.memory.embedder, backend="mock" if mock else "hf", device=_embed_device(config)
+    )
+    scorer = select_importance(config.memory.importance, backend)
+    log.info(
+        "memory stream: %s embeddings (dim %d), %s importance",
+        getattr(embedder, "name", type(embedder).__name__),
+        embedder.dim,
+        getattr(scorer, "name", type(scorer).__name__),
+    )
+    return MemoryStream.from_config(config.memory, embedder=embedder, scorer=scorer)
+
+
+def _embed_device(config) -> str:
+    """The sentence model is small: it runs where the language model runs, or on
+    the CPU when that is `auto` and no GPU is present."""
+    device = config.model.device
+    if device != "auto":
+        return device
+    import sys
+
+    torch = sys.modules.get("torch")  # imported already by a real backend; never import it here
+    return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"

@@ -1,0 +1,207 @@
+"""Lazy reflection (after Park et al. 2023): every `reflect_every_n_ticks`
+ticks, and optionally when the importance an agent has lived through since it
+last reflected passes a threshold, each agent that has new memories looks at
+its recent ones and writes a few INSIGHT lines and a PLAN line. All agents due
+in a tick reflect in ONE batched generate. Insights become reflection memories;
+the plan goes back to the caller, which keeps it in the world so that the
+agent's next prompts show it.
+
+This module owns who is due, the reflection prompt and the parsing of its
+answer (which never raises: a small model's output can be anything). It knows
+nothing about the world, the dumps or the tick loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from agents.typing import Backend, Generation, MemoryKind, Message, Request, Traits
+from orchestrator.actions import clean_text
+from orchestrator.seeding import REFLECTION, derive_seed
+
+log = logging.getLogger(__name__)
+
+MAX_INSIGHTS = 3
+MAX_LINE_CHARS = 200
+RECENT_MEMORIES = 12  # memories shown in a reflection prompt
+
+_TAG_RE = re.compile(
+    r"^[\s>*#\-\d.)]*(?:\*\*)?(INSIGHTS?|PLAN)\b(?:\*\*)?\s*[:\-.]?\s*(.*)$", re.IGNORECASE
+)
+
+
+@runtime_checkable
+class ReflectiveMemory(Protocol):
+    """What reflection needs of a memory store beyond agents.typing.MemoryStore
+    (agents.memory_stream.MemoryStream has it)."""
+
+    def add(self, agent_id: str, tick: int, text: str, kind: MemoryKind) -> None: ...
+
+    def recent(self, agent_id: str, n: int) -> list[str]: ...
+
+    def reflection_stats(self, agent_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def last_reflection(self, agent_id: str) -> int: ...
+
+    def mark_reflected(self, agent_id: str, tick: int) -> None: ...
+
+
+class Person(Protocol):
+    """The agent facts a reflection prompt uses (orchestrator.world.AgentState fits)."""
+
+    id: str
+    index: int
+    name: str
+    age: int
+    goal: str
+    plan: str | None
+    traits: Traits
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reflection:
+    """One agent's reflection of one tick."""
+
+    agent_id: str
+    insights: tuple[str, ...]
+    plan: str | None  # None: keep the previous plan
+    parse_ok: bool  # the answer had at least one INSIGHT or PLAN line
+    generation: Generation
+
+
+def is_periodic_tick(tick: int, every_n: int) -> bool:
+    """Ticks every_n-1, 2*every_n-1, ...: after every full every_n ticks of experience."""
+    return every_n > 0 and (tick + 1) % every_n == 0
+
+
+def clean_line(text: str) -> str:
+    """One line of valid text, no control characters, at most MAX_LINE_CHARS."""
+    return clean_text(text, MAX_LINE_CHARS).rstrip()
+
+
+def parse_reflection(text: str) -> tuple[tuple[str, ...], str | None, bool]:
+    """(insights, plan, parse_ok) from a reflection answer; never raises.
+
+    Lines tagged INSIGHT or PLAN (any case, with or without a colon, a bullet
+    or bold markers) count; the first non-empty PLAN wins and at most
+    MAX_INSIGHTS distinct insights are kept. An answer without tags still
+    yields its first non-empty line as an insight, with parse_ok False."""
+    insights: list[str] = []
+    plan: str | None = None
+    first_line: str | None = None
+    for raw in str(text or "").splitlines():
+        m = _TAG_RE.match(raw)
+        if m is None:
+            if first_line is None and clean_line(raw):
+                first_line = clean_line(raw)
+            continue
+        body = clean_line(m.group(2).strip(" *"))
+        if not body:
+            continue
+        if m.group(1).upper() == "PLAN":
+            plan = plan or body
+        elif body not in insights and len(insights) < MAX_INSIGHTS:
+            insights.append(body)
+    if insights or plan:
+        return tuple(insights), plan, True
+    return ((first_line,) if first_line else ()), None, False
+
+
+def reflection_prompt(person: Person, memories: Sequence[str], tick: int) -> tuple[Message, ...]:
+    """The chat prompt of one reflection. Like the action prompt, it never names
+    the personality: steering alone carries it."""
+    system = [
+        f"You are {person.name}, a {person.age}-year-old who lives in a small town.",
+        f"Your goal: {person.goal}.",
+    ]
+    if person.plan:
+        system.append(f"Your current plan: {person.plan}")
+    user = [f"Time step {tick}. Your recent memories:"]
+    user.extend(f"- {m}" for m in memories)
+    if not memories:
+        user.append("- (nothing notable)")
+    user += [
+        "What do these memories tell you? Answer with up to three lines that start "
+        "with INSIGHT, then one line that starts with PLAN, saying what you will do next.",
+        "INSIGHT <something you realised>",
+        "PLAN <what you will do next>",
+    ]
+    return (
+        Message(role="system", content="\n".join(system)),
+        Message(role="user", content="\n".join(user)),
+    )
+
+
+class Reflector:
+    """Decides who is due and runs one batched reflection for them."""
+
+    def __init__(
+        self,
+        *,
+        backend: Backend,
+        memory: ReflectiveMemory,
+        run_seed: int,
+        every_n_ticks: int,
+        max_new_tokens: int,
+        importance_threshold: float | None = None,
+        recent_memories: int = RECENT_MEMORIES,
+    ) -> None:
+        self.backend, self.memory = backend, memory
+        self.run_seed = run_seed
+        self.every_n, self.threshold = every_n_ticks, importance_threshold
+        self.max_new_tokens, self.recent_memories = max_new_tokens, recent_memories
+
+    def due(self, people: Sequence[Person], tick: int) -> list[Person]:
+        """Those who reflect this tick: anyone with new memories since their last
+        reflection, on a periodic tick or past the importance threshold."""
+        periodic = is_periodic_tick(tick, self.every_n)
+        if not periodic and self.threshold is None:
+            return []
+        counts, importance = self.memory.reflection_stats([p.id for p in people])
+        due = counts > 0
+        if not periodic:
+            due &= importance >= self.threshold
+        return [p for p, d in zip(people, due.tolist(), strict=True) if d]
+
+    def reflect(self, people: Sequence[Person], tick: int) -> list[Reflection]:
+        """One generate for everyone in `people`; stores the insights as reflection
+        memories (queued: the caller's end_tick stores them) and marks each agent
+        reflected. Returns the reflections in `people` order."""
+        if not people:
+            return []
+        requests = [
+            Request(
+                prompt=reflection_prompt(p, self.memory.recent(p.id, self.recent_memories), tick),
+                traits=p.traits,
+                max_new_tokens=self.max_new_tokens,
+                seed=derive_seed(self.run_seed, REFLECTION, tick, p.index),
+                kind="reflection",
+            )
+            for p in people
+        ]
+        gens = self.backend.generate(requests)
+        if len(gens) != len(requests):
+            raise RuntimeError(
+                f"backend returned {len(gens)} generations for {len(requests)} reflections"
+            )
+        out = []
+        for p, gen in zip(people, gens, strict=True):
+            insights, plan, ok = parse_reflection(gen.text)
+            for insight in insights:
+                self.memory.add(p.id, tick, insight, "reflection")
+            self.memory.mark_reflected(p.id, tick)
+            out.append(
+                Reflection(agent_id=p.id, insights=insights, plan=plan, parse_ok=ok, generation=gen)
+            )
+        failed = sum(not r.parse_ok for r in out)
+        if failed:
+            log.debug(
+                "tick %d: %d of %d reflections had no INSIGHT/PLAN line", tick, failed, len(out)
+            )
+        return out
