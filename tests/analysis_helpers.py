@@ -1,0 +1,109 @@
+"""Helpers for the analysis-script tests: a short mock run made in-process,
+copies of its dumps with doctored steering columns, the scripts loaded as
+modules, and a PNG reader that needs no image library."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchestrator.config_loader import load_config
+from orchestrator.dumps_reader import TRAIT_COLUMNS
+from orchestrator.records import MESSAGE_SCHEMA
+from tests.conftest import CONFIGS, REPO
+
+SCRIPTS = REPO / "scripts"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class _QuietView:
+    def start(self, *, first_tick: int, total_ticks: int) -> None: ...
+    def on_tick(self, result) -> None: ...
+    def finish(self, summary) -> None: ...
+
+
+def make_mock_run(root: Path, *, run_id: str = "an", ticks: int = 12, agents: int = 24) -> Path:
+    """A mock run under <root>/dumps/<run_id>; returns the run directory."""
+    from orchestrator.runner import run_simulation
+
+    resolved = load_config(
+        CONFIGS / "run.fast.yaml",
+        [
+            "model.backend=mock",
+            f"ticks={ticks}",
+            f"population.agents={agents}",
+            f"run_id={run_id}",
+            f"storage.root={root}",
+        ],
+    )
+    run_simulation(resolved, _QuietView(), overwrite=True)
+    return root / "dumps" / run_id
+
+
+def copy_run(run_dir: Path, dest_root: Path, run_id: str) -> Path:
+    dest = dest_root / "dumps" / run_id
+    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("checkpoint"))
+    return dest
+
+
+def rewrite_messages(run_dir: Path, change: Callable[[pd.DataFrame], pd.DataFrame]) -> None:
+    """Apply `change` to every tick file's rows, keeping the documented schema."""
+    for f in sorted((run_dir / "messages").glob("tick_*.parquet")):
+        df = change(pd.read_parquet(f))
+        pq.write_table(pa.Table.from_pandas(df, schema=MESSAGE_SCHEMA, preserve_index=False), f)
+
+
+def zero_steering(df: pd.DataFrame) -> pd.DataFrame:
+    df[list(TRAIT_COLUMNS)] = 0.0
+    return df
+
+
+def one_profile(profile: tuple[float, ...]) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def change(df: pd.DataFrame) -> pd.DataFrame:
+        df[list(TRAIT_COLUMNS)] = np.asarray(profile, dtype=np.float32)
+        return df
+
+    return change
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/<name>.py as a module (its `app` is the typer app)."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script(name: str, *args: str, cwd: Path | None = None, timeout: float = 120):
+    """scripts/<name> in a subprocess (real exit code and stderr)."""
+    path = SCRIPTS / name
+    cmd = ["bash", str(path)] if name.endswith(".sh") else [sys.executable, str(path)]
+    return subprocess.run(
+        [*cmd, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO)},
+    )
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk; asserts the file is a PNG."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    assert head[12:16] == b"IHDR", f"{path} has no IHDR chunk first"
+    return struct.unpack(">II", head[16:24])
