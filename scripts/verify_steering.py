@@ -60,6 +60,18 @@ def main(
             "or hashing (bag of words, no model; weaker).",
         ),
     ] = "minilm",
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device", help="Device for the behavioural check's model: auto, cpu, cuda, cuda:N."
+        ),
+    ] = "auto",
+    n_random: Annotated[
+        int,
+        typer.Option(
+            "--n-random", min=20, help="Random-direction controls in the behavioural check (>= 20)."
+        ),
+    ] = 20,
     save: Annotated[
         bool,
         typer.Option(
@@ -70,6 +82,8 @@ def main(
     ] = False,
     out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Folder for --save.")] = None,
 ) -> None:
+    from functools import partial
+
     from orchestrator.analysis.behavioural import run_behavioural
     from orchestrator.analysis.render_checks import render_verification
     from orchestrator.analysis.verify import verify_run
@@ -82,7 +96,9 @@ def main(
         messages.parent,
         num_files=num_files,
         embedder=None if skip_text else _embedder_factory(embedder),  # type: ignore[arg-type]
-        behavioural=None if skip_behavioural else run_behavioural,
+        behavioural=None
+        if skip_behavioural
+        else partial(run_behavioural, device=device, n_random=n_random),
     )
     console.print(render_verification(report))
     if save:

@@ -107,3 +107,74 @@ def png_size(path: Path) -> tuple[int, int]:
     assert head[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
     assert head[12:16] == b"IHDR", f"{path} has no IHDR chunk first"
     return struct.unpack(">II", head[16:24])
+
+
+def make_tiny_model(folder: Path, *, hidden: int = 32, layers: int = 2) -> Path:
+    """A random-weight Llama with a byte-level tokenizer, saved as an HF
+    folder (no download): the behavioural check's mechanics, not its verdict."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    vocab["<eos>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def make_tiny_vectors(path: Path, *, hidden: int = 32, layers: tuple[int, ...] = (1,)) -> Path:
+    import torch
+
+    from agents.steering.vectors import SteeringVectors
+
+    gen = torch.Generator().manual_seed(1)
+    directions = torch.nn.functional.normalize(
+        torch.randn(len(layers), 5, hidden, generator=gen), dim=-1
+    )
+    vectors = SteeringVectors(
+        layers=layers,
+        directions=directions,
+        norms=torch.ones(len(layers)),
+        meta={"method": "mean_diff"},
+    )
+    return vectors.save(path)
+
+
+def as_hf_run(run_dir: Path, model: Path, vectors: Path, *, layers=(1,), strength=0.2) -> None:
+    """Rewrite a mock run's manifest as if the HF backend had made it."""
+    import json
+
+    from agents.steering.vectors import file_hash
+
+    manifest_path = run_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["model"] = {
+        "backend": "hf",
+        "name_or_path": str(model),
+        "resolved_path": str(model),
+        "dtype": "float32",
+        "device": "cpu",
+        "steering": {
+            "layers": list(layers),
+            "strength": strength,
+            "vectors_file": str(vectors),
+            "vectors_hash": file_hash(vectors),
+            "method": "mean_diff",
+        },
+    }
+    manifest_path.write_text(json.dumps(manifest))

@@ -21,9 +21,12 @@ from orchestrator.analysis.text_check import DESCRIPTIONS, text_check
 from orchestrator.analysis.verify import verify_run
 from orchestrator.dumps_reader import TRAIT_COLUMNS, load_run
 from tests.analysis_helpers import (
+    as_hf_run,
     copy_run,
     load_script,
     make_mock_run,
+    make_tiny_model,
+    make_tiny_vectors,
     one_profile,
     rewrite_messages,
     run_script,
@@ -254,3 +257,60 @@ def test_analyze_run_sh_from_another_directory(run_dir: Path, tmp_path: Path) ->
     for name in ("report.md", "steering_heatmap.png", "verification.json"):
         assert (out / name).is_file(), name
     assert "PASS: every check that ran passed" in res.stdout
+
+
+# -- behavioural check on a tiny random model (mechanics only) -------------------
+
+
+@pytest.fixture(scope="module")
+def hf_run(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("hf")
+    model = make_tiny_model(base / "tiny-llama")
+    vectors = make_tiny_vectors(base / "vectors" / "tiny.safetensors")
+    dest = copy_run(run_dir, base, "hfrun")
+    as_hf_run(dest, model, vectors)
+    return dest
+
+
+def test_behavioural_check_runs_on_a_tiny_model(app, hf_run: Path, tmp_path: Path) -> None:
+    res = _verify(
+        app, hf_run, "--device", "cpu", "--skip-text", "--save", "--out-dir", str(tmp_path)
+    )
+    out = res.output
+    assert "unavailable" not in out
+    assert "behavioural check: layers [1] strength 0.2, 20 random controls" in out
+    assert "matrix (row: steered" in out and "fluency" in out  # the evaluation's own report
+    # A random model: the verdict is not the point, but the exit status follows it.
+    assert res.exit_code == (0 if "✗ FAIL" not in out else 1)
+    saved = json.loads((tmp_path / "verification.json").read_text())
+    behavioural = next(c for c in saved["checks"] if c["name"] == "behavioural")
+    assert behavioural["status"] in ("pass", "fail") and len(behavioural["details"]) == 6
+    report = saved["behavioural_report"]
+    assert np.asarray(report["matrix"]).shape == (5, 5)
+    assert len(report["random_effects"]) == 20 and report["coefs"] == [-1, -0.5, 0, 0.5, 1]
+    assert (tmp_path / "behavioural_check.txt").read_text().startswith("steering layers [1]")
+
+
+def test_changed_vectors_make_the_check_unavailable(hf_run: Path, tmp_path: Path) -> None:
+    manifest = load_run(hf_run).manifest
+    manifest["model"]["steering"]["vectors_hash"] = "0" * 16
+    out = run_behavioural(manifest, hf_run, device="cpu")
+    assert out.check.failed and "changed since the run" in out.check.summary
+
+
+def test_skip_behavioural_on_an_hf_run(app, hf_run: Path) -> None:
+    res = _verify(app, hf_run, "--skip-behavioural")
+    assert res.exit_code == 0, res.output
+    assert "behavioural check skipped: --skip-behavioural" in res.output
+
+
+def test_missing_evaluation_api_makes_the_check_unavailable(
+    hf_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "agents.steering.evaluation", None)  # import fails
+    out = run_behavioural(load_run(hf_run).manifest, hf_run, device="cpu")
+    assert out.check.failed
+    assert out.check.summary.startswith("behavioural check unavailable")
+    assert "--skip-behavioural" in out.check.summary
