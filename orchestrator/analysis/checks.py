@@ -153,7 +153,8 @@ def check_diverse(messages: pd.DataFrame) -> CheckResult:
 
 
 def check_stable(messages: pd.DataFrame) -> CheckResult:
-    spread = messages.groupby("agent_id")[list(TRAIT_COLUMNS)].agg(lambda s: s.max() - s.min())
+    grouped = messages.groupby("agent_id")[list(TRAIT_COLUMNS)]
+    spread = grouped.max() - grouped.min()
     worst = spread.max(axis=1) if len(spread) else pd.Series(dtype=float)
     changing = worst[worst > PROFILE_TOLERANCE]
     return CheckResult(
