@@ -1,0 +1,300 @@
+"""The Hugging Face backend: every request of a tick in ONE batched decode.
+
+Prompts go through the chat template, are cut from the left to
+`inference.max_prompt_tokens`, left-padded with an attention mask and explicit
+positions (so a row sees the same positions as when alone), prefilled once,
+then decoded token by token on the KV cache. Each row stops at its own EOS or
+its own `max_new_tokens`. Sampling (temperature, top-p) uses Gumbel-max with
+noise hashed from (request seed, step, token id), so a row's output depends
+only on its own request, never on its batch mates or on a global RNG.
+Steering: the row's trait coefficients set its delta in `SteeringHooks`.
+
+This module owns decoding and the backend contract; loading lives in
+agents.model_loading, vectors and hooks in agents.steering."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents.model_loading import LoadedModel, describe_loaded, load_model
+from agents.steering.chat import encode, render_chat
+from agents.steering.extract import vectors_for
+from agents.steering.hooks import SteeringHooks, check_layers
+from agents.steering.vectors import SteeringVectors, file_hash
+from agents.typing import Generation, Message, Request, Traits
+from orchestrator.config_schema import InferenceConfig, RunConfig, SteeringConfig
+from orchestrator.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+_M32 = 0xFFFFFFFF
+
+
+def _pcg(x: torch.Tensor) -> torch.Tensor:
+    """PCG hash of 32-bit values held in int64 (no overflow: products < 2**62)."""
+    state = (x * 747796405 + 2891336453) & _M32
+    word = (((state >> ((state >> 28) + 4)) ^ state) * 277803737) & _M32
+    return ((word >> 22) ^ word) & _M32
+
+
+def gumbel_noise(seeds: torch.Tensor, step: int, vocab: int) -> torch.Tensor:
+    """(B, V) float64 Gumbel noise, a pure function of (seed[b], step, token id)."""
+    lo, hi = seeds & _M32, (seeds >> 32) & _M32  # (B,)
+    key = _pcg(_pcg(_pcg(lo) ^ hi) ^ step)  # (B,)
+    tok = torch.arange(vocab, device=seeds.device)  # (V,)
+    bits = _pcg(key[:, None] ^ tok[None, :])  # (B, V) uniform 32-bit
+    u = (bits.double() + 0.5) / 2.0**32  # (B, V) in (0, 1)
+    return -torch.log(-torch.log(u))
+
+
+def sample_next(
+    logits: torch.Tensor, seeds: torch.Tensor, step: int, temperature: float, top_p: float
+) -> torch.Tensor:
+    """(B, V) logits -> (B,) token ids: greedy at temperature 0, else top-p Gumbel-max."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    scores = logits.float() / temperature  # (B, V)
+    if top_p < 1.0:
+        probs, order = scores.softmax(-1).sort(-1, descending=True)  # (B, V)
+        drop_sorted = probs.cumsum(-1) - probs >= top_p  # mass before it already >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        scores = scores.masked_fill(drop, float("-inf"))
+    noise = gumbel_noise(seeds, step, scores.shape[-1]).to(scores.device)
+    return (scores.double() + noise).argmax(-1)
+
+
+class HFBackend:
+    """A causal LM behind the Backend protocol, with optional per-row steering."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        *,
+        inference: InferenceConfig,
+        steering: SteeringConfig,
+        vectors: SteeringVectors | None = None,
+        vectors_file: str | None = None,
+    ) -> None:
+        self.lm, self.model, self.tokenizer = lm, lm.model, lm.tokenizer
+        self.temperature, self.top_p = inference.temperature, inference.top_p
+        self.max_prompt_tokens = inference.max_prompt_tokens
+        self.steering_cfg = steering
+        self.vectors, self.vectors_file = vectors, vectors_file
+        self.hooks: SteeringHooks | None = None
+        if steering.enabled:
+            if vectors is None:
+                raise ValueError("steering is enabled but no vectors were given")
+            self.hooks = SteeringHooks(self.model, vectors, steering.strength)
+        self.device = next(self.model.parameters()).device
+        eos = {self.tokenizer.eos_token_id, *_as_list(self.model.generation_config.eos_token_id)}
+        self.eos = torch.tensor(sorted(e for e in eos if e is not None), device=self.device)
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        params = inspect.signature(self.model.forward).parameters
+        self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        self._digit_ids: dict[str, torch.Tensor] = {}
+
+    # -- prompts -------------------------------------------------------------
+
+    def _prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        ids = encode(
+            self.tokenizer, render_chat(self.tokenizer, messages, add_generation_prompt=True)
+        )
+        return ids[-self.max_prompt_tokens :]
+
+    def _left_pad(self, seqs: Sequence[list[int]]) -> tuple[torch.Tensor, ...]:
+        """(ids, mask, positions), each (B, T), padded on the left."""
+        width = max(map(len, seqs))
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, s in enumerate(seqs):
+            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s) :] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)  # positions as if unpadded
+        return ids.to(self.device), mask.to(self.device), pos.to(self.device)
+
+    # -- generation ----------------------------------------------------------
+
+    def generate(self, requests: Sequence[Request]) -> list[Generation]:
+        """All requests in one batched decode; on CUDA out-of-memory the batch is
+        split in halves and retried (rows do not depend on their batch mates)."""
+        requests = list(requests)
+        if not requests:
+            return []
+        try:
+            return self._generate_batch(requests)
+        except torch.cuda.OutOfMemoryError:
+            if len(requests) == 1:
+                raise
+            torch.cuda.empty_cache()
+            half = len(requests) // 2
+            log.warning("CUDA out of memory at batch %d; retrying as 2 x %d", len(requests), half)
+            return self.generate(requests[:half]) + self.generate(requests[half:])
+
+    def _steer(
+        self, traits: Sequence[Traits], mask: torch.Tensor
+    ) -> contextlib.AbstractContextManager:
+        if self.hooks is None:
+            return contextlib.nullcontext()
+        self.hooks.set_coefficients(torch.tensor([t.as_tuple() for t in traits]))  # (B, 5)
+        self.hooks.set_token_mask(mask)  # prefill: padding stays unsteered
+        return self.hooks
+
+    @torch.no_grad()
+    def _generate_batch(self, requests: list[Request]) -> list[Generation]:
+        t0 = time.perf_counter()
+        prompts = [self._prompt_ids(r.prompt) for r in requests]
+        ids, mask, pos = self._left_pad(prompts)  # (B, T)
+        n = len(requests)
+        budgets = torch.tensor([r.max_new_tokens for r in requests], device=self.device)  # (B,)
+        seeds = torch.tensor([r.seed & (2**63 - 1) for r in requests], device=self.device)  # (B,)
+        max_new = int(budgets.max())
+        tokens = torch.full((n, max_new), self.pad_id, dtype=torch.long, device=self.device)
+        produced = torch.zeros(n, dtype=torch.long, device=self.device)  # (B,)
+        done = torch.zeros(n, dtype=torch.bool, device=self.device)  # (B,)
+        finished_at = [0.0] * n
+        with self._steer([r.traits for r in requests], mask):
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=pos,
+                use_cache=True,
+                **self._keep_last,
+            )
+            if self.hooks is not None:
+                self.hooks.set_token_mask(None)  # generated tokens: every row steered
+            for step in range(max_new):
+                nxt = sample_next(out.logits[:, -1], seeds, step, self.temperature, self.top_p)
+                nxt = torch.where(done, self.pad_id, nxt)  # (B,)
+                tokens[:, step] = nxt
+                produced += (~done).long()
+                newly = ~done & (torch.isin(nxt, self.eos) | (produced >= budgets))
+                done |= newly
+                now = time.perf_counter() - t0
+                for b in newly.nonzero().flatten().tolist():  # one host sync per step
+                    finished_at[b] = now
+                if bool(done.all()):
+                    break
+                mask = torch.cat([mask, mask.new_ones(n, 1)], dim=1)  # (B, T+step+1)
+                pos = pos[:, -1:] + 1  # (B, 1)
+                out = self.model(
+                    input_ids=nxt[:, None],
+                    attention_mask=mask,
+                    position_ids=pos,
+                    past_key_values=out.past_key_values,
+                    use_cache=True,
+                )
+        layers = tuple(self.hooks.layers) if self.hooks is not None else ()
+        gens = []
+        for b, req in enumerate(requests):
+            k = int(produced[b])
+            text = self.tokenizer.decode(tokens[b, :k].tolist(), skip_special_tokens=True)
+            gens.append(
+                Generation(
+                    text=text.strip(),
+                    prompt_tokens=len(prompts[b]),
+                    completion_tokens=k,
+                    latency_s=finished_at[b],
+                    steer=req.traits if self.hooks is not None else Traits(),
+                    steer_layers=layers,
+                )
+            )
+        return gens
+
+    # -- scoring -------------------------------------------------------------
+
+    def _digits(self, digits: str) -> torch.Tensor:
+        if digits not in self._digit_ids:
+            ids = [encode(self.tokenizer, d) for d in digits]
+            if any(len(i) != 1 for i in ids):
+                raise ModelError(f"the tokenizer does not encode each of {digits!r} as one token")
+            self._digit_ids[digits] = torch.tensor([i[0] for i in ids], device=self.device)
+        return self._digit_ids[digits]
+
+    @torch.no_grad()
+    def digit_expectation(
+        self, prompts: Sequence[tuple[Message, ...]], digits: str = "123456789"
+    ) -> list[float]:
+        """Expected digit value of the next token, the distribution restricted to
+        `digits`, for each chat prompt: one unsteered batched forward pass."""
+        if not prompts:
+            return []
+        ids, mask, pos = self._left_pad([self._prompt_ids(p) for p in prompts])  # (B, T)
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, **self._keep_last
+        )
+        probs = out.logits[:, -1, self._digits(digits)].float().softmax(-1)  # (B, D)
+        values = torch.tensor([float(d) for d in digits], device=probs.device)  # (D,)
+        return (probs @ values).tolist()
+
+    # -- description ---------------------------------------------------------
+
+    def describe(self) -> dict:
+        """The manifest's record of the model and steering, enough to reload both."""
+        s = self.steering_cfg
+        steering: dict[str, Any] = {
+            "enabled": s.enabled,
+            "layers": list(self.hooks.layers) if self.hooks is not None else [],
+            "strength": s.strength,
+            "method": (self.vectors.meta.get("method", s.method) if self.vectors else s.method),
+            "orthogonalize": s.orthogonalize,
+            "vectors_file": self.vectors_file,
+            "vectors_hash": file_hash(self.vectors_file) if self.vectors_file else None,
+        }
+        return {
+            "backend": self.name,
+            **describe_loaded(self.lm),
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "steering": steering,
+        }
+
+    def close(self) -> None:
+        self.hooks = None
+        self.model = None  # drop the reference; memory goes with the last one
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _as_list(x: Any) -> list:
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def build_hf_backend(config: RunConfig) -> HFBackend:
+    """Load the model and the steering vectors a run config asks for."""
+    lm = load_model(config.model, config.optimization, config.storage.root)
+    s = config.steering
+    vectors, vectors_file = None, None
+    if s.enabled:
+        check_layers(lm.model, s.layers)
+        if s.vectors is not None:
+            vectors = SteeringVectors.load(s.vectors).select(s.layers)
+            if s.orthogonalize and vectors.meta.get("orthogonalized") != "true":
+                vectors = vectors.orthogonalized()
+            vectors_file = str(Path(s.vectors))
+        else:
+            vectors, path = vectors_for(
+                lm.model,
+                lm.tokenizer,
+                storage_root=config.storage.root,
+                model_name=lm.name_or_path,
+                model_identity=lm.identity,
+                layers=s.layers,
+                method=s.method,
+                orthogonalize=s.orthogonalize,
+            )
+            vectors_file = str(path)
+    return HFBackend(
+        lm, inference=config.inference, steering=s, vectors=vectors, vectors_file=vectors_file
+    )

@@ -1,0 +1,228 @@
+"""Does the steering work? `evaluate_steering` sweeps each trait's coefficient,
+measures all five trait scores on the held-out questionnaire (statement
+likelihood), compares each trait's effect with the same change under random
+unit directions of equal strength, and prices the fluency cost on neutral
+text. The result is a `SteeringReport` with `passed`, `to_dict()` and
+`to_text()`; scripts and slow tests only call this.
+
+Pass rule: for every trait the own score rises over coefficients -1, 0, +1,
+and its change from -1 to +1 is at least 2.5x the random-direction spread
+(std over the controls). Spearman alone is no test: random directions often
+give |rho| near 1, so it is reported, not relied on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.steering.hooks import SteeringHooks
+from agents.steering.questionnaire import FluencyMeasure, TraitMeasure
+from agents.steering.vectors import SteeringVectors
+from agents.typing import TRAITS
+
+MIN_RATIO = 2.5  # effect / random spread needed to pass
+MAX_FLUENCY_COST = 0.5  # nats/token at +-1, reported (the defaults must stay under it)
+
+
+def _spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    if rx.std() == 0 or ry.std() == 0:
+        return 0.0
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+@dataclass(frozen=True, kw_only=True)
+class SteeringReport:
+    """Everything measured by one evaluation (numpy arrays, traits in E A C O N order)."""
+
+    layers: tuple[int, ...]
+    strength: float
+    coefs: tuple[float, ...]
+    curves: np.ndarray  # (5 steered, K coefs, 5 measured) trait scores
+    random_effects: np.ndarray  # (n_random, 5) score change -1 -> +1 under random directions
+    base_nll: float | None = None  # unsteered per-token NLL on the reference text
+    fluency: np.ndarray | None = None  # (5, 2) NLL increase at coef -1, +1
+    cosines: np.ndarray | None = None  # (L, 5, 5) between the trait directions
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def _at(self, c: float) -> int:
+        return self.coefs.index(c)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(5, 5): change of measured trait (column) when the steered trait (row) goes -1 -> +1."""
+        return self.curves[:, self._at(1.0)] - self.curves[:, self._at(-1.0)]
+
+    @property
+    def effects(self) -> np.ndarray:
+        return np.diag(self.matrix).copy()
+
+    @property
+    def random_spread(self) -> np.ndarray:
+        return self.random_effects.std(axis=0, ddof=1)
+
+    @property
+    def random_p95(self) -> np.ndarray:
+        return np.percentile(np.abs(self.random_effects), 95, axis=0)
+
+    @property
+    def ratios(self) -> np.ndarray:
+        return self.effects / self.random_spread
+
+    @property
+    def z_scores(self) -> np.ndarray:
+        return (self.effects - self.random_effects.mean(axis=0)) / self.random_spread
+
+    @property
+    def spearman(self) -> np.ndarray:
+        return np.array([_spearman(self.coefs, self.curves[t, :, t]) for t in range(len(TRAITS))])
+
+    @property
+    def monotone(self) -> np.ndarray:
+        lo, mid, hi = self._at(-1.0), self._at(0.0), self._at(1.0)
+        own = [self.curves[t, :, t] for t in range(len(TRAITS))]
+        return np.array([c[lo] < c[mid] < c[hi] for c in own])
+
+    @property
+    def spillover(self) -> np.ndarray:
+        """(5, 5) |matrix| / own effect, the worse of row (steered) and column
+        (measured) normalisation; the diagonal is 1."""
+        m = np.abs(self.matrix)
+        own = np.maximum(np.diag(self.matrix), 1e-9)
+        return np.maximum(m / own[:, None], m / own[None, :])
+
+    @property
+    def max_spillover(self) -> float:
+        s = self.spillover.copy()
+        np.fill_diagonal(s, 0.0)
+        return float(s.max())
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.monotone.all() and (self.ratios >= MIN_RATIO).all())
+
+    def to_dict(self) -> dict[str, Any]:
+        def arr(a: np.ndarray | None) -> Any:
+            return None if a is None else np.round(np.asarray(a, dtype=float), 4).tolist()
+
+        return {
+            "layers": list(self.layers),
+            "strength": self.strength,
+            "coefs": list(self.coefs),
+            "traits": list(TRAITS),
+            "passed": self.passed,
+            "monotone": self.monotone.tolist(),
+            "effects": arr(self.effects),
+            "random_spread": arr(self.random_spread),
+            "random_p95": arr(self.random_p95),
+            "ratios": arr(self.ratios),
+            "z_scores": arr(self.z_scores),
+            "spearman": arr(self.spearman),
+            "matrix": arr(self.matrix),
+            "max_spillover": round(self.max_spillover, 4),
+            "curves": arr(self.curves),
+            "random_effects": arr(self.random_effects),
+            "base_nll": self.base_nll,
+            "fluency_increase": arr(self.fluency),
+            "cosines": arr(self.cosines),
+            **self.notes,
+        }
+
+    def to_text(self) -> str:
+        lines = [
+            f"steering layers {list(self.layers)} strength {self.strength} "
+            f"({len(self.random_effects)} random controls): {'PASS' if self.passed else 'FAIL'}",
+            "trait  effect  rand.sd  ratio      z  spearman  monotone",
+        ]
+        for t, name in enumerate(TRAITS):
+            lines.append(
+                f"{name:>5} {self.effects[t]:7.2f} {self.random_spread[t]:8.2f} "
+                f"{self.ratios[t]:6.1f} {self.z_scores[t]:6.1f} {self.spearman[t]:9.2f}  "
+                f"{'yes' if self.monotone[t] else 'NO'}"
+            )
+        lines.append("matrix (row: steered -1 -> +1, column: measured change)")
+        lines.append("      " + "".join(f"{t:>7}" for t in TRAITS))
+        for t, name in enumerate(TRAITS):
+            lines.append(f"{name:>5} " + "".join(f"{v:7.2f}" for v in self.matrix[t]))
+        lines.append(f"largest spill-over / own effect: {self.max_spillover:.2f}")
+        if self.fluency is not None:
+            worst = float(np.max(self.fluency))
+            lines.append(
+                f"fluency: base NLL {self.base_nll:.3f} nats/token; increase at -1/+1 per trait "
+                + ", ".join(
+                    f"{n} {a:+.3f}/{b:+.3f}" for n, (a, b) in zip(TRAITS, self.fluency, strict=True)
+                )
+                + f"; worst {worst:+.3f} ({'ok' if worst < MAX_FLUENCY_COST else 'TOO HIGH'})"
+            )
+        return "\n".join(lines)
+
+
+def random_deltas(vectors: SteeringVectors, strength: float, n: int, seed: int = 0) -> torch.Tensor:
+    """(L, 2n, H): n random unit directions per layer at +strength then -strength (x norm)."""
+    gen = torch.Generator().manual_seed(seed)
+    n_layers, _, hidden = vectors.directions.shape
+    dirs = torch.nn.functional.normalize(torch.randn(n_layers, n, hidden, generator=gen), dim=-1)
+    scale = (strength * vectors.norms)[:, None, None]  # (L, 1, 1)
+    return torch.cat([dirs * scale, -dirs * scale], dim=1)
+
+
+@torch.no_grad()
+def evaluate_steering(
+    model: Any,
+    tokenizer: Any,
+    vectors: SteeringVectors,
+    layers: Sequence[int] | None = None,
+    strength: float = 0.2,
+    coefs: Sequence[float] = (-1.0, -0.5, 0.0, 0.5, 1.0),
+    n_random: int = 20,
+    *,
+    seed: int = 0,
+    fluency: bool = True,
+) -> SteeringReport:
+    """Measure the steering `vectors` (restricted to `layers`) at `strength`."""
+    coefs = tuple(sorted({float(c) for c in coefs}))
+    if not {-1.0, 0.0, 1.0} <= set(coefs):
+        raise ValueError("coefs must include -1, 0 and 1")
+    vecs = vectors.select(layers) if layers is not None else vectors
+    start = min(vecs.layers)
+    hooks = SteeringHooks(model, vecs, strength)
+    measure = TraitMeasure(model, tokenizer, start_layer=start)
+
+    n_traits = len(TRAITS)
+    grid = torch.zeros(n_traits, len(coefs), n_traits)  # (steered, K, 5) coefficient rows
+    for t in range(n_traits):
+        grid[t, :, t] = torch.tensor(coefs)
+    steer = vecs.deltas(grid.reshape(-1, n_traits), strength)  # (L, 5K, H)
+    rand = random_deltas(vecs, strength, n_random, seed)  # (L, 2n, H)
+    scores = measure.trait_scores(hooks, torch.cat([steer, rand], dim=1)).numpy()  # (5K+2n, 5)
+    curves = scores[: grid.shape[0] * grid.shape[1]].reshape(n_traits, len(coefs), n_traits)
+    rs = scores[grid.shape[0] * grid.shape[1] :]
+    random_effects = rs[:n_random] - rs[n_random:]  # (n, 5)
+
+    base_nll = fl = None
+    if fluency:
+        fm = FluencyMeasure(model, tokenizer, start_layer=start)
+        pm = torch.zeros(1 + 2 * n_traits, n_traits)  # base, then (-1, +1) per trait
+        for t in range(n_traits):
+            pm[1 + 2 * t, t], pm[2 + 2 * t, t] = -1.0, 1.0
+        nll = fm.nll(hooks, vecs.deltas(pm, strength)).numpy()  # (11,)
+        base_nll = float(nll[0])
+        fl = (nll[1:] - nll[0]).reshape(n_traits, 2)
+    return SteeringReport(
+        layers=vecs.layers,
+        strength=float(strength),
+        coefs=coefs,
+        curves=curves,
+        random_effects=random_effects,
+        base_nll=base_nll,
+        fluency=fl,
+        cosines=vecs.cosines().numpy(),
+        notes={
+            "method": vecs.meta.get("method", "?"),
+            "orthogonalized": vecs.meta.get("orthogonalized", "false"),
+        },
+    )

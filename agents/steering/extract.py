@@ -1,0 +1,177 @@
+"""Builds steering vectors from the shipped contrastive pairs: for each pair
+the residual stream at the continuation's last token is read under the high
+and the low persona (block l's output, i.e. hidden_states[l+1]); the per-trait
+direction is the mean of the differences or their first principal component,
+unit-normalised and signed so the high side projects positive. Each layer's
+typical hidden-state norm (median over real, non-first tokens) is recorded so
+a strength carries over between layers and models. `vectors_for` adds the
+safetensors cache under <storage.root>/vectors/.
+
+Knows nothing about hooks, generation or the questionnaire."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from agents.steering.chat import encode, render_chat
+from agents.steering.data import ContrastivePair, load_pairs, pairs_hash
+from agents.steering.hooks import check_layers, decoder_layers
+from agents.steering.vectors import SteeringVectors, cache_path
+from agents.typing import TRAITS, Message
+
+log = logging.getLogger(__name__)
+
+Method = Literal["mean_diff", "pca"]
+
+
+def pair_prompts(tokenizer: Any, pair: ContrastivePair) -> tuple[list[int], list[int]]:
+    """Token ids of the (high, low) versions of a pair, ending on the continuation."""
+    out = []
+    for persona in (pair.high, pair.low):
+        msgs = (Message(role="system", content=persona), Message(role="user", content=pair.user))
+        text = render_chat(tokenizer, msgs, add_generation_prompt=True) + pair.continuation
+        out.append(encode(tokenizer, text))
+    return out[0], out[1]
+
+
+@torch.no_grad()
+def last_token_residuals(
+    model: Any,
+    sequences: Sequence[list[int]],
+    layers: Sequence[int],
+    *,
+    batch_size: int = 32,
+    pad_id: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run `sequences` (left-padded in batches) and return the residual stream at
+    each sequence's last token, (N, L, H) float32, and each layer's median
+    hidden-state norm over real positions except the first, (L,)."""
+    blocks = decoder_layers(model)
+    device = next(model.parameters()).device
+    last: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    norms: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    state: dict[str, torch.Tensor] = {}
+
+    def make_hook(layer: int):
+        def hook(module, args, output):
+            h = (output[0] if isinstance(output, tuple) else output).float()  # (B, T, H)
+            last[layer].append(h[:, -1].cpu())  # (B, H)
+            keep = state["mask"].bool()  # (B, T): real tokens after each row's first
+            norms[layer].append(h.norm(dim=-1)[keep].cpu())  # (n,)
+
+        return hook
+
+    handles = [blocks[layer].register_forward_hook(make_hook(layer)) for layer in layers]
+    try:
+        for start in range(0, len(sequences), batch_size):
+            chunk = sequences[start : start + batch_size]
+            width = max(map(len, chunk))
+            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)  # (B, T)
+            mask = torch.zeros_like(ids)
+            for i, seq in enumerate(chunk):
+                ids[i, width - len(seq) :] = torch.tensor(seq)
+                mask[i, width - len(seq) :] = 1
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T) positions as if unpadded
+            state["mask"] = (mask.cumsum(-1) > 1).to(device)  # drop each row's first token
+            model(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=pos.to(device),
+                use_cache=False,
+            )
+    finally:
+        for handle in handles:
+            handle.remove()
+    acts = torch.stack([torch.cat(last[layer]) for layer in layers], dim=1)  # (N, L, H)
+    med = torch.stack([torch.cat(norms[layer]).median() for layer in layers])  # (L,)
+    return acts, med
+
+
+def directions_from_diffs(diffs: torch.Tensor, method: Method) -> torch.Tensor:
+    """diffs (P, L, H) high-minus-low -> (L, H) unit directions, high side positive."""
+    mean = diffs.mean(0)  # (L, H)
+    if method == "mean_diff":
+        d = mean
+    elif method == "pca":  # first right singular vector of the (uncentred) differences
+        _, _, vh = torch.linalg.svd(diffs.transpose(0, 1), full_matrices=False)  # (L, k, H)
+        d = vh[:, 0]  # (L, H)
+        d = d * torch.sign((d * mean).sum(-1, keepdim=True))  # high side projects positive
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    return torch.nn.functional.normalize(d, dim=-1)
+
+
+def build_vectors(
+    model: Any,
+    tokenizer: Any,
+    layers: Sequence[int],
+    *,
+    method: Method = "mean_diff",
+    pairs: Sequence[ContrastivePair] | None = None,
+    batch_size: int = 32,
+) -> SteeringVectors:
+    """One unit direction per trait per layer from the contrastive pairs."""
+    check_layers(model, layers)
+    layers = sorted(layers)
+    pairs = tuple(load_pairs() if pairs is None else pairs)
+    seqs: list[list[int]] = []
+    for pair in pairs:
+        seqs.extend(pair_prompts(tokenizer, pair))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    acts, norms = last_token_residuals(model, seqs, layers, batch_size=batch_size, pad_id=pad)
+    diffs = acts[0::2] - acts[1::2]  # (P, L, H) high minus low
+    trait_of = [p.trait for p in pairs]
+    dirs = []
+    for t in TRAITS:
+        idx = [i for i, tr in enumerate(trait_of) if tr == t]
+        if not idx:
+            raise ValueError(f"no contrastive pairs for trait {t}")
+        dirs.append(directions_from_diffs(diffs[idx], method))  # (L, H)
+    return SteeringVectors(
+        layers=tuple(layers),
+        directions=torch.stack(dirs, dim=1),  # (L, 5, H)
+        norms=norms,
+        meta={"method": method, "data_hash": pairs_hash(pairs), "n_pairs": str(len(pairs))},
+    )
+
+
+def vectors_for(
+    model: Any,
+    tokenizer: Any,
+    *,
+    storage_root: str | Path,
+    model_name: str,
+    model_identity: str,
+    layers: Sequence[int],
+    method: Method = "mean_diff",
+    orthogonalize: bool = False,
+) -> tuple[SteeringVectors, Path]:
+    """Cached vectors for this model, layers, method and data; built on a miss.
+    The file holds exactly what is applied (orthogonalised if asked)."""
+    path = cache_path(
+        storage_root,
+        model_name=model_name,
+        model_identity=model_identity,
+        layers=layers,
+        method=method,
+        data_hash=pairs_hash(),
+        orthogonalize=orthogonalize,
+    )
+    if path.is_file():
+        vecs = SteeringVectors.load(path)
+        if vecs.layers == tuple(sorted(layers)):
+            return vecs, path
+    log.info("building steering vectors for layers %s (%s)", list(layers), method)
+    vecs = build_vectors(model, tokenizer, layers, method=method)
+    if orthogonalize:
+        vecs = vecs.orthogonalized()
+    meta = {**vecs.meta, "model": model_name, "model_identity": model_identity}
+    vecs = SteeringVectors(
+        layers=vecs.layers, directions=vecs.directions, norms=vecs.norms, meta=meta
+    )
+    return vecs, vecs.save(path)

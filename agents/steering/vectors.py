@@ -1,0 +1,164 @@
+"""The steering-vector value type: for each steered layer five directions (one
+per trait, in E, A, C, O, N order) and the layer's typical hidden-state norm,
+plus where they came from. Saved and loaded as safetensors (no pickles); the
+cache file name encodes model identity, layers, method and data hash.
+
+It knows how to turn trait coefficients into per-layer deltas, but nothing
+about hooks, models or where the directions were learned."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from agents.typing import TRAITS
+from orchestrator.errors import ModelError
+
+FORMAT_VERSION = "1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SteeringVectors:
+    layers: tuple[int, ...]  # decoder blocks, ascending; block l's output is hidden_states[l+1]
+    directions: torch.Tensor  # (L, 5, H) float32; unit rows, or zero where a trait is not steered
+    norms: torch.Tensor  # (L,) typical (median) hidden-state norm of each layer
+    meta: Mapping[str, str] = field(default_factory=dict)  # model, method, data hash, ...
+
+    def __post_init__(self) -> None:
+        n_layers = len(self.layers)
+        if self.directions.ndim != 3 or self.directions.shape[:2] != (n_layers, len(TRAITS)):
+            raise ValueError(
+                f"directions must be (L={n_layers}, 5, H), got {self.directions.shape}"
+            )
+        if self.norms.shape != (n_layers,):
+            raise ValueError(f"norms must be ({n_layers},), got {tuple(self.norms.shape)}")
+        if list(self.layers) != sorted(set(self.layers)):
+            raise ValueError(f"layers must be unique and ascending, got {self.layers}")
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.directions.shape[-1])
+
+    def index(self, layer: int) -> int:
+        return self.layers.index(layer)
+
+    def select(self, layers: Sequence[int]) -> SteeringVectors:
+        """The same vectors restricted to `layers` (each must be present)."""
+        missing = sorted(set(layers) - set(self.layers))
+        if missing:
+            raise ModelError(
+                f"steering vectors have no layer {missing[0]} (they cover {list(self.layers)}); "
+                "rebuild them for steering.layers or pick covered layers"
+            )
+        idx = [self.index(layer) for layer in sorted(layers)]
+        return SteeringVectors(
+            layers=tuple(sorted(layers)),
+            directions=self.directions[idx].clone(),
+            norms=self.norms[idx].clone(),
+            meta={**self.meta, "layers": ",".join(map(str, sorted(layers)))},
+        )
+
+    def orthogonalized(self) -> SteeringVectors:
+        """Sequential Gram-Schmidt in E, A, C, O, N order at every layer: each
+        trait keeps only what is orthogonal to the traits before it."""
+        out = self.directions.clone()  # (L, 5, H)
+        for t in range(1, len(TRAITS)):
+            prev = out[:, :t]  # (L, t, H), already orthonormal
+            coef = torch.einsum("lth,lh->lt", prev, out[:, t])  # (L, t)
+            out[:, t] -= torch.einsum("lt,lth->lh", coef, prev)
+            out[:, t] = torch.nn.functional.normalize(out[:, t], dim=-1)
+        return SteeringVectors(
+            layers=self.layers,
+            directions=out,
+            norms=self.norms.clone(),
+            meta={**self.meta, "orthogonalized": "true"},
+        )
+
+    def cosines(self) -> torch.Tensor:
+        """(L, 5, 5) cosine similarity between the trait directions."""
+        d = torch.nn.functional.normalize(self.directions, dim=-1)
+        return d @ d.transpose(1, 2)
+
+    def deltas(self, coefs: torch.Tensor, strength: float) -> torch.Tensor:
+        """(L, B, H) additive deltas: (coef[b] * strength * norm[l]) @ V[l]."""
+        scaled = (
+            coefs.to(self.directions)[None] * (strength * self.norms)[:, None, None]
+        )  # (L, B, 5)
+        return torch.bmm(scaled, self.directions)  # (L, B, H)
+
+    # -- persistence -------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (temp name, then rename) and return the path."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {**{k: str(v) for k, v in self.meta.items()}, "format": FORMAT_VERSION}
+        meta["traits"] = "".join(TRAITS)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_file(
+            {
+                "directions": self.directions.float().contiguous(),
+                "norms": self.norms.float().contiguous(),
+                "layers": torch.tensor(self.layers, dtype=torch.int64),
+            },
+            str(tmp),
+            metadata=meta,
+        )
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> SteeringVectors:
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"steering.vectors {str(path)!r}: no such file")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+                tensors = {k: f.get_tensor(k) for k in ("directions", "norms", "layers")}
+        except Exception as exc:  # a bad header or missing tensor: one line, not a traceback
+            raise ModelError(
+                f"steering.vectors {str(path)!r} is not a steering file: {exc}"
+            ) from None
+        if meta.get("traits", "".join(TRAITS)) != "".join(TRAITS):
+            raise ModelError(f"steering.vectors {str(path)!r} has trait order {meta['traits']}")
+        return cls(
+            layers=tuple(int(x) for x in tensors["layers"].tolist()),
+            directions=tensors["directions"].float(),
+            norms=tensors["norms"].float(),
+            meta=meta,
+        )
+
+
+def file_hash(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def cache_path(
+    storage_root: str | Path,
+    *,
+    model_name: str,
+    model_identity: str,
+    layers: Sequence[int],
+    method: str,
+    data_hash: str,
+    orthogonalize: bool = False,
+) -> Path:
+    """<root>/vectors/<model>-<identity>-L<layers>-<method>[-orth]-<data>.safetensors"""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model_name).name or model_name)[:48]
+    lay = "_".join(map(str, sorted(layers)))
+    if len(lay) > 40:  # keep names short for many layers
+        lay = hashlib.sha256(lay.encode()).hexdigest()[:10]
+    orth = "-orth" if orthogonalize else ""
+    name = f"{slug}-{model_identity}-L{lay}-{method}{orth}-{data_hash}.safetensors"
+    return Path(storage_root) / "vectors" / name

@@ -1,0 +1,111 @@
+"""Sweep steering settings on the held-out questionnaire to choose defaults.
+
+    python scripts/steering_sweep.py --layers 12 16 20 24 --strengths 0.1 0.2 0.3 \
+        --out storage/analysis/steering_sweep.jsonl
+
+Builds (or reuses from <storage>/vectors/) the vectors for every layer once,
+then evaluates each (layer set, strength, variant) with
+agents.steering.evaluation.evaluate_steering and appends one JSON line per
+setting. `--per-trait E=20 A=24 ...` evaluates one layer per trait. Each
+setting is also printed as the report's text."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.model_loading import load_model  # noqa: E402
+from agents.steering.evaluation import evaluate_steering  # noqa: E402
+from agents.steering.extract import vectors_for  # noqa: E402
+from agents.steering.hooks import decoder_layers  # noqa: E402
+from agents.steering.vectors import SteeringVectors  # noqa: E402
+from orchestrator.config_schema import ModelConfig, OptimizationConfig  # noqa: E402
+
+log = logging.getLogger("steering_sweep")
+
+
+def per_trait(vectors: SteeringVectors, spec: dict[str, int]) -> SteeringVectors:
+    """One layer per trait: keep trait t's direction only at its layer."""
+    from agents.typing import TRAITS
+
+    layers = sorted(set(spec.values()))
+    sub = vectors.select(layers)
+    dirs = torch.zeros_like(sub.directions)  # (L, 5, H)
+    for t, trait in enumerate(TRAITS):
+        i = layers.index(spec[trait])
+        dirs[i, t] = sub.directions[i, t]
+    meta = {**sub.meta, "per_trait": ",".join(f"{k}={v}" for k, v in spec.items())}
+    return SteeringVectors(layers=sub.layers, directions=dirs, norms=sub.norms, meta=meta)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--storage", default="storage")
+    ap.add_argument("--layers", type=int, nargs="*", default=[24], help="single layers to try")
+    ap.add_argument("--layer-sets", nargs="*", default=[], help="comma lists, e.g. 20,24")
+    ap.add_argument("--per-trait", nargs="*", default=[], help="E=20 A=24 C=24 O=18 N=24")
+    ap.add_argument("--strengths", type=float, nargs="+", default=[0.2])
+    ap.add_argument("--methods", nargs="+", default=["mean_diff"], choices=["mean_diff", "pca"])
+    ap.add_argument("--orthogonalize", choices=["no", "yes", "both"], default="no")
+    ap.add_argument("--n-random", type=int, default=20)
+    ap.add_argument("--no-fluency", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path("storage/analysis/steering_sweep.jsonl"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_grad_enabled(False)
+
+    lm = load_model(ModelConfig(name_or_path=args.model), OptimizationConfig(), args.storage)
+    all_layers = list(range(len(decoder_layers(lm.model))))
+    settings: list[tuple[str, list[int] | dict[str, int]]] = [("layers", [x]) for x in args.layers]
+    settings += [("layers", [int(x) for x in s.split(",")]) for s in args.layer_sets]
+    if args.per_trait:
+        settings.append(
+            ("per_trait", dict((kv.split("=")[0], int(kv.split("=")[1])) for kv in args.per_trait))
+        )
+    orths = {"no": [False], "yes": [True], "both": [False, True]}[args.orthogonalize]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for method in args.methods:
+        base, path = vectors_for(
+            lm.model,
+            lm.tokenizer,
+            storage_root=args.storage,
+            model_name=lm.name_or_path,
+            model_identity=lm.identity,
+            layers=all_layers,
+            method=method,
+        )
+        log.info("vectors: %s", path)
+        for orth in orths:
+            vecs = base.orthogonalized() if orth else base
+            for kind, spec in settings:
+                v = per_trait(vecs, spec) if kind == "per_trait" else vecs.select(spec)
+                for strength in args.strengths:
+                    t0 = time.perf_counter()
+                    rep = evaluate_steering(
+                        lm.model,
+                        lm.tokenizer,
+                        v,
+                        None,
+                        strength,
+                        n_random=args.n_random,
+                        fluency=not args.no_fluency,
+                    )
+                    row = {"method": method, "orthogonalize": orth, kind: spec, **rep.to_dict()}
+                    row["seconds"] = round(time.perf_counter() - t0, 1)
+                    with args.out.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    log.info("%s orth=%s %s=%s\n%s\n", method, orth, kind, spec, rep.to_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

