@@ -63,9 +63,20 @@ def main(
     device: Annotated[
         str,
         typer.Option(
-            "--device", help="Device for the behavioural check's model: auto, cpu, cuda, cuda:N."
+            "--device",
+            help="Device for the behavioural check's model and the text check's embedder: "
+            "auto, cpu, cuda, cuda:N.",
         ),
     ] = "auto",
+    text_max_per_agent: Annotated[
+        int,
+        typer.Option(
+            "--text-max-per-agent",
+            metavar="N",
+            min=1,
+            help="Texts per agent embedded by the text check (spread over the run).",
+        ),
+    ] = 50,
     n_random: Annotated[
         int,
         typer.Option(
@@ -95,10 +106,11 @@ def main(
     report = verify_run(
         messages.parent,
         num_files=num_files,
-        embedder=None if skip_text else _embedder_factory(embedder),  # type: ignore[arg-type]
+        embedder=None if skip_text else _embedder_factory(embedder, device),  # type: ignore[arg-type]
         behavioural=None
         if skip_behavioural
         else partial(run_behavioural, device=device, n_random=n_random),
+        text_max_per_agent=text_max_per_agent,
     )
     console.print(render_verification(report))
     if save:
@@ -107,7 +119,7 @@ def main(
     raise typer.Exit(0 if report.passed else 1)
 
 
-def _embedder_factory(kind: EmbedderChoice):
+def _embedder_factory(kind: EmbedderChoice, device: str):
     def build():
         from agents.embedding import HashingEmbedder, MiniLMEmbedder
 
@@ -115,7 +127,12 @@ def _embedder_factory(kind: EmbedderChoice):
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()  # the terminal shows the checks, not loading bars
-        return MiniLMEmbedder() if kind == "minilm" else HashingEmbedder()
+            if device == "auto":
+                import torch
+
+                return MiniLMEmbedder(device="cuda" if torch.cuda.is_available() else "cpu")
+            return MiniLMEmbedder(device=device)
+        return HashingEmbedder()
 
     return build
 

@@ -45,7 +45,7 @@ def app():
 
 
 def _verify(app, run_dir: Path, *extra: str):
-    args = ["--messages-dir", str(run_dir / "messages"), "--embedder", "hashing", *extra]
+    args = ["--messages-dir", str(run_dir / "messages"), *extra]
     return CliRunner().invoke(app, args, env={"COLUMNS": "200"})
 
 
@@ -53,11 +53,17 @@ def _verify(app, run_dir: Path, *extra: str):
 
 
 def test_mock_run_passes_and_exits_0(app, run_dir: Path) -> None:
-    res = _verify(app, run_dir)
+    res = _verify(app, run_dir, "--skip-behavioural")  # the default embedder: packaged MiniLM
     assert res.exit_code == 0, res.output
     assert res.output.count("✓ PASS") == 6  # five log checks and the text check
     assert "✗ FAIL" not in res.output
-    assert "skipped: the run used the mock backend" in res.output
+    assert "behavioural check skipped: --skip-behavioural" in res.output
+
+
+def test_mock_run_skips_the_behavioural_check(app, run_dir: Path) -> None:
+    res = _verify(app, run_dir, "--skip-text")
+    assert res.exit_code == 0, res.output
+    assert "– SKIP  behavioural check skipped: the run used the mock backend" in res.output
 
 
 def test_log_check_counts(run_dir: Path) -> None:
@@ -217,11 +223,12 @@ def test_behavioural_without_a_model_description_fails(run_dir: Path) -> None:
 
 
 def test_save_writes_verification_json(app, run_dir: Path, tmp_path: Path) -> None:
-    res = _verify(app, run_dir, "--save", "--out-dir", str(tmp_path / "v"), "--num-files", "4")
+    out = str(tmp_path / "v")
+    res = _verify(app, run_dir, "--skip-text", "--save", "--out-dir", out, "--num-files", "4")
     assert res.exit_code == 0, res.output
     saved = json.loads((tmp_path / "v" / "verification.json").read_text())
     assert saved["passed"] and saved["files_read"] == 4
-    assert [c["status"] for c in saved["checks"]].count("pass") == 6
+    assert [c["status"] for c in saved["checks"]] == ["pass"] * 5 + ["skip", "skip"]
 
 
 @pytest.mark.parametrize("what", ["missing", "not-a-dir", "empty"])
@@ -250,7 +257,7 @@ def test_bad_input_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
 def test_analyze_run_sh_from_another_directory(run_dir: Path, tmp_path: Path) -> None:
     root = run_dir.parent.parent
     res = run_script(
-        "analyze_run.sh", "ver", "--storage-root", str(root), "--embedder", "hashing", cwd=tmp_path
+        "analyze_run.sh", "ver", "--storage-root", str(root), "--skip-text", cwd=tmp_path
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = root / "analysis" / "ver"
@@ -299,7 +306,7 @@ def test_changed_vectors_make_the_check_unavailable(hf_run: Path, tmp_path: Path
 
 
 def test_skip_behavioural_on_an_hf_run(app, hf_run: Path) -> None:
-    res = _verify(app, hf_run, "--skip-behavioural")
+    res = _verify(app, hf_run, "--skip-behavioural", "--skip-text")
     assert res.exit_code == 0, res.output
     assert "behavioural check skipped: --skip-behavioural" in res.output
 
