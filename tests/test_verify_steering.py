@@ -321,3 +321,33 @@ def test_missing_evaluation_api_makes_the_check_unavailable(
     assert out.check.failed
     assert out.check.summary.startswith("behavioural check unavailable")
     assert "--skip-behavioural" in out.check.summary
+
+
+def test_model_spec_finds_paths_recorded_relative_to_the_run_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.analysis.behavioural import model_spec
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+
+    run_dir = tmp_path / "storage" / "dumps" / "r"
+    run_dir.mkdir(parents=True)
+    (tmp_path / "storage" / "vectors").mkdir()
+    (tmp_path / "storage" / "vectors" / "v.safetensors").write_bytes(b"x")
+    (tmp_path / "storage" / "models" / "m").mkdir(parents=True)
+    manifest = {
+        "config": {"storage": {"root": "storage"}, "steering": {"layers": [3], "strength": 0.3}},
+        "model": {
+            "backend": "hf",
+            "name_or_path": "smollm2-135m",
+            "resolved_path": "storage/models/m",
+            "dtype": "float32",
+            "steering": {"vectors_file": "storage/vectors/v.safetensors", "vectors_hash": "ab"},
+        },
+    }
+    spec = model_spec(manifest, run_dir)
+    assert spec.vectors_file == tmp_path / "storage" / "vectors" / "v.safetensors"
+    assert spec.name_or_path == str(tmp_path / "storage" / "models" / "m")
+    assert spec.storage_root == tmp_path / "storage"
+    assert (spec.layers, spec.strength, spec.dtype) == ((3,), 0.3, "float32")

@@ -75,6 +75,25 @@ def _section(d: Any, key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _locate(path: str, run_dir: Path, configured_root: str | None) -> Path:
+    """A path the run recorded, found from here: as written, then relative to
+    the directory the run was started in (its storage root minus the
+    configured relative root), then relative to the storage root itself."""
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    candidates = [p]
+    root = storage_root_of(run_dir)
+    if root is not None:
+        if configured_root and not Path(configured_root).is_absolute():
+            base = root
+            for _ in Path(configured_root).parts:
+                base = base.parent
+            candidates.append(base / p)
+        candidates.append(root / p)
+    return next((c.resolve() for c in candidates if c.exists()), p)
+
+
 def model_spec(manifest: dict[str, Any], run_dir: Path) -> ModelSpec:
     """The spec from manifest["model"] (written by the HF backend), with the
     resolved config in manifest["config"] filling what the model section lacks."""
@@ -83,19 +102,18 @@ def model_spec(manifest: dict[str, Any], run_dir: Path) -> ModelSpec:
     steer = _section(model, "steering") or _section(manifest, "steering")
     steer_cfg = _section(config, "steering")
     model_cfg = _section(config, "model")
-    if steer_cfg.get("enabled") is False:
+    if steer.get("enabled") is False or steer_cfg.get("enabled") is False:
         raise SpecError("the run had steering disabled (steering.enabled: false)")
     vectors = steer.get("vectors_file") or steer_cfg.get("vectors")
     if not vectors:
         raise SpecError(
             "manifest.json names no steering vectors file (model.steering.vectors_file)"
         )
-    root = Path(_section(config, "storage").get("root") or storage_root_of(run_dir) or ".")
-    vectors_file = Path(vectors)
-    if not vectors_file.is_absolute() and not vectors_file.exists():
-        vectors_file = root / vectors_file if (root / vectors_file).exists() else vectors_file
+    configured_root = _section(config, "storage").get("root")
+    root = storage_root_of(run_dir) or Path(configured_root or ".")
     resolved = model.get("resolved_path")
-    name = resolved if resolved and Path(resolved).is_dir() else None
+    found = _locate(resolved, run_dir, configured_root) if resolved else None
+    name = str(found) if found is not None and found.is_dir() else None
     name = name or model.get("name_or_path") or model_cfg.get("name_or_path")
     if not name:
         raise SpecError("manifest.json does not name the run's model (model.name_or_path)")
@@ -111,7 +129,7 @@ def model_spec(manifest: dict[str, Any], run_dir: Path) -> ModelSpec:
         storage_root=root,
         layers=tuple(int(x) for x in layers),
         strength=float(strength),
-        vectors_file=vectors_file,
+        vectors_file=_locate(str(vectors), run_dir, configured_root),
         vectors_hash=steer.get("vectors_hash"),
     )
 
