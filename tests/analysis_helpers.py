@@ -109,35 +109,15 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", head[16:24])
 
 
-def make_tiny_model(folder: Path, *, hidden: int = 32, layers: int = 2) -> Path:
-    """A random-weight Llama with a byte-level tokenizer, saved as an HF
-    folder (no download): the behavioural check's mechanics, not its verdict."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+def make_tiny_model(folder: Path) -> Path:
+    """The shared tiny random Llama (tests/tiny_model.py) as an HF folder: the
+    behavioural check's mechanics, not its verdict."""
+    from tests.tiny_model import save_tiny
 
-    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    vocab["<eos>"] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(vocab),
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny(folder)
 
 
-def make_tiny_vectors(path: Path, *, hidden: int = 32, layers: tuple[int, ...] = (1,)) -> Path:
+def make_tiny_vectors(path: Path, *, hidden: int = 64, layers: tuple[int, ...] = (1,)) -> Path:
     import torch
 
     from agents.steering.vectors import SteeringVectors
