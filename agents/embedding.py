@@ -86,7 +86,7 @@ class HashingEmbedder:
 
     name = "hashing"
 
-    def __init__(self, *, dim: int = 256, cache_size: int = 50_000) -> None:
+    def __init__(self, *, dim: int = 256, cache_size: int = 20_000) -> None:
         if dim < 8:
             raise ValueError("HashingEmbedder dim must be >= 8")
         self.dim = dim
@@ -106,13 +106,19 @@ class HashingEmbedder:
         return hit
 
     def _compute(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)  # (M, D)
+        rows: list[int] = []
+        buckets: list[int] = []
+        signs: list[float] = []
+        feature = self._feature
         for i, text in enumerate(texts):
             words = _WORD_RE.findall(text.lower())
-            feats = words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
-            for f in feats:
-                bucket, sign = self._feature(f)
-                out[i, bucket] += sign
+            for f in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+                bucket, sign = feature(f)
+                rows.append(i)
+                buckets.append(bucket)
+                signs.append(sign)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)  # (M, D)
+        np.add.at(out, (np.array(rows, np.int64), np.array(buckets, np.int64)), signs)
         return _normalise(out)
 
 
@@ -140,7 +146,7 @@ class MiniLMEmbedder:
         device: str = "cpu",
         batch_size: int = 64,
         max_length: int = 256,
-        cache_size: int = 50_000,
+        cache_size: int = 20_000,
     ) -> None:
         import torch  # heavy imports only when a real embedder is built
         from transformers import AutoModel, AutoTokenizer
