@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.typing import Embedder, ImportanceScorer, MemoryKind
+from agents.typing import Embedder, ImportanceScorer, KeyedRows, MemoryKind
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,25 @@ def estimate_tokens(text: str) -> int:
     return len(text) // 4 + 2
 
 
+def _row_scale(x: np.ndarray, valid: np.ndarray, all_valid: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, 1 / (hi - lo)) per row over the valid entries, each (Q, 1); the scale
+    is 0 where a row's valid entries are all equal or it has none."""
+    if all_valid:  # the common case once memories fill up: no masking passes
+        lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
+    else:
+        lo = np.where(valid, x, np.inf).min(axis=1, keepdims=True)
+        hi = np.where(valid, x, -np.inf).max(axis=1, keepdims=True)
+    span = (hi - lo).astype(np.float32)
+    ok = np.isfinite(span) & (span > 0)
+    scale = np.divide(1.0, span, out=np.zeros_like(span), where=ok)
+    return np.where(np.isfinite(lo), lo, 0).astype(np.float32), scale
+
+
 def minmax(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Per row, scale the valid entries to [0, 1]; a row whose valid entries are
     all equal gets 0 (the term cannot tell its memories apart)."""
-    lo = np.where(valid, x, np.inf).min(axis=1, keepdims=True)  # (Q, 1)
-    hi = np.where(valid, x, -np.inf).max(axis=1, keepdims=True)  # (Q, 1)
-    span = hi - lo
-    ok = np.isfinite(span) & (span > 0)
-    return np.where(ok, (x - lo) / np.where(ok, span, 1.0), 0.0).astype(np.float32)
+    lo, scale = _row_scale(x, valid, bool(valid.all()))
+    return ((x - lo) * scale).astype(np.float32)
 
 
 def retrieval_scores(
@@ -64,14 +75,20 @@ def retrieval_scores(
     weights: tuple[float, float, float],
 ) -> np.ndarray:
     """(Q, C) scores; empty slots are -inf. `age` is ticks since last access and
-    `weights` is (recency, importance, relevance)."""
-    w_rec, w_imp, w_rel = weights
-    recency = np.power(np.float32(decay), age.astype(np.float32))  # (Q, C)
+    `weights` is (recency, importance, relevance); each term is min-max scaled
+    per row over the valid entries, then weighted and summed."""
+    all_valid = bool(valid.all())
+    recency = np.exp(age.astype(np.float32) * np.float32(np.log(decay)))  # (Q, C) decay**age
     score = np.zeros(valid.shape, dtype=np.float32)  # (Q, C)
-    for w, term in ((w_rec, recency), (w_imp, importance), (w_rel, relevance)):
+    tmp = np.empty_like(score)  # (Q, C) reused: no temporaries per term
+    for w, term in ((weights[0], recency), (weights[1], importance), (weights[2], relevance)):
         if w:
-            score += np.float32(w) * minmax(term, valid)
-    score[~valid] = -np.inf
+            lo, scale = _row_scale(term, valid, all_valid)
+            np.subtract(term, lo, out=tmp, casting="unsafe")
+            tmp *= scale * np.float32(w)
+            score += tmp
+    if not all_valid:
+        score[~valid] = -np.inf
     return score
 
 
@@ -150,17 +167,22 @@ class MemoryStream:
         made = np.zeros((rows, cols), dtype=np.int32)  # (R, C) tick the memory was made
         last = np.zeros((rows, cols), dtype=np.int32)  # (R, C) tick of last access
         kind = np.zeros((rows, cols), dtype=np.int8)  # (R, C) index into KINDS
+        tokens = np.zeros((rows, cols), dtype=np.int32)  # (R, C) estimate_tokens(text)
         valid = np.zeros((rows, cols), dtype=bool)  # (R, C)
         texts: list[list[str | None]] = [[None] * cols for _ in range(rows)]
+        index: list[dict[str, int]] = [{} for _ in range(rows)]  # per row: text -> slot
         if old is not None:
             r, c = min(rows, old.shape[0]), min(cols, old.shape[1])
             emb[:r, :c], imp[:r, :c] = self._emb[:r, :c], self._imp[:r, :c]
             made[:r, :c], last[:r, :c] = self._made[:r, :c], self._last[:r, :c]
             kind[:r, :c], valid[:r, :c] = self._kind[:r, :c], self._valid[:r, :c]
+            tokens[:r, :c] = self._tokens[:r, :c]
             for i in range(r):
                 texts[i][:c] = self._texts[i][:c]
+            index[:r] = self._index[:r]  # columns only grow, so slots stay valid
         self._emb, self._imp, self._made, self._last = emb, imp, made, last
-        self._kind, self._valid, self._texts = kind, valid, texts
+        self._kind, self._tokens, self._valid = kind, tokens, valid
+        self._texts, self._index = texts, index
 
     def _row_of(self, agent_id: str) -> int:
         row = self._row.get(agent_id)
@@ -201,7 +223,25 @@ class MemoryStream:
         tick: int,
     ) -> None:
         row = self._row_of(agent_id)
+        index = self._index[row]
+        # A sentence the agent already remembers is refreshed (made and accessed
+        # now, the higher importance) rather than stored twice: repeated
+        # observations would otherwise crowd out everything else.
+        fresh: dict[str, int] = {}  # new text -> its last position in items
+        for i, (made, text, kind) in enumerate(items):
+            slot = index.get(text)
+            if slot is None:
+                fresh[text] = i
+                continue
+            self._made[row, slot] = self._last[row, slot] = made
+            self._imp[row, slot] = max(self._imp[row, slot], scores[i])
+            self._kind[row, slot] = _KIND_CODE[kind]
+        if len(fresh) < len(items):
+            keep = np.array(sorted(fresh.values()), dtype=np.int64)
+            items, vecs, scores = [items[i] for i in keep], vecs[keep], scores[keep]
         n = len(items)
+        if n == 0:
+            return
         if n > self.max_items:  # more new memories than room: keep the most important
             keep = np.sort(np.argsort(-scores, kind="stable")[: self.max_items])
             items, vecs, scores, n = [items[i] for i in keep], vecs[keep], scores[keep], len(keep)
@@ -221,9 +261,11 @@ class MemoryStream:
         self._made[row, slots] = [it[0] for it in items]
         self._last[row, slots] = [it[0] for it in items]
         self._kind[row, slots] = [_KIND_CODE[it[2]] for it in items]
+        self._tokens[row, slots] = [estimate_tokens(it[1]) for it in items]
         self._valid[row, slots] = True
         for slot, it in zip(slots.tolist(), items, strict=True):
             self._texts[row][slot] = it[1]
+            index[it[1]] = slot
 
     def _evict(self, row: int, count: int, tick: int) -> None:
         """Drop `count` memories of one row: lowest recency + importance first,
@@ -236,6 +278,7 @@ class MemoryStream:
         gone = slots[order[:count]]
         self._valid[row, gone] = False
         for s in gone.tolist():
+            del self._index[row][self._texts[row][s]]
             self._texts[row][s] = None
 
     # -- retrieval -------------------------------------------------------------
@@ -244,10 +287,13 @@ class MemoryStream:
         """For every querying agent at once: its top-k memories by score, best
         first, cut to the prompt token budget. Retrieved memories count as accessed."""
         out: dict[str, list[str]] = {a: [] for a in queries}
-        agents = [a for a in queries if a in self._row and self._valid[self._row[a]].any()]
+        known = [a for a in queries if a in self._row]
+        rows = np.array([self._row[a] for a in known], dtype=np.int64)  # (Q,)
+        has_any = self._valid[rows].any(axis=1) if len(rows) else np.zeros(0, bool)
+        agents = [a for a, h in zip(known, has_any.tolist(), strict=True) if h]
+        rows = rows[has_any]
         if not agents:
             return out
-        rows = np.array([self._row[a] for a in agents], dtype=np.int64)  # (Q,)
         qv = self.embedder.embed([queries[a] for a in agents])  # (Q, D)
         relevance = self._relevance(rows, qv)  # (Q, C)
         valid = self._valid[rows]  # (Q, C)
@@ -263,13 +309,17 @@ class MemoryStream:
         hit = np.take_along_axis(valid, best, axis=1)  # (Q, k) False where an agent has < k
         r_idx = np.broadcast_to(rows[:, None], best.shape)
         self._last[r_idx[hit], best[hit]] = tick
+        # The prompt budget: the best memories whose summed tokens fit (no Python per memory).
+        cost = np.where(hit, self._tokens[r_idx, best], 0)  # (Q, k)
+        fits = hit & (np.cumsum(cost, axis=1) <= self.prompt_token_budget)  # (Q, k)
+        n_fit = fits.sum(axis=1).tolist()  # a prefix: costs are positive
         for qi, agent_id in enumerate(agents):
             texts = self._texts[rows[qi]]
-            picked = [
-                texts[c] for c, h in zip(best[qi].tolist(), hit[qi].tolist(), strict=True) if h
-            ]
-            # The same sentence heard twice is one line in the prompt.
-            out[agent_id] = self._within_budget(list(dict.fromkeys(picked)))
+            if n_fit[qi]:
+                out[agent_id] = [texts[c] for c in best[qi, : n_fit[qi]].tolist()]
+            else:  # the best memory alone is too long: shortened rather than dropped
+                chars = max(0, (self.prompt_token_budget - 2) * 4)
+                out[agent_id] = [texts[int(best[qi, 0])][:chars]]
         return out
 
     def _relevance(self, rows: np.ndarray, qv: np.ndarray) -> np.ndarray:
@@ -283,20 +333,6 @@ class MemoryStream:
             rel = np.matmul(self._emb[:n_rows], q_all[:, :, None])[:, :, 0]  # (R, C)
             return rel[rows]
         return np.matmul(self._emb[rows], qv[:, :, None])[:, :, 0]  # (Q, C)
-
-    def _within_budget(self, texts: list[str]) -> list[str]:
-        """The best memories whose estimated tokens fit the prompt budget; the
-        first one is shortened rather than dropped if it alone is too long."""
-        out, used = [], 0
-        for t in texts:
-            cost = estimate_tokens(t)
-            if used + cost > self.prompt_token_budget:
-                if not out:
-                    out.append(t[: max(0, (self.prompt_token_budget - 2) * 4)])
-                break
-            out.append(t)
-            used += cost
-        return out
 
     # -- what reflection needs --------------------------------------------------
 
@@ -351,6 +387,7 @@ class MemoryStream:
         are kept, so a restored stream breaks score ties exactly as before."""
         n_rows = len(self._ids)
         rows, slots = np.nonzero(self._valid[:n_rows])  # (N,), (N,) row-major
+        texts = [self._texts[r][s] for r, s in zip(rows.tolist(), slots.tolist(), strict=True)]
         return {
             "format": STATE_FORMAT,
             "dim": self.dim,
@@ -362,8 +399,8 @@ class MemoryStream:
             "last_access": self._last[rows, slots].copy(),
             "importance": self._imp[rows, slots].copy(),
             "kind": self._kind[rows, slots].copy(),
-            "embedding": self._emb[rows, slots].copy(),  # (N, D) float32
-            "text": [self._texts[r][s] for r, s in zip(rows.tolist(), slots.tolist(), strict=True)],
+            # an embedding is a function of its text: a checkpoint stores each once
+            "embedding": KeyedRows(store="embeddings", keys=texts, rows=self._emb[rows, slots]),  # (N, D)
             "reflected_at": dict(self._reflected_at),
             "pending": [[a, t, x, k] for a, items in self._pending.items() for t, x, k in items],
         }
@@ -383,14 +420,17 @@ class MemoryStream:
         self._alloc(rows=len(ids), cols=cols)
         self._ids, self._row = ids, {a: i for i, a in enumerate(ids)}
         rows, slots = np.asarray(state["row"], np.int64), np.asarray(state["slot"], np.int64)
-        self._emb[rows, slots] = np.asarray(state["embedding"], np.float32).reshape(-1, self.dim)
+        emb: KeyedRows = state["embedding"]  # the texts are its keys
+        self._emb[rows, slots] = np.asarray(emb.rows, np.float32).reshape(-1, self.dim)
         self._imp[rows, slots] = np.asarray(state["importance"], np.float32)
         self._made[rows, slots] = np.asarray(state["made"], np.int32)
         self._last[rows, slots] = np.asarray(state["last_access"], np.int32)
         self._kind[rows, slots] = np.asarray(state["kind"], np.int8)
         self._valid[rows, slots] = True
-        for r, s, t in zip(rows.tolist(), slots.tolist(), state["text"], strict=True):
+        for r, s, t in zip(rows.tolist(), slots.tolist(), emb.keys, strict=True):
             self._texts[r][s] = t
+            self._index[r][t] = s
+            self._tokens[r, s] = estimate_tokens(t)
         self._reflected_at = {a: int(t) for a, t in state["reflected_at"].items()}
         self._pending = {}
         for a, t, x, k in state["pending"]:

@@ -149,3 +149,14 @@ class MemoryStore(Protocol):
     def get_state(self) -> dict: ...
 
     def set_state(self, state: dict) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyedRows:
+    """Rows of a large array where each row is a pure function of its key (an
+    embedding of its text). A checkpoint may then store each key's row once
+    and refer to it afterwards instead of rewriting the whole array per tick."""
+
+    store: str  # which row store: one per kind of row (e.g. "embeddings")
+    keys: list[str]  # (N,)
+    rows: np.ndarray  # (N, D)

@@ -1,32 +1,44 @@
 """Crash-safe checkpoints of a run's state after each completed tick.
 
 Layout under <run_dir>/checkpoint/:
-    state_000123.json   world, memories, hashes (arrays replaced by references)
-    arrays_000123.npz   the numeric arrays of that state (no pickles)
-    LATEST              {"tick": 123, "state": ..., "arrays": ..., "sha256": {...}}
+    state_000123.npz             the state: its JSON (world, memories, perf rows,
+                                 hashes) plus its numeric arrays; no pickles
+    rows_<store>_gN.bin          append-only float32 row stores (see KeyedRows):
+                                 each key's row (an embedding) is written once,
+                                 not once per tick
+    LATEST                       {"next_tick", "state", "sha256",
+                                  "row_stores": {store: {"generation", "rows", "dim"}}}
 
-Each file is written atomically (temp + fsync + rename) and LATEST is replaced
-last, so at any instant LATEST names a complete checkpoint; the older files
-are deleted only after that. All randomness is derived from (seed, tick,
-index) (see seeding.py), so the state needs no RNG objects: the next tick
-number is the RNG state."""
+Order per save: compact a row store into a new generation if garbage (rows
+no longer used by the previous checkpoint) dominates, append the new rows
+(fsync), write the state file (temp + fsync + rename), then replace LATEST (temp + fsync + rename), then delete what LATEST no longer
+names. At any instant LATEST names a complete checkpoint; rows appended after
+it are cut off when the checkpoint is opened again.
+
+All randomness is derived from (seed, tick, index) (see seeding.py), so the
+state needs no RNG objects: the next tick number is the RNG state."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agents.typing import KeyedRows
 from orchestrator.errors import ResumeError
-from orchestrator.storage import atomic_write, atomic_write_json
+from orchestrator.storage import atomic_write, atomic_write_json, fsync_dir
 
 LATEST = "LATEST"
+_STATE = "__state__"  # the npz entry holding the JSON
 _ARRAY_KEY = "__ndarray__"
+_ROWS_KEY = "__keyed_rows__"
+_COMPACT_SLACK = 1024  # rows of garbage tolerated before a store is rewritten
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +48,7 @@ class Checkpoint:
     memory: dict[str, Any]
     config_hash: str
     vectors_hash: str | None
+    perf: list[dict[str, Any]] = field(default_factory=list)  # perf rows so far
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -45,90 +58,193 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def save_checkpoint(folder: Path, ckpt: Checkpoint) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {}
-    body = {
-        "next_tick": ckpt.next_tick,
-        "world": ckpt.world,
-        "memory": ckpt.memory,
-        "config_hash": ckpt.config_hash,
-        "vectors_hash": ckpt.vectors_hash,
-    }
-    stem = f"{ckpt.next_tick:06d}"
-    state_path, arrays_path = folder / f"state_{stem}.json", folder / f"arrays_{stem}.npz"
-    state_bytes = json.dumps(body, separators=(",", ":"), default=_array_ref(arrays)).encode()
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    arrays_bytes = buf.getvalue()
-    atomic_write(state_path, lambda p: p.write_bytes(state_bytes))
-    atomic_write(arrays_path, lambda p: p.write_bytes(arrays_bytes))
-    atomic_write_json(
-        folder / LATEST,
-        {
+@dataclass
+class _RowStore:
+    """An append-only file of float32 rows; `index` maps the keys in use to rows."""
+
+    folder: Path
+    name: str
+    dim: int
+    generation: int = 0
+    rows: int = 0  # rows in the file that LATEST (or this process) vouches for
+    index: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self.folder / f"rows_{self.name}_g{self.generation}.bin"
+
+    def encode(self, value: KeyedRows) -> dict[str, Any]:
+        """Append the rows of keys not stored yet; return the state's reference."""
+        rows = np.asarray(value.rows, dtype=np.float32).reshape(len(value.keys), self.dim)  # (N, D)
+        fresh: dict[str, int] = {}
+        for i, key in enumerate(value.keys):
+            if key not in self.index and key not in fresh:
+                fresh[key] = i
+        if fresh:
+            with open(self.path, "ab") as fh:
+                fh.truncate(self.rows * self.dim * 4)  # drop a torn append from a crash
+                fh.seek(0, os.SEEK_END)
+                fh.write(np.ascontiguousarray(rows[list(fresh.values())]).tobytes())
+                fh.flush()
+                os.fsync(fh.fileno())
+            for key in fresh:
+                self.index[key] = self.rows
+                self.rows += 1
+        return {
+            _ROWS_KEY: self.name,
+            "keys": value.keys,
+            "rows": [self.index[k] for k in value.keys],
+        }
+
+    def read(self) -> np.ndarray:
+        data = np.fromfile(self.path, dtype=np.float32, count=self.rows * self.dim)
+        if data.size != self.rows * self.dim:
+            raise ResumeError(f"checkpoint row store {self.path} is shorter than LATEST says")
+        return data.reshape(self.rows, self.dim)  # (rows, D)
+
+    def compact(self, live: dict[str, int]) -> None:
+        """Rewrite the store with only the live keys once garbage dominates."""
+        if self.rows <= 2 * len(live) + _COMPACT_SLACK:
+            return
+        block = self.read()[list(live.values())] if live else np.zeros((0, self.dim), np.float32)
+        self.generation += 1
+        atomic_write(self.path, lambda p: p.write_bytes(np.ascontiguousarray(block).tobytes()))
+        self.index = {k: i for i, k in enumerate(live)}
+        self.rows = len(live)
+
+    def pointer(self) -> dict[str, int]:
+        return {"generation": self.generation, "rows": self.rows, "dim": self.dim}
+
+
+class CheckpointStore:
+    """Saves and loads the checkpoints of one run directory. Keep one per run:
+    it remembers which rows its row stores already hold."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._stores: dict[str, _RowStore] = {}
+        self._live: dict[str, dict[str, int]] = {}  # per store: key -> row, as of the last save
+
+    def save(self, ckpt: Checkpoint) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for name, store in self._stores.items():  # before encoding: refs name the new generation
+            store.compact(self._live.get(name, {}))
+        arrays: dict[str, np.ndarray] = {}
+        live: dict[str, dict[str, int]] = {name: {} for name in self._stores}
+        body = {
             "next_tick": ckpt.next_tick,
-            "state": state_path.name,
-            "arrays": arrays_path.name,
-            "sha256": {
-                state_path.name: hashlib.sha256(state_bytes).hexdigest(),
-                arrays_path.name: hashlib.sha256(arrays_bytes).hexdigest(),
+            "world": ckpt.world,
+            "memory": ckpt.memory,
+            "config_hash": ckpt.config_hash,
+            "vectors_hash": ckpt.vectors_hash,
+            "perf": ckpt.perf,
+        }
+        text = json.dumps(body, separators=(",", ":"), default=self._encoder(arrays, live))
+        buf = io.BytesIO()
+        np.savez(buf, **arrays, **{_STATE: np.frombuffer(text.encode(), dtype=np.uint8)})
+        data = buf.getvalue()
+        state = self.folder / f"state_{ckpt.next_tick:06d}.npz"
+        atomic_write(state, lambda p: p.write_bytes(data), sync_dir=False)
+        fsync_dir(self.folder)
+        atomic_write_json(
+            self.folder / LATEST,
+            {
+                "next_tick": ckpt.next_tick,
+                "state": state.name,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "row_stores": {name: s.pointer() for name, s in self._stores.items()},
             },
-        },
-    )
-    for old in (*folder.glob("state_*.json"), *folder.glob("arrays_*.npz")):
-        if old not in (state_path, arrays_path):
-            old.unlink(missing_ok=True)
+        )
+        keep = {state, *(s.path for s in self._stores.values())}
+        for old in (*self.folder.glob("state_*"), *self.folder.glob("rows_*")):
+            if old not in keep:
+                old.unlink(missing_ok=True)
+        self._live = live
+
+    def load(self) -> Checkpoint | None:
+        """The last complete checkpoint, or None if the run never finished a tick."""
+        latest = self.folder / LATEST
+        if not latest.exists():
+            return None
+        try:
+            pointer = json.loads(latest.read_text())
+            data = (self.folder / pointer["state"]).read_bytes()
+            stores = {
+                name: _RowStore(
+                    self.folder, name, int(p["dim"]), int(p["generation"]), int(p["rows"])
+                )
+                for name, p in pointer.get("row_stores", {}).items()
+            }
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ResumeError(
+                f"checkpoint in {self.folder} is unreadable ({exc.__class__.__name__})"
+            ) from None
+        if hashlib.sha256(data).hexdigest() != pointer["sha256"]:
+            raise ResumeError(
+                f"checkpoint file {self.folder / pointer['state']} does not match its checksum"
+            )
+        self._stores = stores
+        rows = {name: s.read() for name, s in stores.items()}
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        text = arrays.pop(_STATE).tobytes().decode()
+        body = json.loads(text, object_hook=self._decoder(arrays, rows))
+        self._live = {name: dict(s.index) for name, s in stores.items()}
+        return Checkpoint(
+            next_tick=int(body["next_tick"]),
+            world=body["world"],
+            memory=body["memory"],
+            config_hash=body["config_hash"],
+            vectors_hash=body["vectors_hash"],
+            perf=body.get("perf", []),
+        )
+
+    def _encoder(self, arrays: dict[str, np.ndarray], live: dict[str, dict[str, int]]):
+        """json `default`: arrays go to the npz, KeyedRows to their row store."""
+
+        def default(obj: Any) -> Any:
+            if isinstance(obj, KeyedRows):
+                store = self._stores.get(obj.store)
+                if store is None:
+                    dim = int(np.asarray(obj.rows).shape[-1]) if len(obj.keys) else 1
+                    store = self._stores[obj.store] = _RowStore(self.folder, obj.store, dim)
+                ref = store.encode(obj)
+                live.setdefault(obj.store, {}).update(zip(obj.keys, ref["rows"], strict=True))
+                return ref
+            if isinstance(obj, np.ndarray):
+                key = f"a{len(arrays)}"
+                arrays[key] = obj
+                return {_ARRAY_KEY: key}
+            if isinstance(obj, np.generic):
+                return obj.item()
+            raise TypeError(f"checkpoint state holds a {type(obj).__name__}, which is not JSON")
+
+        return default
+
+    def _decoder(self, arrays: dict[str, np.ndarray], rows: dict[str, np.ndarray]):
+        """json `object_hook`: the inverse of _encoder; rebuilds the row stores' index."""
+
+        def hook(obj: dict[str, Any]) -> Any:
+            if len(obj) == 1 and _ARRAY_KEY in obj:
+                return arrays[obj[_ARRAY_KEY]]
+            if _ROWS_KEY in obj and set(obj) == {_ROWS_KEY, "keys", "rows"}:
+                store = self._stores[obj[_ROWS_KEY]]
+                store.index.update(zip(obj["keys"], obj["rows"], strict=True))
+                block = (
+                    rows[store.name][obj["rows"]]
+                    if obj["rows"]
+                    else np.zeros((0, store.dim), np.float32)
+                )
+                return KeyedRows(store=store.name, keys=obj["keys"], rows=block)
+            return obj
+
+        return hook
+
+
+def save_checkpoint(folder: Path, ckpt: Checkpoint) -> None:
+    """One-off save (tests); a run keeps one CheckpointStore for its row stores."""
+    CheckpointStore(folder).save(ckpt)
 
 
 def load_checkpoint(folder: Path) -> Checkpoint | None:
-    """The last complete checkpoint, or None if the run never finished a tick."""
-    latest = folder / LATEST
-    if not latest.exists():
-        return None
-    try:
-        pointer = json.loads(latest.read_text())
-        state_bytes = (folder / pointer["state"]).read_bytes()
-        arrays_bytes = (folder / pointer["arrays"]).read_bytes()
-    except (OSError, ValueError, KeyError) as exc:
-        raise ResumeError(
-            f"checkpoint in {folder} is unreadable ({exc.__class__.__name__})"
-        ) from None
-    for name, data in ((pointer["state"], state_bytes), (pointer["arrays"], arrays_bytes)):
-        if hashlib.sha256(data).hexdigest() != pointer["sha256"].get(name):
-            raise ResumeError(f"checkpoint file {folder / name} does not match its checksum")
-    with np.load(io.BytesIO(arrays_bytes), allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    body = json.loads(state_bytes, object_hook=_array_from(arrays))
-    return Checkpoint(
-        next_tick=int(body["next_tick"]),
-        world=body["world"],
-        memory=body["memory"],
-        config_hash=body["config_hash"],
-        vectors_hash=body["vectors_hash"],
-    )
-
-
-def _array_ref(arrays: dict[str, np.ndarray]):
-    """json `default`: store an ndarray in `arrays`, write {"__ndarray__": key} instead."""
-
-    def default(obj: Any) -> Any:
-        if isinstance(obj, np.ndarray):
-            key = f"a{len(arrays)}"
-            arrays[key] = obj
-            return {_ARRAY_KEY: key}
-        if isinstance(obj, np.generic):
-            return obj.item()
-        raise TypeError(f"checkpoint state holds a {type(obj).__name__}, which is not JSON")
-
-    return default
-
-
-def _array_from(arrays: dict[str, np.ndarray]):
-    """json `object_hook`: the inverse of _array_ref."""
-
-    def hook(obj: dict[str, Any]) -> Any:
-        if len(obj) == 1 and _ARRAY_KEY in obj:
-            return arrays[obj[_ARRAY_KEY]]
-        return obj
-
-    return hook
+    return CheckpointStore(folder).load()

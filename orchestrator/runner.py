@@ -16,7 +16,7 @@ from agents.backends import build_backend
 from agents.memory_stream import build_memory_stream
 from agents.oom_backoff import OOMBackoff
 from agents.typing import Backend, MemoryStore
-from orchestrator.checkpoint import Checkpoint, config_hash, load_checkpoint, save_checkpoint
+from orchestrator.checkpoint import CheckpointStore, config_hash
 from orchestrator.config_loader import ResolvedConfig, validate
 from orchestrator.config_schema import RunConfig
 from orchestrator.engine import Simulation, TickResult
@@ -28,6 +28,7 @@ from orchestrator.population import build_agents
 from orchestrator.records import PerfRow
 from orchestrator.resources import rss_mb
 from orchestrator.storage import DumpWriter, RunDir, run_dir_for
+from orchestrator.tick_persister import TickOutput, TickPersister
 from orchestrator.world import World
 
 
@@ -54,6 +55,7 @@ class _Run:
     writer: DumpWriter
     manifest: dict[str, Any]
     vectors_hash: str | None
+    checkpoints: CheckpointStore
 
 
 def run_simulation(
@@ -82,7 +84,17 @@ def run_simulation(
         writer.write_agents([_agent_row(a) for a in agents])
         writer.write_manifest(manifest)  # last: its presence marks a resumable run
         sim = Simulation(config=cfg, world=world, backend=wrapped, memory=memory)
-        run = _Run(cfg, resolved, run_dir, wrapped, sim, writer, manifest, _vectors_hash(manifest))
+        run = _Run(
+            cfg,
+            resolved,
+            run_dir,
+            wrapped,
+            sim,
+            writer,
+            manifest,
+            _vectors_hash(manifest),
+            CheckpointStore(run_dir.checkpoint),
+        )
         return _drive(run, view)
     finally:
         wrapped.close()
@@ -113,7 +125,8 @@ def resume_simulation(
         )
     cfg = resolved.config.model_copy(update={"run_id": run_id})
     resolved = ResolvedConfig(config=cfg, source=resolved.source, files=resolved.files)
-    ckpt = load_checkpoint(run_dir.checkpoint)
+    checkpoints = CheckpointStore(run_dir.checkpoint)
+    ckpt = checkpoints.load()
     next_tick = ckpt.next_tick if ckpt else 0
     if next_tick >= cfg.ticks:
         raise ResumeError(f"--resume {run_id}: the run already completed all {cfg.ticks} ticks")
@@ -140,13 +153,14 @@ def resume_simulation(
         for stale in run_dir.messages.glob("tick_*.parquet"):
             if int(stale.stem.split("_")[1]) >= next_tick:
                 stale.unlink()
-        writer.load_perf()
-        writer.truncate_perf(next_tick)
+        writer.restore_perf(ckpt.perf if ckpt else [])
         manifest.update(config=resolved.as_dict(), status="running", ended_at=None)
         manifest.setdefault("resumed", []).append({"at": now_iso(), "from_tick": next_tick})
         writer.write_manifest(manifest)
         sim = Simulation(config=cfg, world=world, backend=wrapped, memory=memory)
-        run = _Run(cfg, resolved, run_dir, wrapped, sim, writer, manifest, vectors_hash)
+        run = _Run(
+            cfg, resolved, run_dir, wrapped, sim, writer, manifest, vectors_hash, checkpoints
+        )
         return _drive(run, view)
     finally:
         wrapped.close()
@@ -156,7 +170,13 @@ def _drive(run: _Run, view: View) -> RunSummary:
     """The tick loop shared by new and resumed runs."""
     cfg, world, manifest = run.config, run.sim.world, run.manifest
     start, first = time.perf_counter(), world.tick
-    cfg_hash = config_hash(run.resolved.as_dict())
+    persister = TickPersister(
+        run.writer,
+        run.checkpoints,
+        config_hash=config_hash(run.resolved.as_dict()),
+        vectors_hash=run.vectors_hash,
+    )
+    persister.checkpointed = first
     status = "failed"
     view.start(first_tick=first, total_ticks=cfg.ticks)
     try:
@@ -164,35 +184,34 @@ def _drive(run: _Run, view: View) -> RunSummary:
             while world.tick < cfg.ticks and not stop.requested:
                 splits_before = run.backend.splits
                 result = run.sim.step()
-                run.writer.write_tick(result.tick, result.rows)
-                run.writer.add_perf(perf_row(result, run.backend.splits - splits_before))
-                save_checkpoint(
-                    run.run_dir.checkpoint,
-                    Checkpoint(
-                        next_tick=world.tick,
-                        world=world.get_state(),
-                        memory=run.sim.memory.get_state(),
-                        config_hash=cfg_hash,
-                        vectors_hash=run.vectors_hash,
-                    ),
+                persister.submit(
+                    TickOutput(
+                        tick=result.tick,
+                        rows=result.rows,
+                        perf=perf_row(result, run.backend.splits - splits_before),
+                        world_state=world.get_state(),
+                        memory_state=run.sim.memory.get_state(),
+                    )
                 )
-                manifest["ticks_completed"] = world.tick
                 view.on_tick(result)
+            persister.wait()
             status = "interrupted" if stop.requested else "complete"
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
-        # ticks_completed stays at the last checkpointed tick: a tick abandoned
+        persister.close()  # what is in flight lands (atomically) before the manifest
+        # ticks_completed is the last checkpointed tick: a tick abandoned
         # half-way is re-run on resume.
-        manifest.update(status=status, ended_at=now_iso())
+        manifest.update(status=status, ended_at=now_iso(), ticks_completed=persister.checkpointed)
+        run.writer.flush_perf()
         run.writer.write_manifest(manifest)
     summary = RunSummary(
         run_id=cfg.run_id,
         status=status,
-        ticks=manifest["ticks_completed"],
+        ticks=persister.checkpointed,
         agents=len(world.agents),
         total_s=time.perf_counter() - start,
-        ticks_this_session=manifest["ticks_completed"] - first,
+        ticks_this_session=persister.checkpointed - first,
         run_dir=str(run.run_dir.path),
     )
     view.finish(summary)

@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,12 @@ from orchestrator.records import (
 )
 
 TMP_PREFIX = ".tmp-"
+PERF_FLUSH_TICKS = 10
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temp file beside `path`, fsync it, rename it over `path`."""
+def atomic_write(path: Path, write: Callable[[Path], None], *, sync_dir: bool = True) -> None:
+    """Call write(tmp) on a temp file beside `path`, fsync it, rename it over `path`
+    (and fsync the folder, unless the caller does it once for several files)."""
     fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -41,10 +44,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -118,7 +122,7 @@ class DumpWriter:
 
     def __init__(self, run_dir: RunDir) -> None:
         self.run_dir = run_dir
-        self._perf: list[PerfRow] = []
+        self._perf: list[dict[str, Any]] = []  # PerfRow fields, as dicts for the checkpoint
 
     def write_tick(self, tick: int, rows: list[MessageRow]) -> Path:
         path = self.run_dir.tick_file(tick)
@@ -130,17 +134,22 @@ class DumpWriter:
         atomic_write_table(self.run_dir.agents, table)
 
     def add_perf(self, row: PerfRow) -> None:
-        self._perf.append(row)
-        atomic_write_table(self.run_dir.perf, to_table(self._perf, PERF_SCHEMA))
+        """Collect a tick's perf row; perf.parquet is rewritten every PERF_FLUSH_TICKS
+        ticks and by flush_perf (the checkpoint carries the rows in between)."""
+        self._perf.append(asdict(row))
+        if len(self._perf) % PERF_FLUSH_TICKS == 0:
+            self.flush_perf()
 
-    def load_perf(self) -> None:
-        """Continue perf.parquet of a resumed run."""
-        if self.run_dir.perf.exists():
-            table = pq.read_table(self.run_dir.perf)
-            self._perf = [PerfRow(**r) for r in table.to_pylist()]
+    def flush_perf(self) -> None:
+        table = pa.Table.from_pylist(self._perf, schema=PERF_SCHEMA)
+        atomic_write_table(self.run_dir.perf, table)
 
-    def truncate_perf(self, next_tick: int) -> None:
-        self._perf = [r for r in self._perf if r.tick < next_tick]
+    def perf_rows(self) -> list[dict[str, Any]]:
+        return list(self._perf)  # the dicts are never mutated: a shallow copy is a snapshot
+
+    def restore_perf(self, rows: list[dict[str, Any]]) -> None:
+        """Continue the perf rows of a resumed run (from its checkpoint)."""
+        self._perf = [asdict(PerfRow(**r)) for r in rows]  # validates the fields
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_json(self.run_dir.manifest, manifest)
