@@ -125,20 +125,10 @@ class HFBackend:
     # -- generation ----------------------------------------------------------
 
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
-        """All requests in one batched decode; on CUDA out-of-memory the batch is
-        split in halves and retried (rows do not depend on their batch mates)."""
+        """All requests in one batched decode, results in request order. (CUDA
+        out-of-memory back-off is a wrapper: agents.oom_backoff.)"""
         requests = list(requests)
-        if not requests:
-            return []
-        try:
-            return self._generate_batch(requests)
-        except torch.cuda.OutOfMemoryError:
-            if len(requests) == 1:
-                raise
-            torch.cuda.empty_cache()
-            half = len(requests) // 2
-            log.warning("CUDA out of memory at batch %d; retrying as 2 x %d", len(requests), half)
-            return self.generate(requests[:half]) + self.generate(requests[half:])
+        return self._generate_batch(requests) if requests else []
 
     def _steer(
         self, traits: Sequence[Traits], mask: torch.Tensor
@@ -280,9 +270,12 @@ def build_hf_backend(config: RunConfig) -> HFBackend:
         check_layers(lm.model, s.layers)
         if s.vectors is not None:
             vectors = SteeringVectors.load(s.vectors).select(s.layers)
-            if s.orthogonalize and vectors.meta.get("orthogonalized") != "true":
-                vectors = vectors.orthogonalized()
             vectors_file = str(Path(s.vectors))
+            if s.orthogonalize and vectors.meta.get("orthogonalized") != "true":
+                # the recorded file must hold exactly what is applied
+                vectors = vectors.orthogonalized()
+                name = f"{Path(s.vectors).stem}-orth.safetensors"
+                vectors_file = str(vectors.save(Path(config.storage.root) / "vectors" / name))
         else:
             vectors, path = vectors_for(
                 lm.model,

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,6 +28,7 @@ from agents.steering.evaluation import evaluate_steering  # noqa: E402
 from agents.steering.extract import vectors_for  # noqa: E402
 from agents.steering.hooks import decoder_layers  # noqa: E402
 from agents.steering.vectors import SteeringVectors  # noqa: E402
+from agents.typing import TRAITS  # noqa: E402
 from orchestrator.config_schema import ModelConfig, OptimizationConfig  # noqa: E402
 
 log = logging.getLogger("steering_sweep")
@@ -34,8 +36,6 @@ log = logging.getLogger("steering_sweep")
 
 def per_trait(vectors: SteeringVectors, spec: dict[str, int]) -> SteeringVectors:
     """One layer per trait: keep trait t's direction only at its layer."""
-    from agents.typing import TRAITS
-
     layers = sorted(set(spec.values()))
     sub = vectors.select(layers)
     dirs = torch.zeros_like(sub.directions)  # (L, 5, H)
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--orthogonalize", choices=["no", "yes", "both"], default="no")
     ap.add_argument("--n-random", type=int, default=20)
     ap.add_argument("--no-fluency", action="store_true")
+    ap.add_argument("--vectors", type=Path, nargs="*", default=[], help="evaluate these files too")
+    ap.add_argument("--no-build", action="store_true", help="only the --vectors files")
     ap.add_argument("--out", type=Path, default=Path("storage/analysis/steering_sweep.jsonl"))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -73,8 +75,31 @@ def main(argv: list[str] | None = None) -> int:
         )
     orths = {"no": [False], "yes": [True], "both": [False, True]}[args.orthogonalize]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    for method in args.methods:
-        base, path = vectors_for(
+    controls: dict[tuple, np.ndarray] = {}  # (layer, strength, norm) -> (n, 5)
+
+    def random_for(v: SteeringVectors, strength: float, layer_of: list[int]) -> np.ndarray:
+        """Random-control effects, trait t measured with controls at layer_of[t]."""
+        keys = [(x, strength, round(float(v.select([x]).norms[0]))) for x in layer_of]
+        for key in set(keys):
+            if key not in controls:
+                controls[key] = evaluate_steering(
+                    lm.model,
+                    lm.tokenizer,
+                    v.select([key[0]]),
+                    None,
+                    strength,
+                    coefs=(-1, 0, 1),
+                    n_random=args.n_random,
+                    fluency=False,
+                ).random_effects
+        return np.stack([controls[k][:, t] for t, k in enumerate(keys)], 1)
+
+    sources: list[tuple[str, SteeringVectors, Path]] = []
+    for f in args.vectors:
+        vf = SteeringVectors.load(f)
+        sources.append((vf.meta.get("method", "mean_diff"), vf, f))
+    for method in [] if args.no_build else args.methods:
+        built, path = vectors_for(
             lm.model,
             lm.tokenizer,
             storage_root=args.storage,
@@ -83,13 +108,22 @@ def main(argv: list[str] | None = None) -> int:
             layers=all_layers,
             method=method,
         )
+        sources.append((method, built, path))
+    for method, base, path in sources:
         log.info("vectors: %s", path)
         for orth in orths:
             vecs = base.orthogonalized() if orth else base
             for kind, spec in settings:
                 v = per_trait(vecs, spec) if kind == "per_trait" else vecs.select(spec)
+                if kind == "per_trait":
+                    layer_of = [spec[t] for t in TRAITS]
+                elif len(spec) == 1:
+                    layer_of = [spec[0]] * len(TRAITS)
+                else:
+                    layer_of = None  # several layers at once: controls measured jointly
                 for strength in args.strengths:
                     t0 = time.perf_counter()
+                    rand = random_for(vecs, strength, layer_of) if layer_of else None
                     rep = evaluate_steering(
                         lm.model,
                         lm.tokenizer,
@@ -98,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
                         strength,
                         n_random=args.n_random,
                         fluency=not args.no_fluency,
+                        random_effects=rand,
                     )
-                    row = {"method": method, "orthogonalize": orth, kind: spec, **rep.to_dict()}
+                    row = {"method": method, "orthogonalize": orth, "vectors": str(path)}
+                    row.update({kind: spec, **rep.to_dict()})
                     row["seconds"] = round(time.perf_counter() - t0, 1)
                     with args.out.open("a") as f:
                         f.write(json.dumps(row) + "\n")

@@ -142,7 +142,11 @@ def test_digit_expectation_batched_equals_single() -> None:
     assert all(1.0 <= v <= 2.0 for v in backend.digit_expectation(prompts[:2], digits="12"))
 
 
-def test_build_from_local_folder_and_describe(tmp_path) -> None:
+def test_build_from_local_folder_and_describe(tmp_path, monkeypatch) -> None:
+    import agents.steering.extract as ex
+
+    few = tuple(p for p in ex.load_pairs() if p.continuation.startswith("Tomorrow"))
+    monkeypatch.setattr(ex, "load_pairs", lambda: few)  # extraction on the tiny model: fast
     folder = save_tiny(tmp_path / "tiny")
     cfg = RunConfig.model_validate(
         {

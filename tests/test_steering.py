@@ -139,6 +139,10 @@ def test_extract_and_cache(tmp_path, monkeypatch) -> None:
     again, path2 = vectors_for(model, tok, **kwargs)
     assert path2 == path and torch.equal(again.directions, built.directions)
     assert again.meta["model_identity"] == "abc"
+    # a file covering more layers serves a subset, orthogonalised on request
+    sub, path3 = vectors_for(model, tok, **{**kwargs, "layers": [3]}, orthogonalize=True)
+    assert sub.layers == (3,) and path3 != path and path3.is_file()
+    torch.testing.assert_close(sub.cosines()[0], torch.eye(5), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("start", [0, 2])

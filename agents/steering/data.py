@@ -28,6 +28,9 @@ class ContrastivePair:
     low: str
     user: str
     continuation: str
+    framing: Literal["desirable_high", "desirable_low"] = (
+        "desirable_high"  # which pole sounds better
+    )
 
     def __post_init__(self) -> None:
         if self.trait not in TRAITS:
@@ -49,6 +52,7 @@ class QuestionnaireItem:
 
 @dataclass(frozen=True, kw_only=True)
 class Questionnaire:
+    system: str | None  # a trait-neutral system turn (None: the template's default)
     prompt: str  # the neutral user turn the statements answer
     items: tuple[QuestionnaireItem, ...]
     reference_prompt: str  # user turn before the neutral fluency texts
@@ -69,6 +73,7 @@ def load_pairs() -> tuple[ContrastivePair, ...]:
 def load_questionnaire() -> Questionnaire:
     doc = json.loads(_read("questionnaire.json"))
     return Questionnaire(
+        system=doc.get("system"),
         prompt=doc["prompt"],
         items=tuple(QuestionnaireItem(**i) for i in doc["items"]),
         reference_prompt=doc["reference_prompt"],

@@ -162,12 +162,15 @@ class SteeringReport:
 
 
 def random_deltas(vectors: SteeringVectors, strength: float, n: int, seed: int = 0) -> torch.Tensor:
-    """(L, 2n, H): n random unit directions per layer at +strength then -strength (x norm)."""
+    """(L, 2n, H): n random unit directions at +strength then -strength (x each
+    layer's norm). A control uses the same direction at every steered layer, as
+    a trait does (its directions are aligned across neighbouring layers), so
+    several layers give the controls no cancellation that the traits lack."""
     gen = torch.Generator().manual_seed(seed)
     n_layers, _, hidden = vectors.directions.shape
-    dirs = torch.nn.functional.normalize(torch.randn(n_layers, n, hidden, generator=gen), dim=-1)
+    dirs = torch.nn.functional.normalize(torch.randn(n, hidden, generator=gen), dim=-1)  # (n, H)
     scale = (strength * vectors.norms)[:, None, None]  # (L, 1, 1)
-    return torch.cat([dirs * scale, -dirs * scale], dim=1)
+    return torch.cat([dirs * scale, -dirs * scale], dim=1)  # (L, 2n, H) by broadcasting
 
 
 @torch.no_grad()
@@ -182,8 +185,13 @@ def evaluate_steering(
     *,
     seed: int = 0,
     fluency: bool = True,
+    random_effects: np.ndarray | None = None,
 ) -> SteeringReport:
-    """Measure the steering `vectors` (restricted to `layers`) at `strength`."""
+    """Measure the steering `vectors` (restricted to `layers`) at `strength`.
+
+    `random_effects` (n, 5) reuses random-control effects measured before for
+    the same layers and strength (they do not depend on the vectors), e.g. in
+    a sweep; by default `n_random` controls are measured here."""
     coefs = tuple(sorted({float(c) for c in coefs}))
     if not {-1.0, 0.0, 1.0} <= set(coefs):
         raise ValueError("coefs must include -1, 0 and 1")
@@ -196,12 +204,15 @@ def evaluate_steering(
     grid = torch.zeros(n_traits, len(coefs), n_traits)  # (steered, K, 5) coefficient rows
     for t in range(n_traits):
         grid[t, :, t] = torch.tensor(coefs)
-    steer = vecs.deltas(grid.reshape(-1, n_traits), strength)  # (L, 5K, H)
+    rows, inverse = torch.unique(grid.reshape(-1, n_traits), dim=0, return_inverse=True)
+    steer = vecs.deltas(rows, strength)  # (L, U, H): coefficient 0 is one shared row
+    n_random = 0 if random_effects is not None else n_random
     rand = random_deltas(vecs, strength, n_random, seed)  # (L, 2n, H)
     scores = measure.trait_scores(hooks, torch.cat([steer, rand], dim=1)).numpy()  # (5K+2n, 5)
-    curves = scores[: grid.shape[0] * grid.shape[1]].reshape(n_traits, len(coefs), n_traits)
-    rs = scores[grid.shape[0] * grid.shape[1] :]
-    random_effects = rs[:n_random] - rs[n_random:]  # (n, 5)
+    curves = scores[inverse.numpy()].reshape(n_traits, len(coefs), n_traits)
+    if random_effects is None:
+        rs = scores[len(rows) :]
+        random_effects = rs[:n_random] - rs[n_random:]  # (n, 5)
 
     base_nll = fl = None
     if fluency:

@@ -11,6 +11,7 @@ Knows nothing about hooks, generation or the questionnaire."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,10 @@ from agents.typing import TRAITS, Message
 log = logging.getLogger(__name__)
 
 Method = Literal["mean_diff", "pca"]
+
+
+class _Enough(Exception):
+    """Raised by the deepest capture hook to end a forward pass early."""
 
 
 def pair_prompts(tokenizer: Any, pair: ContrastivePair) -> tuple[list[int], list[int]]:
@@ -56,6 +61,7 @@ def last_token_residuals(
     last: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     norms: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     state: dict[str, torch.Tensor] = {}
+    deepest = max(layers)
 
     def make_hook(layer: int):
         def hook(module, args, output):
@@ -63,6 +69,8 @@ def last_token_residuals(
             last[layer].append(h[:, -1].cpu())  # (B, H)
             keep = state["mask"].bool()  # (B, T): real tokens after each row's first
             norms[layer].append(h.norm(dim=-1)[keep].cpu())  # (n,)
+            if layer == deepest:
+                raise _Enough  # the blocks above and the LM head are not needed
 
         return hook
 
@@ -78,12 +86,13 @@ def last_token_residuals(
                 mask[i, width - len(seq) :] = 1
             pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T) positions as if unpadded
             state["mask"] = (mask.cumsum(-1) > 1).to(device)  # drop each row's first token
-            model(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                position_ids=pos.to(device),
-                use_cache=False,
-            )
+            with contextlib.suppress(_Enough):
+                model(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    position_ids=pos.to(device),
+                    use_cache=False,
+                )
     finally:
         for handle in handles:
             handle.remove()
@@ -153,19 +162,23 @@ def vectors_for(
 ) -> tuple[SteeringVectors, Path]:
     """Cached vectors for this model, layers, method and data; built on a miss.
     The file holds exactly what is applied (orthogonalised if asked)."""
-    path = cache_path(
-        storage_root,
-        model_name=model_name,
-        model_identity=model_identity,
-        layers=layers,
-        method=method,
-        data_hash=pairs_hash(),
-        orthogonalize=orthogonalize,
+    key = dict(
+        model_name=model_name, model_identity=model_identity, method=method, data_hash=pairs_hash()
     )
+    path = cache_path(storage_root, layers=layers, orthogonalize=orthogonalize, **key)
     if path.is_file():
         vecs = SteeringVectors.load(path)
         if vecs.layers == tuple(sorted(layers)):
             return vecs, path
+    # a cached file covering more layers serves too (orthogonalisation is per layer)
+    for orth in sorted({orthogonalize, False}, reverse=True):
+        pattern = cache_path(storage_root, layers=None, orthogonalize=orth, **key)
+        for cand in sorted(pattern.parent.glob(pattern.name)):
+            vecs = SteeringVectors.load(cand)
+            if set(layers) <= set(vecs.layers):
+                vecs = vecs.select(layers)
+                vecs = vecs.orthogonalized() if orthogonalize and not orth else vecs
+                return vecs, vecs.save(path)
     log.info("building steering vectors for layers %s (%s)", list(layers), method)
     vecs = build_vectors(model, tokenizer, layers, method=method)
     if orthogonalize:

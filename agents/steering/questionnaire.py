@@ -21,8 +21,9 @@ from agents.steering.scoring import PackedScorer
 from agents.typing import TRAITS, Message
 
 
-def _prefix(tokenizer: Any, prompt: str) -> list[int]:
-    msgs = (Message(role="user", content=prompt),)
+def _prefix(tokenizer: Any, prompt: str, system: str | None) -> list[int]:
+    msgs = (Message(role="system", content=system),) if system else ()
+    msgs += (Message(role="user", content=prompt),)
     return encode(tokenizer, render_chat(tokenizer, msgs, add_generation_prompt=True))
 
 
@@ -41,7 +42,7 @@ class TraitMeasure:
         self.items = q.items
         conts = [encode(tokenizer, item.text) for item in q.items]
         self.scorer = PackedScorer(
-            model, _prefix(tokenizer, q.prompt), conts, start_layer=start_layer
+            model, _prefix(tokenizer, q.prompt, q.system), conts, start_layer=start_layer
         )
         weights = torch.zeros(len(TRAITS), len(q.items), dtype=torch.float64)  # (5, C)
         for t, trait in enumerate(TRAITS):
@@ -78,7 +79,7 @@ class FluencyMeasure:
     ) -> None:
         q = questionnaire or load_questionnaire()
         conts = [encode(tokenizer, text) for text in q.reference_texts]
-        prefix = _prefix(tokenizer, q.reference_prompt)
+        prefix = _prefix(tokenizer, q.reference_prompt, q.system)
         self.scorer = PackedScorer(model, prefix, conts, start_layer=start_layer)
 
     def nll(

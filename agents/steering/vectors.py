@@ -149,14 +149,15 @@ def cache_path(
     *,
     model_name: str,
     model_identity: str,
-    layers: Sequence[int],
+    layers: Sequence[int] | None,
     method: str,
     data_hash: str,
     orthogonalize: bool = False,
 ) -> Path:
-    """<root>/vectors/<model>-<identity>-L<layers>-<method>[-orth]-<data>.safetensors"""
+    """<root>/vectors/<model>-<identity>-L<layers>-<method>[-orth]-<data>.safetensors;
+    layers=None gives the glob pattern matching any layers."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model_name).name or model_name)[:48]
-    lay = "_".join(map(str, sorted(layers)))
+    lay = "*" if layers is None else "_".join(map(str, sorted(layers)))
     if len(lay) > 40:  # keep names short for many layers
         lay = hashlib.sha256(lay.encode()).hexdigest()[:10]
     orth = "-orth" if orthogonalize else ""
