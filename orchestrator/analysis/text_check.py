@@ -154,11 +154,12 @@ def trait_axes(embedder: Embedder) -> np.ndarray:
 
 
 def select_texts(messages: pd.DataFrame, max_per_agent: int | None) -> pd.DataFrame:
-    """Parsed rows with words in them (SAY, WORK, REFLECT), at most
-    `max_per_agent` per agent, evenly spread over the run."""
+    """Rows with words in them (SAY, WORK, REFLECT), at most `max_per_agent`
+    per agent, evenly spread over the run. Unparsed outputs count: they are
+    recorded as SAY with the model's own words, which carry the personality
+    whether or not they follow the action grammar."""
     rows = messages[
-        messages["parse_ok"]
-        & messages["action"].isin(TEXT_ACTIONS)
+        messages["action"].isin(TEXT_ACTIONS)
         & (messages["content"].fillna("").str.strip().str.len() > 0)
     ]
     if max_per_agent is None:
