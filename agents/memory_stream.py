@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 KINDS: tuple[MemoryKind, ...] = ("observation", "action", "reflection")
 _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 STATE_FORMAT = "memory_stream/1"
-_FULL_PASS_SHARE = 0.3  # above this share of agents querying, one pass over all rows beats a gather
+_FULL_PASS_SHARE = 0.9  # from this share of agents querying, one matmul over all rows
 _MIN_COLUMNS = 16
 
 
@@ -324,15 +324,24 @@ class MemoryStream:
 
     def _relevance(self, rows: np.ndarray, qv: np.ndarray) -> np.ndarray:
         """(Q, C) cosine of each query with each memory of its own agent (unit vectors).
-        One batched matrix product; with most agents querying, over all rows in
-        place, since gathering the rows first would copy the largest array."""
-        n_rows = len(self._ids)
+
+        The work is memory-bound: every embedding of a querying agent is read
+        once. With (nearly) all agents querying, one batched matrix product over
+        all rows in place. With fewer, one BLAS matrix-vector product per
+        querying agent over its own row: gathering the rows first (E[rows])
+        would copy them, and a pass over all rows would read the idle agents'
+        memories too; both measured 2-10x slower here than this loop over agents."""
+        n_rows, cols = len(self._ids), self._emb.shape[1]
         if len(rows) >= _FULL_PASS_SHARE * n_rows:
             q_all = np.zeros((n_rows, self.dim), dtype=np.float32)  # (R, D)
             q_all[rows] = qv
             rel = np.matmul(self._emb[:n_rows], q_all[:, :, None])[:, :, 0]  # (R, C)
-            return rel[rows]
-        return np.matmul(self._emb[rows], qv[:, :, None])[:, :, 0]  # (Q, C)
+            return rel if len(rows) == n_rows and (rows == np.arange(n_rows)).all() else rel[rows]
+        out = np.empty((len(rows), cols), dtype=np.float32)  # (Q, C)
+        emb = self._emb
+        for i, r in enumerate(rows.tolist()):
+            np.dot(emb[r], qv[i], out=out[i])  # (C, D) @ (D,) -> (C,)
+        return out
 
     # -- what reflection needs --------------------------------------------------
 
@@ -400,7 +409,9 @@ class MemoryStream:
             "importance": self._imp[rows, slots].copy(),
             "kind": self._kind[rows, slots].copy(),
             # an embedding is a function of its text: a checkpoint stores each once
-            "embedding": KeyedRows(store="embeddings", keys=texts, rows=self._emb[rows, slots]),  # (N, D)
+            "embedding": KeyedRows(
+                store="embeddings", keys=texts, rows=self._emb[rows, slots]
+            ),  # (N, D)
             "reflected_at": dict(self._reflected_at),
             "pending": [[a, t, x, k] for a, items in self._pending.items() for t, x, k in items],
         }
