@@ -294,7 +294,7 @@ class MemoryStream:
         rows = rows[has_any]
         if not agents:
             return out
-        qv = self.embedder.embed([queries[a] for a in agents])  # (Q, D)
+        qv = np.asarray(self.embedder.embed([queries[a] for a in agents]), np.float32)  # (Q, D)
         relevance = self._relevance(rows, qv)  # (Q, C)
         valid = self._valid[rows]  # (Q, C)
         scores = retrieval_scores(

@@ -144,7 +144,7 @@ def random_stream(seed: int, agents: int = 12, ticks: int = 40) -> MemoryStream:
 
 
 def test_one_agent_alone_or_with_all_gets_the_same_memories() -> None:
-    """The gather path (few agents querying) and the full pass (most agents) agree."""
+    """The per-agent path (few agents querying) and the full pass (all) agree."""
     queries = {f"agent-{a:03d}": "the festival in the garden" for a in range(12)}
     together = random_stream(1).retrieve(queries, tick=40)
     alone = random_stream(1).retrieve({"agent-003": queries["agent-003"]}, tick=40)
