@@ -28,7 +28,7 @@ SCRIPTS = REPO / "scripts"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-class _QuietView:
+class QuietView:
     def start(self, *, first_tick: int, total_ticks: int) -> None: ...
     def on_tick(self, result) -> None: ...
     def finish(self, summary) -> None: ...
@@ -48,7 +48,7 @@ def make_mock_run(root: Path, *, run_id: str = "an", ticks: int = 12, agents: in
             f"storage.root={root}",
         ],
     )
-    run_simulation(resolved, _QuietView(), overwrite=True)
+    run_simulation(resolved, QuietView(), overwrite=True)
     return root / "dumps" / run_id
 
 

