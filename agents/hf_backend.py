@@ -237,6 +237,9 @@ class HFBackend:
             "strength": s.strength,
             "method": (self.vectors.meta.get("method", s.method) if self.vectors else s.method),
             "orthogonalize": s.orthogonalize,
+            "trait_layers": (
+                {t: list(x) for t, x in self.vectors.trait_layers().items()} if self.vectors else {}
+            ),
             "vectors_file": self.vectors_file,
             "vectors_hash": file_hash(self.vectors_file) if self.vectors_file else None,
         }
@@ -250,7 +253,7 @@ class HFBackend:
 
     def close(self) -> None:
         self.hooks = None
-        self.model = None  # drop the reference; memory goes with the last one
+        self.model = self.lm = None  # drop the references; memory goes with the last one
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -268,13 +271,18 @@ def build_hf_backend(config: RunConfig) -> HFBackend:
     vectors, vectors_file = None, None
     if s.enabled:
         check_layers(lm.model, s.layers)
+        for trait, layers in s.trait_layers.items():
+            check_layers(lm.model, layers, key=f"steering.trait_layers.{trait}")
         if s.vectors is not None:
-            vectors = SteeringVectors.load(s.vectors).select(s.layers)
+            loaded = SteeringVectors.load(s.vectors)
+            vectors = loaded.for_traits(s.layers_of()) if s.trait_layers else loaded
+            vectors = vectors.select(s.all_layers())
             vectors_file = str(Path(s.vectors))
+            derived = []
             if s.orthogonalize and vectors.meta.get("orthogonalized") != "true":
-                # the recorded file must hold exactly what is applied
-                vectors = vectors.orthogonalized()
-                name = f"{Path(s.vectors).stem}-orth.safetensors"
+                vectors, derived = vectors.orthogonalized(), [*derived, "orth"]
+            if derived or s.trait_layers:  # the recorded file must hold exactly what is applied
+                name = f"{Path(s.vectors).stem}-{'-'.join(derived) or 'traits'}.safetensors"
                 vectors_file = str(vectors.save(Path(config.storage.root) / "vectors" / name))
         else:
             vectors, path = vectors_for(
@@ -286,6 +294,7 @@ def build_hf_backend(config: RunConfig) -> HFBackend:
                 layers=s.layers,
                 method=s.method,
                 orthogonalize=s.orthogonalize,
+                trait_layers=s.trait_layers or None,
             )
             vectors_file = str(path)
     return HFBackend(

@@ -100,6 +100,7 @@ def convert_embedded(storage_root: Path) -> Path:
             del model.config.quantization_config
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
+        tmp.chmod(0o755)  # mkdtemp made it private
         tmp.rename(target)
     finally:
         if tmp.exists():
@@ -216,7 +217,7 @@ def load_model(
             path, trust_remote_code=model_cfg.trust_remote_code, local_files_only=offline
         )
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=offline, **kwargs)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ImportError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load model {model_cfg.name_or_path!r}: {first}") from None
     if "device_map" not in kwargs:

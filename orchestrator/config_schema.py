@@ -126,6 +126,10 @@ class SteeringConfig(Section):
     method: Literal["mean_diff", "pca"] = "mean_diff"
     orthogonalize: bool = False  # sequential Gram-Schmidt over the five trait vectors
     vectors: str | None = None  # a safetensors file to load instead of building
+    # per-trait overrides of `layers`, e.g. {O: [26]}; traits not named use `layers`
+    trait_layers: dict[Literal["E", "A", "C", "O", "N"], list[Annotated[int, Field(ge=0)]]] = Field(
+        default_factory=dict
+    )
 
     @field_validator("layers")
     @classmethod
@@ -133,6 +137,21 @@ class SteeringConfig(Section):
         if len(set(v)) != len(v):
             raise ValueError("layers must not repeat")
         return sorted(v)
+
+    @field_validator("trait_layers")
+    @classmethod
+    def _trait_layers(cls, v: dict[str, list[int]]) -> dict[str, list[int]]:
+        for trait, layers in v.items():
+            if not layers or len(set(layers)) != len(layers):
+                raise ValueError(f"{trait}: give one or more distinct layers")
+        return {t: sorted(x) for t, x in v.items()}
+
+    def layers_of(self) -> dict[str, list[int]]:
+        """The steered layers of each trait (E, A, C, O, N)."""
+        return {t: self.trait_layers.get(t, self.layers) for t in ("E", "A", "C", "O", "N")}
+
+    def all_layers(self) -> list[int]:
+        return sorted({x for layers in self.layers_of().values() for x in layers})
 
 
 class OptimizationConfig(Section):

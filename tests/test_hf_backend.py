@@ -151,7 +151,7 @@ def test_build_from_local_folder_and_describe(tmp_path, monkeypatch) -> None:
     cfg = RunConfig.model_validate(
         {
             "model": {"name_or_path": str(folder)},
-            "steering": {"layers": [2], "strength": 0.3},
+            "steering": {"layers": [2], "strength": 0.3, "trait_layers": {"O": [3]}},
             "storage": {"root": str(tmp_path / "storage")},
         }
     )
@@ -159,12 +159,13 @@ def test_build_from_local_folder_and_describe(tmp_path, monkeypatch) -> None:
     d = backend.describe()
     json.dumps(d)
     assert d["backend"] == "hf" and d["dtype"] == "float32" and d["device"] == "cpu"
-    assert d["steering"]["layers"] == [2] and d["steering"]["vectors_hash"]
+    assert d["steering"]["layers"] == [2, 3] and d["steering"]["vectors_hash"]
+    assert d["steering"]["trait_layers"]["O"] == [3] and d["steering"]["trait_layers"]["E"] == [2]
     vf = d["steering"]["vectors_file"]
     assert vf.startswith(str(tmp_path / "storage" / "vectors"))
-    assert SteeringVectors.load(vf).layers == (2,)
+    assert SteeringVectors.load(vf).trait_layers()["O"] == (3,)
     gens = backend.generate(requests(2))
-    assert len(gens) == 2 and gens[0].steer_layers == (2,)
+    assert len(gens) == 2 and gens[0].steer_layers == (2, 3)
 
 
 @pytest.mark.parametrize(
@@ -174,6 +175,11 @@ def test_build_from_local_folder_and_describe(tmp_path, monkeypatch) -> None:
         ("someone/not-a-cached-model", {}, "not in the local Hugging Face cache"),
         ("TINY", {"layers": [7]}, "layer 7 is out of range"),
         ("TINY", {"layers": [1], "vectors": "missing.safetensors"}, "no such file"),
+        (
+            "TINY",
+            {"layers": [1], "trait_layers": {"O": [9]}},
+            "steering.trait_layers.O .9.: layer 9",
+        ),
     ],
 )
 def test_clean_model_errors(tmp_path, monkeypatch, model, steering, match) -> None:

@@ -123,6 +123,24 @@ def test_vectors_value_type_and_roundtrip(tmp_path) -> None:
         SteeringVectors.load(tmp_path / "bad.safetensors")
 
 
+def test_per_trait_layers() -> None:
+    v = random_vectors((1, 2, 3))
+    m = v.for_traits({"O": [3], "E": [1, 2]})
+    assert m.layers == (1, 2, 3)
+    assert m.trait_layers() == {
+        "E": (1, 2),
+        "A": (1, 2, 3),
+        "C": (1, 2, 3),
+        "O": (3,),
+        "N": (1, 2, 3),
+    }
+    assert torch.equal(m.directions[2, 3], v.directions[2, 3])
+    assert not m.directions[0, 3].any() and not m.directions[2, 0].any()
+    hooks = SteeringHooks(tiny_model(), m, 0.5)
+    hooks.set_coefficients(torch.tensor([[0, 0, 0, 1.0, 0]]))  # O only
+    assert not hooks._delta[0].any() and hooks._delta[2].any()
+
+
 def test_extract_and_cache(tmp_path, monkeypatch) -> None:
     model, tok = tiny_model(), tiny_tokenizer()
     pairs = [p for p in load_pairs() if p.continuation.startswith("Tomorrow")]
@@ -143,6 +161,10 @@ def test_extract_and_cache(tmp_path, monkeypatch) -> None:
     sub, path3 = vectors_for(model, tok, **{**kwargs, "layers": [3]}, orthogonalize=True)
     assert sub.layers == (3,) and path3 != path and path3.is_file()
     torch.testing.assert_close(sub.cosines()[0], torch.eye(5), atol=1e-5, rtol=0)
+    # per-trait layers: a separate file holding the masked directions
+    masked, path4 = vectors_for(model, tok, **{**kwargs, "layers": [1]}, trait_layers={"O": [3]})
+    assert masked.trait_layers()["O"] == (3,) and masked.trait_layers()["E"] == (1,)
+    assert SteeringVectors.load(path4).trait_layers() == masked.trait_layers()
 
 
 @pytest.mark.parametrize("start", [0, 2])
@@ -177,3 +199,9 @@ def test_evaluation_report_on_tiny_model() -> None:
     d = rep.to_dict()
     assert set(d) >= {"passed", "effects", "random_spread", "matrix", "fluency_increase"}
     assert "matrix" in rep.to_text()
+    # per-trait layers: each trait's controls sit at that trait's layers
+    per = evaluate_steering(
+        model, tok, random_vectors((1, 2)).for_traits({"O": [2]}), None, 0.3, n_random=3,
+        fluency=False,
+    )  # fmt: skip
+    assert per.notes["trait_layers"]["O"] == [2] and per.random_effects.shape == (3, 5)

@@ -206,13 +206,20 @@ def evaluate_steering(
         grid[t, :, t] = torch.tensor(coefs)
     rows, inverse = torch.unique(grid.reshape(-1, n_traits), dim=0, return_inverse=True)
     steer = vecs.deltas(rows, strength)  # (L, U, H): coefficient 0 is one shared row
+    # controls replace a trait's vector at that trait's own layers (per-trait layers differ)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for t, trait in enumerate(TRAITS):
+        groups.setdefault(vecs.trait_layers()[trait] or vecs.layers, []).append(t)
     n_random = 0 if random_effects is not None else n_random
     rand = random_deltas(vecs, strength, n_random, seed)  # (L, 2n, H)
-    scores = measure.trait_scores(hooks, torch.cat([steer, rand], dim=1)).numpy()  # (5K+2n, 5)
+    blocks = [rand * torch.tensor([x in g for x in vecs.layers])[:, None, None] for g in groups]
+    scores = measure.trait_scores(hooks, torch.cat([steer, *blocks], dim=1)).numpy()  # (U+2nG, 5)
     curves = scores[inverse.numpy()].reshape(n_traits, len(coefs), n_traits)
     if random_effects is None:
-        rs = scores[len(rows) :]
-        random_effects = rs[:n_random] - rs[n_random:]  # (n, 5)
+        random_effects = np.zeros((n_random, n_traits))
+        for g, traits in enumerate(groups.values()):
+            rs = scores[len(rows) + 2 * n_random * g : len(rows) + 2 * n_random * (g + 1)]
+            random_effects[:, traits] = (rs[:n_random] - rs[n_random:])[:, traits]  # (n, k)
 
     base_nll = fl = None
     if fluency:
@@ -235,5 +242,6 @@ def evaluate_steering(
         notes={
             "method": vecs.meta.get("method", "?"),
             "orthogonalized": vecs.meta.get("orthogonalized", "false"),
+            "trait_layers": {t: list(x) for t, x in vecs.trait_layers().items()},
         },
     )

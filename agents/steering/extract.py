@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -159,9 +159,25 @@ def vectors_for(
     layers: Sequence[int],
     method: Method = "mean_diff",
     orthogonalize: bool = False,
+    trait_layers: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[SteeringVectors, Path]:
     """Cached vectors for this model, layers, method and data; built on a miss.
-    The file holds exactly what is applied (orthogonalised if asked)."""
+    The file holds exactly what is applied (orthogonalised if asked; with
+    `trait_layers`, each trait's direction only at its own layers)."""
+    if trait_layers:
+        union = sorted({x for t in TRAITS for x in trait_layers.get(t, layers)})
+        full = {t: list(trait_layers.get(t, layers)) for t in TRAITS}
+        base, _ = vectors_for(
+            model, tokenizer, storage_root=storage_root, model_name=model_name,
+            model_identity=model_identity, layers=union, method=method, orthogonalize=orthogonalize,
+        )  # fmt: skip
+        masked = base.for_traits(full)
+        variant = "t" + "".join(f"{t}{'_'.join(map(str, full[t]))}" for t in TRAITS)
+        path = cache_path(
+            storage_root, model_name=model_name, model_identity=model_identity, layers=union,
+            method=method, data_hash=pairs_hash(), orthogonalize=orthogonalize, variant=variant,
+        )  # fmt: skip
+        return masked, masked.save(path)
     key = dict(
         model_name=model_name, model_identity=model_identity, method=method, data_hash=pairs_hash()
     )

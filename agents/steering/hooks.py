@@ -50,12 +50,12 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     return getattr(parent, attr)
 
 
-def check_layers(model: nn.Module, layers: Sequence[int]) -> None:
+def check_layers(model: nn.Module, layers: Sequence[int], key: str = "steering.layers") -> None:
     n = len(decoder_layers(model))
     bad = [layer for layer in layers if not 0 <= layer < n]
     if bad:
         raise ModelError(
-            f"steering.layers {list(layers)}: layer {bad[0]} is out of range, the model has "
+            f"{key} {list(layers)}: layer {bad[0]} is out of range, the model has "
             f"{n} decoder layers (0..{n - 1})"
         )
 

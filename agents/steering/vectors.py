@@ -80,6 +80,33 @@ class SteeringVectors:
             meta={**self.meta, "orthogonalized": "true"},
         )
 
+    def for_traits(self, layers_of: Mapping[str, Sequence[int]]) -> SteeringVectors:
+        """Trait t steered only at layers_of[t]: the union of layers, with t's
+        direction zeroed at the others (a trait missing from the map keeps all)."""
+        union = sorted({x for t in TRAITS for x in layers_of.get(t, self.layers)})
+        sub = self.select(union)
+        dirs = sub.directions.clone()  # (L, 5, H)
+        for t, trait in enumerate(TRAITS):
+            keep = set(layers_of.get(trait, union))
+            for i, layer in enumerate(union):
+                if layer not in keep:
+                    dirs[i, t] = 0.0
+        tag = ",".join(f"{t}={'_'.join(map(str, layers_of[t]))}" for t in TRAITS if t in layers_of)
+        return SteeringVectors(
+            layers=sub.layers,
+            directions=dirs,
+            norms=sub.norms,
+            meta={**sub.meta, "trait_layers": tag},
+        )
+
+    def trait_layers(self) -> dict[str, tuple[int, ...]]:
+        """The layers at which each trait has a non-zero direction."""
+        active = self.directions.norm(dim=-1) > 0  # (L, 5)
+        return {
+            trait: tuple(layer for i, layer in enumerate(self.layers) if active[i, t])
+            for t, trait in enumerate(TRAITS)
+        }
+
     def cosines(self) -> torch.Tensor:
         """(L, 5, 5) cosine similarity between the trait directions."""
         d = torch.nn.functional.normalize(self.directions, dim=-1)
@@ -153,13 +180,15 @@ def cache_path(
     method: str,
     data_hash: str,
     orthogonalize: bool = False,
+    variant: str = "",
 ) -> Path:
-    """<root>/vectors/<model>-<identity>-L<layers>-<method>[-orth]-<data>.safetensors;
+    """<root>/vectors/<model>-<identity>-L<layers>-<method>[-orth][-variant]-<data>.safetensors;
     layers=None gives the glob pattern matching any layers."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model_name).name or model_name)[:48]
     lay = "*" if layers is None else "_".join(map(str, sorted(layers)))
     if len(lay) > 40:  # keep names short for many layers
         lay = hashlib.sha256(lay.encode()).hexdigest()[:10]
     orth = "-orth" if orthogonalize else ""
-    name = f"{slug}-{model_identity}-L{lay}-{method}{orth}-{data_hash}.safetensors"
+    var = f"-{re.sub(r'[^A-Za-z0-9_]+', '', variant)}" if variant else ""
+    name = f"{slug}-{model_identity}-L{lay}-{method}{orth}{var}-{data_hash}.safetensors"
     return Path(storage_root) / "vectors" / name
