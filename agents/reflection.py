@@ -31,8 +31,15 @@ MAX_INSIGHTS = 3
 MAX_LINE_CHARS = 200
 RECENT_MEMORIES = 12  # memories shown in a reflection prompt
 
+_INTENT_RE = re.compile(
+    r"^(?:i will|i'll|i am going to|i'm going to|i plan to|i am planning to|i'm planning to"
+    r"|you will|tomorrow i)\b",
+    re.IGNORECASE,
+)
+_SECOND_PERSON_RE = re.compile(r"^you will\b", re.IGNORECASE)
+_SENTENCE_RE = re.compile(r"^.+?[.!?](?=\s|$)")
 _TAG_RE = re.compile(
-    r"^[\s>*#\-\d.)]*(?:\*\*)?(INSIGHTS?|PLAN)\b(?:\*\*)?\s*[:\-.]?\s*(.*)$", re.IGNORECASE
+    r"^[\s>*#\-\d.)]*(?:\*\*)?(INSIGHTS?|PLAN)\b(?:\*\*)?\s*([:\-.]?)\s*(.*)$", re.IGNORECASE
 )
 
 
@@ -71,7 +78,7 @@ class Reflection:
     agent_id: str
     insights: tuple[str, ...]
     plan: str | None  # None: keep the previous plan
-    parse_ok: bool  # the answer had at least one INSIGHT or PLAN line
+    parse_ok: bool  # the answer followed the INSIGHT/PLAN format
     generation: Generation
 
 
@@ -85,32 +92,59 @@ def clean_line(text: str) -> str:
     return clean_text(text, MAX_LINE_CHARS).rstrip()
 
 
+def _usable(body: str) -> bool:
+    """Not an echoed placeholder ("<what you will do next>", "...") and not a
+    degenerate loop ("no. no. no. ..."): small models produce both."""
+    if "<" in body and ">" in body or not any(ch.isalpha() for ch in body):
+        return False
+    if body.endswith(("...", "…")) and len(body.rstrip(".… ").split()) <= 2:
+        return False  # the prompt's own "I will ..." echoed back
+    words = body.lower().split()
+    return len(words) < 10 or len(set(words)) >= 0.4 * len(words)
+
+
+def _first_sentence(text: str) -> str:
+    m = _SENTENCE_RE.match(text)
+    return m.group(0).strip() if m else text
+
+
 def parse_reflection(text: str) -> tuple[tuple[str, ...], str | None, bool]:
     """(insights, plan, parse_ok) from a reflection answer; never raises.
 
-    Lines tagged INSIGHT or PLAN (any case, with or without a colon, a bullet
-    or bold markers) count; the first non-empty PLAN wins and at most
-    MAX_INSIGHTS distinct insights are kept. An answer without tags still
-    yields its first non-empty line as an insight, with parse_ok False."""
+    Lines tagged INSIGHT or PLAN count (upper case, or any case with a colon
+    or dash; after a bullet or bold markers); the first usable PLAN wins (or,
+    failing one, an insight that states an intention) and at most MAX_INSIGHTS
+    distinct insights are kept; placeholders and degenerate loops are dropped.
+    parse_ok says the answer followed that format. An answer without tags
+    yields no insights (untagged text is too often noise to remember), but its
+    first sentence that states an intention ("I will ...", "You will ...")
+    becomes the plan: small models often answer that way."""
     insights: list[str] = []
     plan: str | None = None
-    first_line: str | None = None
+    intention: str | None = None
     for raw in str(text or "").splitlines():
         m = _TAG_RE.match(raw)
+        if m is not None and not m.group(2) and not m.group(1).isupper():
+            m = None  # "Plan for the week ..." is prose, "PLAN ..." or "Plan: ..." a tag
         if m is None:
-            if first_line is None and clean_line(raw):
-                first_line = clean_line(raw)
+            line = clean_line(raw)
+            if intention is None and _INTENT_RE.match(line) and _usable(line):
+                intention = _first_sentence(line)
             continue
-        body = clean_line(m.group(2).strip(" *"))
-        if not body:
+        body = clean_line(m.group(3).strip(" *"))
+        if not body or not _usable(body):
             continue
         if m.group(1).upper() == "PLAN":
             plan = plan or body
         elif body not in insights and len(insights) < MAX_INSIGHTS:
             insights.append(body)
+    if insights and plan is None:  # "INSIGHT: I will ..." is a plan by another name
+        plan = next((i for i in insights if _INTENT_RE.match(i)), None)
     if insights or plan:
         return tuple(insights), plan, True
-    return ((first_line,) if first_line else ()), None, False
+    if intention:
+        return (), _SECOND_PERSON_RE.sub("I will", intention, count=1), False
+    return (), None, False
 
 
 def reflection_prompt(person: Person, memories: Sequence[str], tick: int) -> tuple[Message, ...]:
@@ -127,10 +161,10 @@ def reflection_prompt(person: Person, memories: Sequence[str], tick: int) -> tup
     if not memories:
         user.append("- (nothing notable)")
     user += [
-        "What do these memories tell you? Answer with up to three lines that start "
-        "with INSIGHT, then one line that starts with PLAN, saying what you will do next.",
-        "INSIGHT <something you realised>",
-        "PLAN <what you will do next>",
+        "What do these memories tell you, and what will you do next? Answer with up to "
+        "three lines that start with INSIGHT: and then one line that starts with PLAN:.",
+        "INSIGHT: I ...",
+        "PLAN: I will ...",
     ]
     return (
         Message(role="system", content="\n".join(system)),

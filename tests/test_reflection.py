@@ -40,8 +40,13 @@ class SpyBackend(MockBackend):
             "bake bread",
             True,
         ),
-        ("INSIGHT 1\nINSIGHT 2\nINSIGHT 3\nINSIGHT 4\nINSIGHT 1", ("1", "2", "3"), None, True),
-        ("PLANNING is hard\nI will rest.", ("PLANNING is hard",), None, False),
+        ("INSIGHT w\nINSIGHT x\nINSIGHT y\nINSIGHT z\nINSIGHT w", ("w", "x", "y"), None, True),
+        ("PLANNING is hard\nYou will rest. Then walk.", (), "I will rest.", False),  # intention
+        ("Insight <something you realised>\nINSIGHT: I ...\nPLAN: I will ...", (), None, False),
+        ("INSIGHT " + "no. " * 12 + "\nPLAN: bake", (), "bake", True),  # a loop is dropped
+        ("The weather is nice.", (), None, False),  # untagged prose is not remembered
+        ("1. Plan for a new venture - big", (), None, False),  # prose, not a tag
+        ("Insight: I will bake.", ("I will bake.",), "I will bake.", True),  # plan from an insight
         ("", (), None, False),
         ("INSIGHT\nPLAN", (), None, False),
     ],
