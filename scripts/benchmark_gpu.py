@@ -74,9 +74,8 @@ ARCHS = {
 }
 
 
-def tokenizer():
-    """The embedded SmolLM2 tokenizer when converted here, else a byte-level one."""
-    folder = Path("storage/models/smollm2-135m-instruct")
+def tokenizer(folder: Path):
+    """The tokenizer in `folder` (e.g. the converted SmolLM2's), else a byte-level one."""
     if (folder / "tokenizer.json").exists():
         from transformers import AutoTokenizer
 
@@ -180,6 +179,7 @@ def main() -> None:
     ap.add_argument(
         "--quant-arch", default="llama-1b", help="arch for the bf16 vs NF4 comparison ('' = skip)"
     )
+    ap.add_argument("--tokenizer", type=Path, default=Path("storage/models/smollm2-135m-instruct"))
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -187,7 +187,7 @@ def main() -> None:
     if 1 not in batches:
         batches = [1, *batches]
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
-    tok = tokenizer()
+    tok = tokenizer(args.tokenizer)
     model = random_model(args.arch, args.device, dtype)
     layer = int(model.config.num_hidden_layers * 0.8)
     rows = []
