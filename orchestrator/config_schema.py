@@ -120,15 +120,16 @@ class InferenceConfig(Section):
 
 class SteeringConfig(Section):
     enabled: bool = True
-    layers: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [24], min_length=1)
+    # defaults chosen by scripts/steering_sweep.py on SmolLM2-135M (30 layers)
+    layers: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [21], min_length=1)
     # in units of each layer's typical hidden-state norm
-    strength: float = Field(default=0.2, ge=0.0, le=4.0)
+    strength: float = Field(default=0.17, ge=0.0, le=4.0)
     method: Literal["mean_diff", "pca"] = "mean_diff"
     orthogonalize: bool = False  # sequential Gram-Schmidt over the five trait vectors
     vectors: str | None = None  # a safetensors file to load instead of building
     # per-trait overrides of `layers`, e.g. {O: [26]}; traits not named use `layers`
     trait_layers: dict[Literal["E", "A", "C", "O", "N"], list[Annotated[int, Field(ge=0)]]] = Field(
-        default_factory=dict
+        default_factory=lambda: {"O": [26]}
     )
 
     @field_validator("layers")

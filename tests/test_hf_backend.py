@@ -49,7 +49,9 @@ def make_backend(*, steering: bool, temperature: float = 0.0, strength: float = 
     return HFBackend(
         lm,
         inference=InferenceConfig(temperature=temperature, top_p=0.9),
-        steering=SteeringConfig(enabled=steering, layers=[1, 2], strength=strength),
+        steering=SteeringConfig(
+            enabled=steering, layers=[1, 2], strength=strength, trait_layers={}
+        ),
         vectors=random_vectors() if steering else None,
     )
 
@@ -174,7 +176,11 @@ def test_build_from_local_folder_and_describe(tmp_path, monkeypatch) -> None:
         ("./no/such/folder", {}, "no such model folder"),
         ("someone/not-a-cached-model", {}, "not in the local Hugging Face cache"),
         ("TINY", {"layers": [7]}, "layer 7 is out of range"),
-        ("TINY", {"layers": [1], "vectors": "missing.safetensors"}, "no such file"),
+        (
+            "TINY",
+            {"layers": [1], "trait_layers": {}, "vectors": "missing.safetensors"},
+            "no such file",
+        ),
         (
             "TINY",
             {"layers": [1], "trait_layers": {"O": [9]}},

@@ -6,8 +6,12 @@ and the fluency cost stays under 0.5 nats/token. Run with `pytest -m slow`."""
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = REPO / "configs" / "run.fast.yaml"
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +24,8 @@ def backend():
     from agents.hf_backend import build_hf_backend
     from orchestrator.config_loader import load_config
 
-    cfg = load_config("configs/run.fast.yaml").config
+    # the repo's storage holds the converted model and the vector cache
+    cfg = load_config(FAST, [f"storage.root={REPO / 'storage'}"]).config
     assert cfg.model.name_or_path == "smollm2-135m"
     b = build_hf_backend(cfg)
     yield b
@@ -31,8 +36,13 @@ def test_defaults_in_schema_and_base_config_agree() -> None:
     from orchestrator.config_loader import load_config
     from orchestrator.config_schema import SteeringConfig
 
-    fast = load_config("configs/run.fast.yaml").config.steering
-    assert (fast.layers, fast.strength) == (SteeringConfig().layers, SteeringConfig().strength)
+    fast = load_config(FAST).config.steering
+    default = SteeringConfig()
+    assert (fast.layers, fast.trait_layers, fast.strength) == (
+        default.layers,
+        default.trait_layers,
+        default.strength,
+    )
 
 
 def test_shipped_defaults_steer_every_trait(backend) -> None:
@@ -40,7 +50,7 @@ def test_shipped_defaults_steer_every_trait(backend) -> None:
 
     s = backend.steering_cfg
     rep = evaluate_steering(
-        backend.model, backend.tokenizer, backend.vectors, s.layers, s.strength, n_random=20
+        backend.model, backend.tokenizer, backend.vectors, s.all_layers(), s.strength, n_random=20
     )
     print(rep.to_text())
     assert rep.monotone.all(), rep.to_text()
@@ -50,9 +60,8 @@ def test_shipped_defaults_steer_every_trait(backend) -> None:
 
 def test_real_model_batch_equals_one_at_a_time(backend) -> None:
     import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    sys.path.insert(0, str(REPO / "scripts"))
     from benchmark_batching import tick_requests
 
     old = backend.temperature

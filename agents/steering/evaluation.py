@@ -92,8 +92,10 @@ class SteeringReport:
         """(5, 5) |matrix| / own effect, the worse of row (steered) and column
         (measured) normalisation; the diagonal is 1."""
         m = np.abs(self.matrix)
-        own = np.maximum(np.diag(self.matrix), 1e-9)
-        return np.maximum(m / own[:, None], m / own[None, :])
+        own = np.diag(self.matrix).copy()
+        own[own <= 0] = np.nan  # no own effect: spill-over undefined (reported as inf)
+        with np.errstate(invalid="ignore"):
+            return np.nan_to_num(np.maximum(m / own[:, None], m / own[None, :]), nan=np.inf)
 
     @property
     def max_spillover(self) -> float:
@@ -123,7 +125,9 @@ class SteeringReport:
             "z_scores": arr(self.z_scores),
             "spearman": arr(self.spearman),
             "matrix": arr(self.matrix),
-            "max_spillover": round(self.max_spillover, 4),
+            "max_spillover": round(self.max_spillover, 4)
+            if np.isfinite(self.max_spillover)
+            else None,
             "curves": arr(self.curves),
             "random_effects": arr(self.random_effects),
             "base_nll": self.base_nll,
