@@ -205,3 +205,21 @@ def test_evaluation_report_on_tiny_model() -> None:
         fluency=False,
     )  # fmt: skip
     assert per.notes["trait_layers"]["O"] == [2] and per.random_effects.shape == (3, 5)
+
+
+def test_rating_measure_option() -> None:
+    from agents.steering.questionnaire import RatingMeasure
+
+    model, tok = tiny_model(), tiny_tokenizer()
+    rm = RatingMeasure(model, tok, row_chunk=2)
+    vecs = random_vectors((1,))
+    hooks = SteeringHooks(model, vecs, 0.5)
+    coefs = torch.tensor([[0.0] * 5, [1.0, 0, 0, 0, 0], [0, 0, -1.0, 0, 0]])
+    r = rm.ratings(hooks, vecs.deltas(coefs, 0.5))  # (3, C) in two chunks
+    assert r.shape == (3, 50) and ((r >= 1) & (r <= 5)).all()
+    torch.testing.assert_close(r[0], rm.ratings()[0], atol=1e-5, rtol=0)
+    assert not torch.allclose(r[1], r[0])
+    rep = evaluate_steering(
+        model, tok, vecs, None, 0.5, n_random=2, fluency=False, measure="rating"
+    )
+    assert rep.notes["measure"] == "rating" and rep.curves.shape == (5, 5, 5)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from agents.steering.hooks import SteeringHooks
-from agents.steering.questionnaire import FluencyMeasure, TraitMeasure
+from agents.steering.questionnaire import FluencyMeasure, RatingMeasure, TraitMeasure
 from agents.steering.vectors import SteeringVectors
 from agents.typing import TRAITS
 
@@ -190,19 +190,25 @@ def evaluate_steering(
     seed: int = 0,
     fluency: bool = True,
     random_effects: np.ndarray | None = None,
+    measure: Literal["likelihood", "rating"] = "likelihood",
 ) -> SteeringReport:
     """Measure the steering `vectors` (restricted to `layers`) at `strength`.
 
     `random_effects` (n, 5) reuses random-control effects measured before for
     the same layers and strength (they do not depend on the vectors), e.g. in
-    a sweep; by default `n_random` controls are measured here."""
+    a sweep; by default `n_random` controls are measured here. `measure="rating"`
+    reads Likert ratings from digit probabilities instead of statement
+    likelihood: only for large instruct models."""
     coefs = tuple(sorted({float(c) for c in coefs}))
     if not {-1.0, 0.0, 1.0} <= set(coefs):
         raise ValueError("coefs must include -1, 0 and 1")
     vecs = vectors.select(layers) if layers is not None else vectors
     start = min(vecs.layers)
     hooks = SteeringHooks(model, vecs, strength)
-    measure = TraitMeasure(model, tokenizer, start_layer=start)
+    if measure == "rating":
+        scorer: TraitMeasure | RatingMeasure = RatingMeasure(model, tokenizer)
+    else:
+        scorer = TraitMeasure(model, tokenizer, start_layer=start)
 
     n_traits = len(TRAITS)
     grid = torch.zeros(n_traits, len(coefs), n_traits)  # (steered, K, 5) coefficient rows
@@ -217,7 +223,7 @@ def evaluate_steering(
     n_random = 0 if random_effects is not None else n_random
     rand = random_deltas(vecs, strength, n_random, seed)  # (L, 2n, H)
     blocks = [rand * torch.tensor([x in g for x in vecs.layers])[:, None, None] for g in groups]
-    scores = measure.trait_scores(hooks, torch.cat([steer, *blocks], dim=1)).numpy()  # (U+2nG, 5)
+    scores = scorer.trait_scores(hooks, torch.cat([steer, *blocks], dim=1)).numpy()  # (U+2nG, 5)
     curves = scores[inverse.numpy()].reshape(n_traits, len(coefs), n_traits)
     if random_effects is None:
         random_effects = np.zeros((n_random, n_traits))
@@ -247,5 +253,6 @@ def evaluate_steering(
             "method": vecs.meta.get("method", "?"),
             "orthogonalized": vecs.meta.get("orthogonalized", "false"),
             "trait_layers": {t: list(x) for t, x in vecs.trait_layers().items()},
+            "measure": measure,
         },
     )
