@@ -1,8 +1,13 @@
 #!/usr/bin/env python
-"""steersim benchmarks. Each prints its numbers and, with --json, appends them
-to a JSON file; none asserts a target (targets are in the README).
+"""steersim benchmarks: one entry point for all of them. Each prints its
+numbers; none asserts a target (the targets and results are in the README).
 
-    python scripts/benchmark.py engine      # mock run, 100 agents x 200 ticks (target < 20 s)
+    python scripts/benchmark.py engine     # mock run, 100 agents x 200 ticks (target < 20 s)
+    python scripts/benchmark.py batching   # SmolLM2 on CPU: 16 x 48 tokens batched vs one at a time
+    python scripts/benchmark.py memory     # retrieval 1,000 agents x 500 memories; RSS of a long run
+    python scripts/benchmark.py gpu        # random-weight real architectures on a GPU
+
+Options after the sub-command go to it (`python scripts/benchmark.py gpu --help`).
 """
 
 from __future__ import annotations
@@ -85,6 +90,36 @@ def engine(
         },
         json_out,
     )
+
+
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def _delegate(module: str, ctx: typer.Context) -> None:
+    """Run scripts/<module>.py's argparse main with the remaining arguments."""
+    import importlib
+
+    sys.argv = [f"{module}.py", *ctx.args]
+    result = importlib.import_module(f"scripts.{module}").main()
+    raise typer.Exit(int(result or 0))
+
+
+@app.command(context_settings=_PASS_THROUGH)
+def batching(ctx: typer.Context) -> None:
+    """Batched vs one-at-a-time generation with SmolLM2 on CPU (scripts/benchmark_batching.py)."""
+    _delegate("benchmark_batching", ctx)
+
+
+@app.command(context_settings=_PASS_THROUGH)
+def memory(ctx: typer.Context) -> None:
+    """Retrieval time and memory footprint (scripts/benchmark_memory.py)."""
+    _delegate("benchmark_memory", ctx)
+
+
+@app.command(context_settings=_PASS_THROUGH)
+def gpu(ctx: typer.Context) -> None:
+    """HF backend throughput on a GPU with random-weight models (scripts/benchmark_gpu.py)."""
+    _delegate("benchmark_gpu", ctx)
 
 
 if __name__ == "__main__":
