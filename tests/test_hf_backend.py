@@ -152,7 +152,7 @@ def test_build_from_local_folder_and_describe(tmp_path, monkeypatch) -> None:
     folder = save_tiny(tmp_path / "tiny")
     cfg = RunConfig.model_validate(
         {
-            "model": {"name_or_path": str(folder)},
+            "model": {"name_or_path": str(folder), "device": "cpu"},  # auto: bf16 on CUDA
             "steering": {"layers": [2], "strength": 0.3, "trait_layers": {"O": [3]}},
             "storage": {"root": str(tmp_path / "storage")},
         }
