@@ -357,11 +357,6 @@ def test_model_spec_finds_paths_recorded_relative_to_the_run_cwd(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="at the shipped defaults (layer 24, strength 0.2) conscientiousness reaches 2.0x the "
-    "random spread, below the 2.5x pass rule (notes/issue4.md); remove once the defaults pass",
-    strict=False,
-)
 def test_behavioural_check_passes_on_smollm2_at_shipped_defaults(
     run_dir: Path, tmp_path: Path
 ) -> None:
