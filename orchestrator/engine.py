@@ -35,7 +35,6 @@ class TickResult:
     memory_s: float
     tick_s: float
     generate_calls: int
-    oom_splits: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,31 +147,18 @@ class Simulation:
     def _reflection_row(self, r: Reflection, tick: int) -> MessageRow:
         agent, gen = self.world.agent(r.agent_id), r.generation
         parts = ([f"PLAN {r.plan}"] if r.plan else []) + [f"INSIGHT {i}" for i in r.insights]
-        s = gen.steer
-        return MessageRow(
-            run_id=self.config.run_id,
-            tick=tick,
+        return self._row(
+            agent,
+            tick,
+            gen,
             event_id=REFLECTION_EVENT_ID,
             event_kind="reflection",
-            agent_id=agent.id,
-            agent_name=agent.name,
             location=agent.location,
             action="REFLECT",
             target=None,
             content=clean_text(" | ".join(parts)),
-            goal=agent.plan or agent.goal,
-            raw_text=clean_text(gen.text, RAW_TEXT_CHARS),
-            prompt_tokens=gen.prompt_tokens,
-            completion_tokens=gen.completion_tokens,
-            steer_E=s.E,
-            steer_A=s.A,
-            steer_C=s.C,
-            steer_O=s.O,
-            steer_N=s.N,
-            steer_layers=list(gen.steer_layers),
             reflected=True,
             parse_ok=r.parse_ok,
-            latency_ms=gen.latency_s * 1000.0,
         )
 
     def _turns(self, events: list[Event], tick: int) -> list[Turn]:
@@ -215,18 +201,48 @@ class Simulation:
         self._remember(turn, action, tick)
         if action.kind == "MOVE" and action.target:
             self.world.move(agent.id, action.target)
-        s = gen.steer
-        return MessageRow(
-            run_id=self.config.run_id,
-            tick=tick,
+        return self._row(
+            agent,
+            tick,
+            gen,
             event_id=event.event_id,
             event_kind=event.kind,
-            agent_id=agent.id,
-            agent_name=agent.name,
             location=event.location,
             action=action.kind,
             target=action.target,
             content=action.content,
+            reflected=False,
+            parse_ok=action.parse_ok,
+        )
+
+    def _row(
+        self,
+        agent: AgentState,
+        tick: int,
+        gen: Generation,
+        *,
+        event_id: int,
+        event_kind: str,
+        location: str,
+        action: str,
+        target: str | None,
+        content: str,
+        reflected: bool,
+        parse_ok: bool,
+    ) -> MessageRow:
+        """A dump row: what the agent did plus what the generation reports."""
+        s = gen.steer
+        return MessageRow(
+            run_id=self.config.run_id,
+            tick=tick,
+            event_id=event_id,
+            event_kind=event_kind,
+            agent_id=agent.id,
+            agent_name=agent.name,
+            location=location,
+            action=action,
+            target=target,
+            content=content,
             goal=agent.plan or agent.goal,
             raw_text=clean_text(gen.text, RAW_TEXT_CHARS),
             prompt_tokens=gen.prompt_tokens,
@@ -237,8 +253,8 @@ class Simulation:
             steer_O=s.O,
             steer_N=s.N,
             steer_layers=list(gen.steer_layers),
-            reflected=False,
-            parse_ok=action.parse_ok,
+            reflected=reflected,
+            parse_ok=parse_ok,
             latency_ms=gen.latency_s * 1000.0,
         )
 
