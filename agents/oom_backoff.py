@@ -6,6 +6,7 @@ fit is an error. Knows nothing about what the wrapped backend is."""
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 
 from agents.typing import Backend, Generation, Request
@@ -22,8 +23,6 @@ def is_oom(exc: BaseException) -> bool:
 
 
 def _free_cache() -> None:
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -239,12 +239,3 @@ class CheckpointStore:
             return obj
 
         return hook
-
-
-def save_checkpoint(folder: Path, ckpt: Checkpoint) -> None:
-    """One-off save (tests); a run keeps one CheckpointStore for its row stores."""
-    CheckpointStore(folder).save(ckpt)
-
-
-def load_checkpoint(folder: Path) -> Checkpoint | None:
-    return CheckpointStore(folder).load()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from agents.prompting import action_request
@@ -43,7 +44,6 @@ class Turn:
 
     event: Event
     agent: AgentState
-    companions: tuple[str, ...]  # names
     request: Request
 
 
@@ -163,19 +163,18 @@ class Simulation:
 
     def _turns(self, events: list[Event], tick: int) -> list[Turn]:
         cfg, world = self.config, self.world
-        acting = [(e, world.agent(a)) for e in events for a in e.agent_ids]
+        acting = [
+            (e, world.agent(a), tuple(world.agent(o).name for o in e.agent_ids if o != a))
+            for e in events
+            for a in e.agent_ids
+        ]  # (event, agent, companion names)
         queries = {
-            agent.id: memory_query(
-                agent,
-                event.location,
-                [world.agent(o).name for o in event.agent_ids if o != agent.id],
-            )
-            for event, agent in acting
+            agent.id: memory_query(agent, event.location, companions)
+            for event, agent, companions in acting
         }
         memories = self.memory.retrieve(queries, tick)
         turns = []
-        for event, agent in acting:
-            companions = tuple(world.agent(o).name for o in event.agent_ids if o != agent.id)
+        for event, agent, companions in acting:
             request = action_request(
                 name=agent.name,
                 age=agent.age,
@@ -192,7 +191,7 @@ class Simulation:
                 seed=derive_seed(cfg.seed, GENERATION, tick, agent.index),
                 kind=event.kind,
             )
-            turns.append(Turn(event=event, agent=agent, companions=companions, request=request))
+            turns.append(Turn(event=event, agent=agent, request=request))
         return turns
 
     def _apply(self, turn: Turn, gen: Generation, tick: int) -> MessageRow:
@@ -268,7 +267,7 @@ class Simulation:
                     self.memory.add(other, tick, heard, "observation")
 
 
-def memory_query(agent: AgentState, location: str, companions: list[str]) -> str:
+def memory_query(agent: AgentState, location: str, companions: Sequence[str]) -> str:
     """What an agent's memories are retrieved for: what it is after (its plan if
     it has one) and where and with whom it is now."""
     focus = agent.plan or f"I want to {agent.goal}."

@@ -16,7 +16,7 @@ from agents.embedding import HashingEmbedder
 from agents.importance import HeuristicImportance
 from agents.memory_stream import MemoryStream, retrieval_scores, top_k
 from agents.typing import MemoryStore
-from orchestrator.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from orchestrator.checkpoint import Checkpoint, CheckpointStore
 
 
 class TableEmbedder:
@@ -213,8 +213,7 @@ def test_state_survives_a_checkpoint(tmp_path) -> None:
     a = random_stream(2)
     a.mark_reflected("agent-001", 17)
     a.add("agent-002", 40, "queued, not yet stored", "reflection")
-    save_checkpoint(
-        tmp_path,
+    CheckpointStore(tmp_path).save(
         Checkpoint(
             next_tick=41, world={}, memory=a.get_state(), config_hash="x", vectors_hash=None
         ),
@@ -222,7 +221,7 @@ def test_state_survives_a_checkpoint(tmp_path) -> None:
     b = MemoryStream(
         embedder=HashingEmbedder(dim=32), scorer=HeuristicImportance(), top_k=5, max_items=30
     )
-    b.set_state(load_checkpoint(tmp_path).memory)
+    b.set_state(CheckpointStore(tmp_path).load().memory)
     queries = {f"agent-{i:03d}": "a friend at the market" for i in range(12)}
     for t in (41, 42):
         a.end_tick(t), b.end_tick(t)
