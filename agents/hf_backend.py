@@ -152,6 +152,7 @@ class HFBackend:
         produced = torch.zeros(n, dtype=torch.long, device=self.device)  # (B,)
         done = torch.zeros(n, dtype=torch.bool, device=self.device)  # (B,)
         finished_at = [0.0] * n
+        n_done = 0
         with self._steer([r.traits for r in requests], mask):
             out = self.model(
                 input_ids=ids,
@@ -170,9 +171,11 @@ class HFBackend:
                 newly = ~done & (torch.isin(nxt, self.eos) | (produced >= budgets))
                 done |= newly
                 now = time.perf_counter() - t0
-                for b in newly.nonzero().flatten().tolist():  # one host sync per step
+                finished = newly.nonzero().flatten().tolist()  # the one host sync per step
+                for b in finished:
                     finished_at[b] = now
-                if bool(done.all()):
+                n_done += len(finished)
+                if n_done == n:  # counted on the host: no second sync for done.all()
                     break
                 mask = torch.cat([mask, mask.new_ones(n, 1)], dim=1)  # (B, T+step+1)
                 pos = pos[:, -1:] + 1  # (B, 1)
