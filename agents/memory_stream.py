@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.typing import Embedder, ImportanceScorer, KeyedRows, MemoryKind
+from agents.config import MemoryConfig
+from agents.typing import Backend, Embedder, ImportanceScorer, KeyedRows, MemoryKind
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,6 @@ def _row_scale(x: np.ndarray, valid: np.ndarray, all_valid: bool) -> tuple[np.nd
     ok = np.isfinite(span) & (span > 0)
     scale = np.divide(1.0, span, out=np.zeros_like(span), where=ok)
     return np.where(np.isfinite(lo), lo, 0).astype(np.float32), scale
-
-
-def minmax(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Per row, scale the valid entries to [0, 1]; a row whose valid entries are
-    all equal gets 0 (the term cannot tell its memories apart)."""
-    lo, scale = _row_scale(x, valid, bool(valid.all()))
-    return ((x - lo) * scale).astype(np.float32)
 
 
 def retrieval_scores(
@@ -144,9 +138,10 @@ class MemoryStream:
         self._reflected_at: dict[str, int] = {}
 
     @classmethod
-    def from_config(cls, memory_config, *, embedder: Embedder, scorer: ImportanceScorer):
-        """From the `memory` config section (orchestrator.config_schema.MemoryConfig)."""
-        m = memory_config
+    def from_config(
+        cls, m: MemoryConfig, *, embedder: Embedder, scorer: ImportanceScorer
+    ) -> MemoryStream:
+        """From the `memory` config section."""
         return cls(
             embedder=embedder,
             scorer=scorer,
@@ -448,34 +443,20 @@ class MemoryStream:
             self._pending.setdefault(a, []).append((int(t), x, k))
 
 
-def build_memory_stream(config, backend: object) -> MemoryStream:
-    """The run's memory from its config (orchestrator.config_schema.RunConfig):
-    the embedder `memory.embedder` names (auto: MiniLM for a real model, hashing
-    for the mock) and the importance scorer `memory.importance` names."""
+def build_memory_stream(memory: MemoryConfig, *, backend: Backend, device: str) -> MemoryStream:
+    """The run's memory from its `memory` section: the embedder `memory.embedder`
+    names (auto: MiniLM for a real model, hashing for the mock), placed on
+    `device`, and the importance scorer `memory.importance` names, which may
+    ask `backend` for ratings."""
     from agents.embedding import build_embedder
     from agents.importance import select_importance
 
-    mock = config.model.backend == "mock" or getattr(backend, "name", "") == "mock"
-    embedder = build_embedder(
-        config.memory.embedder, backend="mock" if mock else "hf", device=_embed_device(config)
-    )
-    scorer = select_importance(config.memory.importance, backend)
+    embedder = build_embedder(memory.embedder, backend=backend.name, device=device)
+    scorer = select_importance(memory.importance, backend)
     log.info(
         "memory stream: %s embeddings (dim %d), %s importance",
         getattr(embedder, "name", type(embedder).__name__),
         embedder.dim,
         getattr(scorer, "name", type(scorer).__name__),
     )
-    return MemoryStream.from_config(config.memory, embedder=embedder, scorer=scorer)
-
-
-def _embed_device(config) -> str:
-    """The sentence model is small: it runs where the language model runs, or on
-    the CPU when that is `auto` and no GPU is present."""
-    device = config.model.device
-    if device != "auto":
-        return device
-    import sys
-
-    torch = sys.modules.get("torch")  # imported already by a real backend; never import it here
-    return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+    return MemoryStream.from_config(memory, embedder=embedder, scorer=scorer)

@@ -76,6 +76,9 @@ class MockBackend:
             )
         return out
 
+    def describe(self) -> dict:
+        return {"backend": self.name}
+
     def close(self) -> None:
         pass
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from orchestrator.config_schema import ModelConfig, OptimizationConfig
-from orchestrator.errors import ModelError
+from agents.config import ModelConfig, OptimizationConfig
+from agents.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from agents.errors import ModelError
 from agents.typing import Backend, Generation, Request
-from orchestrator.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,8 @@ class OOMBackoff:
             )
             return self.generate(requests[:half]) + self.generate(requests[half:])
 
+    def describe(self) -> dict:
+        return self.inner.describe()
+
     def close(self) -> None:
         self.inner.close()
-
-    def __getattr__(self, item: str):
-        # describe(), digit_expectation() and the like pass straight through
-        if item == "inner":
-            raise AttributeError(item)
-        return getattr(self.inner, item)

@@ -17,13 +17,10 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
-import numpy as np
-
-from agents.typing import Backend, Generation, MemoryKind, Message, Request, Traits
-from orchestrator.actions import clean_text
-from orchestrator.seeding import REFLECTION, derive_seed
+from agents.actions import clean_text
+from agents.seeding import REFLECTION, derive_seed
+from agents.typing import Backend, Generation, Message, Person, ReflectiveMemory, Request
 
 log = logging.getLogger(__name__)
 
@@ -41,34 +38,6 @@ _SENTENCE_RE = re.compile(r"^.+?[.!?](?=\s|$)")
 _TAG_RE = re.compile(
     r"^[\s>*#\-\d.)]*(?:\*\*)?(INSIGHTS?|PLAN)\b(?:\*\*)?\s*([:\-.]?)\s*(.*)$", re.IGNORECASE
 )
-
-
-@runtime_checkable
-class ReflectiveMemory(Protocol):
-    """What reflection needs of a memory store beyond agents.typing.MemoryStore
-    (agents.memory_stream.MemoryStream has it)."""
-
-    def add(self, agent_id: str, tick: int, text: str, kind: MemoryKind) -> None: ...
-
-    def recent(self, agent_id: str, n: int) -> list[str]: ...
-
-    def reflection_stats(self, agent_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def last_reflection(self, agent_id: str) -> int: ...
-
-    def mark_reflected(self, agent_id: str, tick: int) -> None: ...
-
-
-class Person(Protocol):
-    """The agent facts a reflection prompt uses (orchestrator.world.AgentState fits)."""
-
-    id: str
-    index: int
-    name: str
-    age: int
-    goal: str
-    plan: str | None
-    traits: Traits
 
 
 @dataclass(frozen=True, kw_only=True)

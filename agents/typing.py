@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -106,6 +106,10 @@ class Backend(Protocol):
         """Generate all requests in one batched pass; the result is in request order."""
         ...
 
+    def describe(self) -> dict[str, Any]:
+        """The manifest's record of the model (and steering): enough to reload it."""
+        ...
+
     def close(self) -> None:
         """Release the model (memory, hooks)."""
         ...
@@ -149,6 +153,45 @@ class MemoryStore(Protocol):
     def get_state(self) -> dict: ...
 
     def set_state(self, state: dict) -> None: ...
+
+
+class Person(Protocol):
+    """The agent facts a reflection prompt uses (orchestrator.world.AgentState fits)."""
+
+    id: str
+    index: int
+    name: str
+    age: int
+    goal: str
+    plan: str | None
+    traits: Traits
+
+
+@runtime_checkable
+class ReflectiveMemory(Protocol):
+    """What reflection needs of a memory store beyond agents.typing.MemoryStore
+    (agents.memory_stream.MemoryStream has it)."""
+
+    def add(self, agent_id: str, tick: int, text: str, kind: MemoryKind) -> None: ...
+
+    def recent(self, agent_id: str, n: int) -> list[str]: ...
+
+    def reflection_stats(self, agent_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def last_reflection(self, agent_id: str) -> int: ...
+
+    def mark_reflected(self, agent_id: str, tick: int) -> None: ...
+
+
+@runtime_checkable
+class DigitRater(Protocol):
+    """What a backend must offer for model ratings: one batched forward pass
+    returning, per prompt, the expected value of the next token over `digits`
+    (probabilities renormalised over those digit tokens)."""
+
+    def digit_expectation(
+        self, prompts: Sequence[tuple[Message, ...]], digits: str = "123456789"
+    ) -> list[float]: ...
 
 
 @dataclass(frozen=True, kw_only=True)

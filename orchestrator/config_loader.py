@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.config_schema import PersonaError, RunConfig
+from orchestrator.config_schema import CrossFieldError, RunConfig
 from orchestrator.errors import ConfigError
 
 OVERRIDE_SOURCE = "--set"
@@ -68,7 +68,7 @@ def validate(raw: dict[str, Any], provenance: dict[str, str], default_source: st
         err = max(exc.errors(), key=lambda e: len(e["loc"]))
         loc = tuple(err["loc"])
         ctx_err = (err.get("ctx") or {}).get("error")
-        if isinstance(ctx_err, PersonaError):
+        if isinstance(ctx_err, CrossFieldError):
             key, msg = ctx_err.key, str(ctx_err)
         else:
             key, msg = _dotted(loc), _describe(err, loc)
@@ -224,8 +224,8 @@ def _describe(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     model: type[BaseModel] | None = RunConfig
     for part in loc:
-        if model is None or isinstance(part, int):
-            continue
+        if model is None or isinstance(part, int) or "[" in str(part):
+            continue  # list indices and union branch tags such as 'list[Persona]'
         field = model.model_fields.get(str(part))
         if field is None:
             return []

@@ -10,32 +10,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from agents.actions import Action, clean_text, parse
 from agents.prompting import action_request
-from agents.reflection import Reflection, ReflectiveMemory, Reflector
+from agents.reflection import Reflection, Reflector
+from agents.seeding import GENERATION, derive_seed
 from agents.typing import Backend, Generation, MemoryStore, Request
-from orchestrator.actions import Action, clean_text, parse
-from orchestrator.config_schema import RunConfig
 from orchestrator.records import MessageRow
 from orchestrator.scheduler import Event, plan_events
-from orchestrator.seeding import GENERATION, derive_seed
+from orchestrator.typing import TickResult
 from orchestrator.world import AgentState, World
 
 RAW_TEXT_CHARS = 2000
 REFLECTION_EVENT_ID = -1  # reflection rows belong to no scheduled event
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class TickResult:
-    tick: int
-    events: list[Event]
-    rows: list[MessageRow]
-    generate_s: float
-    reflect_s: float
-    memory_s: float
-    tick_s: float
-    generate_calls: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,43 +35,39 @@ class Turn:
     request: Request
 
 
+@dataclass(frozen=True, kw_only=True)
+class EngineSettings:
+    """What the tick loop reads of the config (orchestrator.assemble fills it)."""
+
+    run_id: str
+    seed: int
+    max_events_per_tick: int
+    max_group_size: int
+    tokens_by_kind: dict[str, int]  # max_new_tokens of a "solo" and an "encounter" turn
+
+
 class Simulation:
     def __init__(
-        self, *, config: RunConfig, world: World, backend: Backend, memory: MemoryStore
+        self,
+        *,
+        settings: EngineSettings,
+        world: World,
+        backend: Backend,
+        memory: MemoryStore,
+        reflector: Reflector | None = None,
     ) -> None:
-        self.config = config
+        self.settings = settings
         self.world = world
         self.backend = backend
         self.memory = memory
-        self.reflector = self._reflector()
-
-    def _reflector(self) -> Reflector | None:
-        cfg = self.config
-        every_n, threshold = cfg.optimization.reflect_every_n_ticks, cfg.memory.reflection_threshold
-        if every_n == 0 and threshold is None:
-            return None
-        if not isinstance(self.memory, ReflectiveMemory):
-            log.warning(
-                "%s cannot feed reflection; agents will not reflect", type(self.memory).__name__
-            )
-            return None
-        return Reflector(
-            backend=self.backend,
-            memory=self.memory,
-            run_seed=cfg.seed,
-            every_n_ticks=every_n,
-            max_new_tokens=cfg.inference.tokens_for("reflection"),
-            importance_threshold=threshold,
-        )
+        self.reflector = reflector
 
     def step(self) -> TickResult:
         """Run the world's next tick."""
         start = time.perf_counter()
-        cfg, world = self.config, self.world
+        cfg, world = self.settings, self.world
         tick = world.tick
-        events = plan_events(
-            world, tick, cfg.seed, cfg.max_events_per_tick, cfg.world.max_group_size
-        )
+        events = plan_events(world, tick, cfg.seed, cfg.max_events_per_tick, cfg.max_group_size)
 
         t0 = time.perf_counter()
         turns = self._turns(events, tick)
@@ -162,7 +146,7 @@ class Simulation:
         )
 
     def _turns(self, events: list[Event], tick: int) -> list[Turn]:
-        cfg, world = self.config, self.world
+        cfg, world = self.settings, self.world
         acting = [
             (e, world.agent(a), tuple(world.agent(o).name for o in e.agent_ids if o != a))
             for e in events
@@ -187,7 +171,7 @@ class Simulation:
                 companions=companions,
                 memories=memories.get(agent.id, []),
                 traits=agent.traits,
-                max_new_tokens=cfg.inference.tokens_for(event.kind),
+                max_new_tokens=cfg.tokens_by_kind[event.kind],
                 seed=derive_seed(cfg.seed, GENERATION, tick, agent.index),
                 kind=event.kind,
             )
@@ -232,7 +216,7 @@ class Simulation:
         """A dump row: what the agent did plus what the generation reports."""
         s = gen.steer
         return MessageRow(
-            run_id=self.config.run_id,
+            run_id=self.settings.run_id,
             tick=tick,
             event_id=event_id,
             event_kind=event_kind,

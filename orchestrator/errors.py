@@ -1,15 +1,12 @@
-"""The error hierarchy. Every error a user can cause is a SteersimError whose
-message is one line that names the file, key or value and how to fix it; the
-CLI prints it and exits with code 2. Anything else is a bug and keeps its
-traceback."""
+"""The run side's errors: config, run directory and resume problems. They
+extend agents.errors.SteersimError, so the CLI turns each into one line and
+exit code 2."""
 
 from __future__ import annotations
 
+from agents.errors import ModelError, SteersimError, one_line
 
-class SteersimError(Exception):
-    """A problem with the user's input or environment (exit code 2)."""
-
-    exit_code = 2
+__all__ = ["ConfigError", "ModelError", "ResumeError", "RunDirError", "SteersimError", "one_line"]
 
 
 class ConfigError(SteersimError):
@@ -21,17 +18,8 @@ class ConfigError(SteersimError):
         super().__init__(f"{where}: {one_line(message)}")
 
 
-def one_line(text: str) -> str:
-    """Escape what would break a one-line message (newlines, control characters)."""
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
-
-
 class RunDirError(SteersimError):
     """The output directory is taken, unsafe or unusable."""
-
-
-class ModelError(SteersimError):
-    """The model cannot be found or loaded, or the steering setup does not fit it."""
 
 
 class ResumeError(SteersimError):

@@ -4,8 +4,6 @@ are pure functions of a tick's result; ConsoleView only prints them (with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.progress import (
@@ -22,25 +20,10 @@ from rich.table import Table
 from rich.text import Text
 
 from agents.typing import Traits
-from orchestrator.engine import TickResult
 from orchestrator.records import MessageRow
+from orchestrator.typing import RunSummary, TickResult
 
 MESSAGE_CHARS = 90
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunSummary:
-    run_id: str
-    status: str  # complete | interrupted | failed
-    ticks: int  # ticks completed in this run (including resumed ones)
-    agents: int
-    total_s: float
-    ticks_this_session: int
-    run_dir: str
-
-    @property
-    def avg_tick_s(self) -> float:
-        return self.total_s / self.ticks_this_session if self.ticks_this_session else 0.0
 
 
 def render_row(row: MessageRow) -> Text:
@@ -88,6 +71,8 @@ def render_summary(summary: RunSummary) -> RenderableType:
     table.add_row("total time", f"{summary.total_s:.1f} s")
     table.add_row("avg time/tick", f"{summary.avg_tick_s:.3f} s")
     table.add_row("dumps", summary.run_dir)
+    if summary.status != "complete" and summary.resume_command:
+        table.add_row("resume with", summary.resume_command)
     title = (
         "SIMULATION COMPLETE"
         if summary.status == "complete"

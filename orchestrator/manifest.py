@@ -37,7 +37,6 @@ def new_manifest(
         "config": config,
         "versions": package_versions(),
         "model": None,  # filled by the backend: name, path, dtype, device, layers
-        "steering": None,  # vector file and hash
         "started_at": now_iso(),
         "ended_at": None,
         "ticks_completed": 0,

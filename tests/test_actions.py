@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.actions import ACTION_KINDS, MAX_CONTENT_CHARS, parse
+from agents.actions import ACTION_KINDS, MAX_CONTENT_CHARS, parse
 
 PLACES = ("home", "cafe", "park", "community_center", "library", "market")
 

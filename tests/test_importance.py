@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agents.embedding import HashingEmbedder
+from agents.errors import ModelError
 from agents.importance import (
     CHECK_SET,
     DIGITS,
@@ -20,7 +21,6 @@ from agents.importance import (
 )
 from agents.memory_stream import MemoryStream
 from agents.mock_backend import MockBackend
-from agents.oom_backoff import OOMBackoff
 from agents.typing import ImportanceScorer, Message
 
 NOTABLE = {t for t, notable in CHECK_SET if notable}
@@ -98,11 +98,9 @@ def test_auto_selection() -> None:
     assert isinstance(select_importance("auto", MockBackend()), HeuristicImportance)
     assert isinstance(select_importance("auto", SpyRater()), ModelImportance)
     assert isinstance(select_importance("auto", SpyRater(sensible=False)), HeuristicImportance)
-    # through the OOM wrapper the runner puts around every backend
-    assert isinstance(select_importance("auto", OOMBackoff(SpyRater())), ModelImportance)
     assert isinstance(select_importance("heuristic", SpyRater()), HeuristicImportance)
     assert isinstance(select_importance("model", SpyRater(sensible=False)), ModelImportance)
-    with pytest.raises(ValueError, match="memory.importance"):
+    with pytest.raises(ModelError, match="memory.importance"):
         select_importance("model", MockBackend())
 
 
@@ -113,16 +111,15 @@ def test_real_backend_importance_check() -> None:
     accuracy 0.77 with means 2.86 (mundane) vs 3.04 (notable): it fails, and
     auto uses the heuristic for it."""
     hf = pytest.importorskip("agents.hf_backend")
+    from orchestrator.assemble import backend_spec
     from orchestrator.config_schema import RunConfig
     from tests.conftest import REPO
 
     # Reuse the repo's converted model when there is one (read only), else convert here.
     root = REPO / "storage" if (REPO / "storage" / "models").is_dir() else Path("storage")
     config = RunConfig(steering={"enabled": False}, storage={"root": str(root)})
-    backend = hf.build_hf_backend(config)
+    backend = hf.build_hf_backend(backend_spec(config))
     try:
-        if not hasattr(backend, "digit_expectation"):
-            pytest.skip("the HF backend has no digit_expectation yet")
         result = check_scorer(ModelImportance(backend))
         chosen = select_importance("auto", backend)
         assert isinstance(chosen, ModelImportance) is result.passed, result

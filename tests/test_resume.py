@@ -139,3 +139,43 @@ def test_resume_bad_input(tmp_path, args, fragment):
     proc = cli(*args, "--storage-root", str(tmp_path))
     assert proc.returncode == 2
     assert fragment in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_interrupted_panel_prints_the_resume_command():
+    from rich.console import Console
+
+    from orchestrator.live_view import render_summary
+    from orchestrator.runner import resume_command
+    from orchestrator.typing import RunSummary
+
+    def shown(status: str) -> str:
+        console = Console(width=200, no_color=True, record=True)
+        summary = RunSummary(
+            run_id="r1",
+            status=status,
+            ticks=3,
+            agents=4,
+            total_s=1.0,
+            ticks_this_session=3,
+            run_dir="/tmp/x",
+            resume_command=resume_command("r1", "/data/my runs"),
+        )
+        console.print(render_summary(summary))
+        return console.export_text()
+
+    assert "python -m orchestrator.cli --resume r1 --storage-root '/data/my runs'" in shown(
+        "interrupted"
+    )
+    assert "--resume" not in shown("complete")
+
+
+def test_resume_with_another_embedder_is_one_line(tmp_path):
+    root = tmp_path / "st"
+    proc = _start("e", root)  # interrupted after a few ticks: there is a checkpoint
+    _wait_for_tick(proc, root / "dumps" / "e", 2)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    other = [str(CONFIGS / "run.fast.yaml"), *BASE, "--set", f"storage.root={root}"]
+    refused = cli(*other, "--set", "memory.embedder=minilm", "--resume", "e", "--force")
+    assert refused.returncode == 2, refused.stderr
+    assert "memory.embedder" in refused.stderr and "Traceback" not in refused.stderr

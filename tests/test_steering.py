@@ -11,6 +11,7 @@ pytest.importorskip("transformers")
 
 from tiny_model import tiny_model, tiny_tokenizer  # noqa: E402
 
+from agents.errors import ModelError  # noqa: E402
 from agents.steering import SteeringHooks, SteeringVectors, load_pairs, load_questionnaire  # noqa: E402
 from agents.steering.data import pairs_hash  # noqa: E402
 from agents.steering.evaluation import evaluate_steering  # noqa: E402
@@ -18,7 +19,6 @@ from agents.steering.extract import build_vectors, vectors_for  # noqa: E402
 from agents.steering.hooks import decoder_layers  # noqa: E402
 from agents.steering.scoring import PackedScorer  # noqa: E402
 from agents.typing import TRAITS  # noqa: E402
-from orchestrator.errors import ModelError  # noqa: E402
 
 
 def random_vectors(layers=(1,), hidden=64, seed=0) -> SteeringVectors:

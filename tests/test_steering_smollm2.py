@@ -22,12 +22,13 @@ if importlib.util.find_spec("torch") is None or importlib.util.find_spec("llm_sm
 @pytest.fixture(scope="module")
 def backend():
     from agents.hf_backend import build_hf_backend
+    from orchestrator.assemble import backend_spec
     from orchestrator.config_loader import load_config
 
     # the repo's storage holds the converted model and the vector cache
     cfg = load_config(FAST, [f"storage.root={REPO / 'storage'}"]).config
     assert cfg.model.name_or_path == "smollm2-135m"
-    b = build_hf_backend(cfg)
+    b = build_hf_backend(backend_spec(cfg))
     yield b
     b.close()
 
@@ -59,10 +60,7 @@ def test_shipped_defaults_steer_every_trait(backend) -> None:
 
 
 def test_real_model_batch_equals_one_at_a_time(backend) -> None:
-    import sys
-
-    sys.path.insert(0, str(REPO / "scripts"))
-    from benchmark_batching import tick_requests
+    from orchestrator.benchmarks.workload import tick_requests
 
     old = backend.temperature
     backend.temperature = 0.0

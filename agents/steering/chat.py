@@ -1,12 +1,16 @@
-"""Turns chat messages into model text: the tokenizer's chat template when it
-has one, a plain "role: content" layout otherwise. Shared by the HF backend
-and the steering code so both see prompts the same way."""
+"""Turns chat messages into model inputs: the tokenizer's chat template when it
+has one (a plain "role: content" layout otherwise), token ids, left-padded
+batches, and the expected digit of a next-token distribution. Shared by the HF
+backend and the steering code so both see prompts the same way."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
+from agents.errors import ModelError
 from agents.typing import Message
 
 
@@ -25,3 +29,32 @@ def render_chat(tokenizer: Any, messages: Sequence[Message], *, add_generation_p
 def encode(tokenizer: Any, text: str) -> list[int]:
     """Token ids of already rendered text (the template holds the special tokens)."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, ...]:
+    """(ids, mask, positions), each (B, T) on the CPU, padded on the left, with
+    positions counted as if unpadded so a row sees what it would see alone."""
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)  # (B, T)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
+        mask[i, width - len(s) :] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
+    return ids, mask, pos
+
+
+def digit_token_ids(tokenizer: Any, digits: str) -> list[int]:
+    """The single-token id of each digit; a ModelError if one is not a single token."""
+    ids = [encode(tokenizer, d) for d in digits]
+    if any(len(i) != 1 for i in ids):
+        raise ModelError(f"the tokenizer does not encode each of {digits!r} as one token")
+    return [i[0] for i in ids]
+
+
+def expected_digit(logits: torch.Tensor, digit_ids: torch.Tensor, digits: str) -> torch.Tensor:
+    """(N, V) next-token logits -> (N,) expected value of `digits`, the
+    distribution renormalised over those digit tokens."""
+    probs = logits[:, digit_ids].float().softmax(-1)  # (N, D)
+    values = torch.tensor([float(d) for d in digits], device=probs.device)  # (D,)
+    return probs @ values

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import torch
 
-from agents.steering.chat import encode, render_chat
+from agents.steering.chat import encode, left_pad, render_chat
 from agents.steering.data import ContrastivePair, load_pairs, pairs_hash
 from agents.steering.hooks import check_layers, decoder_layers
 from agents.steering.vectors import SteeringVectors, cache_path
@@ -78,13 +78,7 @@ def last_token_residuals(
     try:
         for start in range(0, len(sequences), batch_size):
             chunk = sequences[start : start + batch_size]
-            width = max(map(len, chunk))
-            ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)  # (B, T)
-            mask = torch.zeros_like(ids)
-            for i, seq in enumerate(chunk):
-                ids[i, width - len(seq) :] = torch.tensor(seq)
-                mask[i, width - len(seq) :] = 1
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T) positions as if unpadded
+            ids, mask, pos = left_pad(chunk, pad_id)  # (B, T)
             state["mask"] = (mask.cumsum(-1) > 1).to(device)  # drop each row's first token
             with contextlib.suppress(_Enough):
                 model(

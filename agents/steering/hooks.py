@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from agents.errors import ModelError
 from agents.steering.vectors import SteeringVectors
-from orchestrator.errors import ModelError
 
 _LAYER_PATHS = (
     "model.layers",  # Llama, Mistral, Qwen, Gemma, Phi-3, SmolLM

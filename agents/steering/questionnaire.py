@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from agents.steering.chat import encode, render_chat
+from agents.steering.chat import digit_token_ids, encode, expected_digit, left_pad, render_chat
 from agents.steering.data import Questionnaire, load_questionnaire
 from agents.steering.hooks import SteeringHooks
 from agents.steering.scoring import PackedScorer
@@ -96,6 +96,7 @@ class FluencyMeasure:
         return -sums.sum(-1) / self.scorer.lengths.sum().double()
 
 
+LIKERT_DIGITS = "12345"
 RATING_PROMPT = (
     'How well does this statement describe you? "{text}" Answer with one digit from 1 '
     "(disagree strongly) to 5 (agree strongly)."
@@ -130,18 +131,11 @@ class RatingMeasure:
             )
             for it in q.items
         ]
-        width = max(map(len, prompts))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p) :], mask[i, width - len(p) :] = torch.tensor(p), 1
-        self.ids, self.mask = ids.to(self.device), mask.to(self.device)  # (C, T)
-        self.pos = (mask.cumsum(-1) - 1).clamp(min=0).to(self.device)  # (C, T)
-        digits = [encode(tokenizer, d) for d in "12345"]
-        if any(len(d) != 1 for d in digits):
-            raise ValueError("the tokenizer does not encode the digits 1..5 as single tokens")
-        self.digit_ids = torch.tensor([d[0] for d in digits], device=self.device)
+        ids, mask, pos = (t.to(self.device) for t in left_pad(prompts, pad))
+        self.ids, self.mask, self.pos = ids, mask, pos  # (C, T)
+        ids = digit_token_ids(tokenizer, LIKERT_DIGITS)
+        self.digit_ids = torch.tensor(ids, device=self.device)
         self.weights = _keyed_weights(q.items)  # (5, C)
 
     @torch.no_grad()
@@ -168,8 +162,7 @@ class RatingMeasure:
         logits = self.model(
             input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False
         ).logits[:, -1]  # (N, V)
-        probs = logits[:, self.digit_ids].float().softmax(-1)  # (N, 5)
-        return (probs @ torch.arange(1.0, 6.0, device=probs.device)).double().cpu()  # (N,)
+        return expected_digit(logits, self.digit_ids, LIKERT_DIGITS).double().cpu()  # (N,)
 
     def trait_scores(
         self, hooks: SteeringHooks | None = None, deltas: torch.Tensor | None = None

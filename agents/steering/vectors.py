@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
+from agents.errors import ModelError
 from agents.typing import TRAITS
-from orchestrator.errors import ModelError
 
 FORMAT_VERSION = "1"
 

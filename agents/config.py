@@ -1,0 +1,115 @@
+"""The config sections the minds consume: model, inference, steering,
+optimisation (loading) and memory. Each is a frozen pydantic model with
+`extra="forbid"`, so a misspelt key is caught where it enters. The run side's
+schema (orchestrator.config_schema.RunConfig) composes them; nothing here knows
+about files, templates or the run."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PositiveInt = Annotated[int, Field(gt=0)]
+GiB = Annotated[float, Field(gt=0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(Section):
+    backend: Literal["hf", "mock"] = "hf"
+    # a local HF folder, "smollm2-135m" (embedded default) or a hub id
+    name_or_path: str = Field(default="smollm2-135m", min_length=1)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    trust_remote_code: bool = False
+    allow_download: bool = False  # let a hub id be fetched (never needed for the default)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
+            raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
+        return v
+
+
+class TokensByKind(Section):
+    solo: PositiveInt | None = None  # a lone agent's decision (MOVE / WORK / REST)
+    encounter: PositiveInt | None = None  # talking with co-located agents
+    reflection: PositiveInt | None = None  # insights and a plan
+
+
+class InferenceConfig(Section):
+    max_new_tokens: PositiveInt = 48
+    max_new_tokens_by_action: TokensByKind = Field(default_factory=TokensByKind)
+    temperature: float = Field(default=0.8, ge=0.0, le=5.0)  # 0 = greedy
+    top_p: float = Field(default=0.9, gt=0.0, le=1.0)
+    max_prompt_tokens: PositiveInt = 1024  # longer prompts are truncated from the left
+
+    def tokens_for(self, kind: str) -> int:
+        return getattr(self.max_new_tokens_by_action, kind, None) or self.max_new_tokens
+
+
+class SteeringConfig(Section):
+    enabled: bool = True
+    # defaults chosen by scripts/steering_sweep.py on SmolLM2-135M (30 layers)
+    layers: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [21], min_length=1)
+    # in units of each layer's typical hidden-state norm
+    strength: float = Field(default=0.17, ge=0.0, le=4.0)
+    method: Literal["mean_diff", "pca"] = "mean_diff"
+    orthogonalize: bool = False  # sequential Gram-Schmidt over the five trait vectors
+    vectors: str | None = None  # a safetensors file to load instead of building
+    # per-trait overrides of `layers`, e.g. {O: [26]}; traits not named use `layers`
+    trait_layers: dict[Literal["E", "A", "C", "O", "N"], list[Annotated[int, Field(ge=0)]]] = Field(
+        default_factory=lambda: {"O": [26]}
+    )
+
+    @field_validator("layers")
+    @classmethod
+    def _unique(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("layers must not repeat")
+        return sorted(v)
+
+    @field_validator("trait_layers")
+    @classmethod
+    def _trait_layers(cls, v: dict[str, list[int]]) -> dict[str, list[int]]:
+        for trait, layers in v.items():
+            if not layers or len(set(layers)) != len(layers):
+                raise ValueError(f"{trait}: give one or more distinct layers")
+        return {t: sorted(x) for t, x in v.items()}
+
+    def layers_of(self) -> dict[str, list[int]]:
+        """The steered layers of each trait (E, A, C, O, N)."""
+        return {t: self.trait_layers.get(t, self.layers) for t in ("E", "A", "C", "O", "N")}
+
+    def all_layers(self) -> list[int]:
+        return sorted({x for layers in self.layers_of().values() for x in layers})
+
+
+class OptimizationConfig(Section):
+    reflect_every_n_ticks: int = Field(default=5, ge=0)  # 0 = never
+    use_quantization: bool = False  # 4-bit NF4 through bitsandbytes, CUDA only
+    max_gpu_memory_gb: GiB | None = None
+    max_cpu_memory_gb: GiB | None = None
+    offload_folder: str | None = None
+
+
+class MemoryWeights(Section):
+    recency: float = Field(default=1.0, ge=0)
+    importance: float = Field(default=1.0, ge=0)
+    relevance: float = Field(default=1.0, ge=0)
+
+
+class MemoryConfig(Section):
+    top_k: PositiveInt = 8
+    recency_decay: float = Field(default=0.99, gt=0, le=1.0)
+    weights: MemoryWeights = Field(default_factory=MemoryWeights)
+    max_items: PositiveInt = 200
+    reflection_threshold: float | None = Field(default=None, gt=0)  # None = off
+    prompt_token_budget: PositiveInt = 200
+    embedder: Literal["auto", "minilm", "hashing"] = "auto"  # auto: minilm for hf, hashing for mock
+    importance: Literal["auto", "model", "heuristic"] = "auto"
