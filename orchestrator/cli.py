@@ -1,12 +1,26 @@
-"""The command line: `python -m orchestrator.cli CONFIG [options]` (also the
-`steersim` console script). Parses options, resolves the config, hands it to
-the runner, and turns every SteersimError into one line on stderr with exit
-code 2."""
+"""`steersim`, the one command line (also `python -m orchestrator.cli`):
+
+    steersim run CONFIG [options]          a simulation (the default command:
+                                           `steersim CONFIG` and `--resume ID` still work)
+    steersim view|analyze|verify RUN       look at, report on and verify one run
+    steersim sweep CONFIG --grid K=a,b     a grid of runs, one folder each, an index
+    steersim compare RUN... | --sweep N    runs stacked into one table per kind, plots
+    steersim interview RUN                 questionnaires and questions to a run's agents
+    steersim benchmark ...                 the benchmarks
+    steersim --version
+
+This module only builds the command group and turns every SteersimError into
+one line on stderr with exit code 2; each command lives in its own module
+(orchestrator/commands/, orchestrator/analysis/commands.py,
+orchestrator/benchmarks/cli.py). A module added to orchestrator/commands/
+with a typer `app` is registered under its module name."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import copy
+import importlib
+import logging
+import pkgutil
 from typing import Annotated
 
 import typer
@@ -14,148 +28,95 @@ from rich.console import Console
 
 from orchestrator.errors import SteersimError
 
+DEFAULT_COMMAND = "run"
+
 app = typer.Typer(
     add_completion=False,
+    no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
+    help="Simulations of LLM agents with steered Big-Five personalities, and experiments "
+    "across runs. `steersim CONFIG` is short for `steersim run CONFIG`.",
 )
 
 
-@app.command(
-    help=(
-        "Run a steersim simulation described by the YAML file CONFIG. "
-        "Outputs go to <storage.root>/dumps/<run_id>/ (messages/tick_*.parquet, "
-        "agents.parquet, perf.parquet, manifest.json)."
-    )
-)
-def run(
-    config: Annotated[
-        Path | None,
-        typer.Argument(
-            help="Run config (YAML). May name a `template:` to inherit from. "
-            "Optional with --resume (the run's own config is used)."
-        ),
-    ] = None,
-    live: Annotated[
-        bool, typer.Option("--live", help="Print every tick's events as they happen (Rich).")
-    ] = False,
-    no_color: Annotated[
-        bool,
-        typer.Option("--no-color", help="Plain text without colours or styles, for log files."),
-    ] = False,
-    mock_model: Annotated[
-        bool,
-        typer.Option(
-            "--mock-model",
-            help="Use the mock backend (no model, instant); same as --set model.backend=mock.",
-        ),
-    ] = False,
-    max_events: Annotated[
-        int | None,
-        typer.Option(
-            "--max-events", metavar="N", help="Cap events per tick (overrides max_events_per_tick)."
-        ),
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY=VALUE",
-            help="Override a config key by dotted path with a YAML value, e.g. --set inference.max_new_tokens=32 "
-            "--set steering.layers=[12,16]. Repeatable; applied after templates.",
-        ),
-    ] = None,
-    run_id: Annotated[
-        str | None,
-        typer.Option(
-            "--run-id", metavar="ID", help="Name of the output folder (overrides run_id)."
-        ),
-    ] = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option("--overwrite", help="Replace an existing run directory with the same run id."),
-    ] = False,
-    resume: Annotated[
-        str | None,
-        typer.Option(
-            "--resume",
-            metavar="RUN_ID",
-            help="Continue run RUN_ID after its last complete tick. With CONFIG, the config must "
-            "match the run's unless --force.",
-        ),
-    ] = None,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force", help="With --resume: accept a changed config or different steering vectors."
-        ),
-    ] = False,
-    storage_root: Annotated[
-        str | None,
-        typer.Option(
-            "--storage-root",
-            metavar="PATH",
-            help="With --resume and no CONFIG: where the run's dumps are (default: storage).",
-        ),
-    ] = None,
-    dry_run: Annotated[
-        bool,
-        typer.Option("--dry-run", help="Print the resolved, validated config as YAML and exit."),
-    ] = False,
-) -> None:
-    from orchestrator.config_loader import load_config
-    from orchestrator.errors import ConfigError
-
-    overrides = list(set_ or [])
-    if mock_model:
-        overrides.append("model.backend=mock")
-    if max_events is not None:
-        overrides.append(f"max_events_per_tick={max_events}")
-    if run_id is not None:
-        overrides.append(f"run_id={_yaml_string(run_id)}")
-    if config is None and resume is None:
-        raise ConfigError(
-            "command line", None, "give a CONFIG file, or --resume RUN_ID (see --help)"
-        )
-    resolved = load_config(config, overrides) if config is not None else None
-    if dry_run:
-        if resolved is None:
-            raise ConfigError("command line", None, "--dry-run needs a CONFIG file")
-        sys.stdout.write(resolved.to_yaml())
-        return
-
-    from orchestrator.live_view import ConsoleView
-    from orchestrator.runner import resume_simulation, run_simulation
-
-    view = ConsoleView(live=live, no_color=no_color)
-    if resume is not None:
-        if config is None and overrides:
-            raise ConfigError(
-                "--set", None, "overrides need a CONFIG file; give it with --resume and --force"
-            )
-        from orchestrator.config_schema import check_run_id
+def _version(value: bool) -> None:
+    if value:
+        from importlib import metadata
 
         try:
-            check_run_id(resume)
-        except ValueError as exc:
-            raise ConfigError("--resume", None, str(exc)) from None
-        root = storage_root or (resolved.config.storage.root if resolved else "storage")
-        summary = resume_simulation(resume, view, storage_root=root, resolved=resolved, force=force)
+            version = metadata.version("steersim")
+        except metadata.PackageNotFoundError:  # a checkout that was never installed
+            version = "unknown (not installed)"
+        typer.echo(f"steersim {version}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version, help="Print the version."),
+    ] = False,
+) -> None:
+    """Simulations of LLM agents with steered Big-Five personalities."""
+
+
+def _register(sub: typer.Typer, name: str, help: str | None = None) -> None:
+    """A one-command app becomes the command `name`; a group app becomes the group."""
+    if len(sub.registered_commands) == 1 and not sub.registered_groups:
+        info = copy.copy(sub.registered_commands[0])
+        info.name = name
+        app.registered_commands.append(info)
     else:
-        summary = run_simulation(resolved, view, overwrite=overwrite)
-    if summary.status == "interrupted":
-        raise typer.Exit(130)
+        app.add_typer(sub, name=name, help=help)
 
 
-def _yaml_string(value: str) -> str:
-    """Quote a CLI string so YAML keeps it a string ('007' stays '007')."""
-    return "'" + value.replace("'", "''") + "'"
+def _command_modules() -> list[str]:
+    """orchestrator/commands/*.py, `run` first (the default command)."""
+    import orchestrator.commands as package
+
+    names = [m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")]
+    return sorted(names, key=lambda n: (n != DEFAULT_COMMAND, n))
+
+
+def _build() -> None:
+    from orchestrator.analysis import commands as analysis
+    from orchestrator.benchmarks.cli import app as benchmark_app
+
+    for name in _command_modules():
+        module = importlib.import_module(f"orchestrator.commands.{name}")
+        if isinstance(getattr(module, "app", None), typer.Typer):
+            _register(module.app, getattr(module, "COMMAND_NAME", name))
+    _register(analysis.view_app, "view")
+    _register(analysis.analyze_app, "analyze")
+    _register(analysis.verify_app, "verify")
+    _register(benchmark_app, "benchmark", help="The benchmarks: engine, batching, memory, gpu.")
+
+
+_build()
+
+
+def command_names() -> set[str]:
+    return {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+
+
+def with_default_command(argv: list[str]) -> list[str]:
+    """`steersim CONFIG ...` and `steersim --resume ID ...` (the CLI before
+    subcommands existed) mean `steersim run ...`."""
+    if not argv or argv[0] in command_names() or argv[0] in ("--version", "-h", "--help"):
+        return argv
+    return [DEFAULT_COMMAND, *argv]
 
 
 def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = with_default_command(list(sys.argv[1:] if argv is None else argv))
     try:
-        app(args=argv, standalone_mode=True)
+        app(args=args, prog_name="steersim", standalone_mode=True)
     except SteersimError as exc:
         Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {exc}", markup=False)
         raise SystemExit(exc.exit_code) from None
