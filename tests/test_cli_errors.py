@@ -73,8 +73,20 @@ def test_subprocess_has_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_help_explains_options():
+def test_help_lists_the_commands():
     proc = cli("--help")
+    assert proc.returncode == 0
+    for command in ("run", "view", "analyze", "verify"):
+        assert f"  {command} " in proc.stdout
+
+
+def test_version():
+    proc = cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("steersim ")
+
+
+def test_help_explains_options():
+    proc = cli("run", "--help")
     assert proc.returncode == 0
     for option in (
         "--live",
