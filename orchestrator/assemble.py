@@ -116,7 +116,7 @@ def new_run(resolved: ResolvedConfig, *, overwrite: bool, backend: Backend | Non
         agents = build_agents(cfg.population, cfg.world, cfg.seed)
         memory = build_memory(cfg, inner)
         run_dir.create(overwrite=overwrite)
-        writer = DumpWriter(run_dir)
+        writer = DumpWriter(run_dir, cfg.run_id)
         manifest = new_manifest(
             run_id=cfg.run_id,
             config=resolved.as_dict(),
@@ -182,7 +182,7 @@ def resumed_run(
         memory = build_memory(cfg, inner)
         world = _restore(run_id, cfg, ckpt, memory)
         run_dir.clean_temp_files()
-        writer = DumpWriter(run_dir)
+        writer = DumpWriter(run_dir, run_id)
         if not run_dir.agents.exists():  # killed before the first tick was written
             initial = build_agents(cfg.population, cfg.world, cfg.seed)
             writer.write_agents([agent_row(a) for a in initial])
@@ -257,10 +257,10 @@ def _assemble(
 
 
 def agent_row(a: AgentState) -> dict[str, Any]:
-    """A row of agents.parquet."""
+    """A row of agents.parquet (the writer adds run_id)."""
     return {
-        "id": a.id,
-        "name": a.name,
+        "agent_id": a.id,
+        "agent_name": a.name,
         "age": a.age,
         "home": a.home,
         "goal": a.goal,

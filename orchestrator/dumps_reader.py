@@ -99,11 +99,25 @@ def tick_files(messages_dir: Path, num_files: int | None = None) -> list[Path]:
     return files
 
 
-def _read_table(path: Path, schema: pa.Schema) -> pd.DataFrame:
+# Dumps written before agents.parquet used the messages' names and before
+# agents/perf carried run_id: read them as if they had (cheap, and old runs stay usable).
+LEGACY_NAMES = {"id": "agent_id", "name": "agent_name"}
+
+
+def _upgrade_legacy(table: pa.Table, schema: pa.Schema, run_id: str | None) -> pa.Table:
+    if "agent_id" in schema.names and "agent_id" not in table.column_names:
+        table = table.rename_columns([LEGACY_NAMES.get(n, n) for n in table.column_names])
+    if run_id is not None and "run_id" in schema.names and "run_id" not in table.column_names:
+        table = table.add_column(0, "run_id", pa.array([run_id] * table.num_rows, pa.string()))
+    return table
+
+
+def _read_table(path: Path, schema: pa.Schema, run_id: str | None = None) -> pd.DataFrame:
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
         raise DumpsError(f"cannot read {path}: {exc}") from None
+    table = _upgrade_legacy(table, schema, run_id)
     missing = [n for n in schema.names if n not in table.column_names]
     if missing:
         raise DumpsError(f"{path} lacks the columns {', '.join(missing)}; is it a steersim dump?")
@@ -150,9 +164,9 @@ class RunDumps:
         return str(model.get("backend") or "unknown")
 
 
-def _optional_table(path: Path, schema: pa.Schema) -> pd.DataFrame:
+def _optional_table(path: Path, schema: pa.Schema, run_id: str) -> pd.DataFrame:
     if path.is_file():
-        return _read_table(path, schema)
+        return _read_table(path, schema, run_id)
     return schema.empty_table().to_pandas()
 
 
@@ -174,8 +188,8 @@ def load_run(run_dir: Path, num_files: int | None = None) -> RunDumps:
         run_id=run_id,
         manifest=manifest,
         messages=messages,
-        agents=_optional_table(layout.agents, AGENT_SCHEMA),
-        perf=_optional_table(layout.perf, PERF_SCHEMA),
+        agents=_optional_table(layout.agents, AGENT_SCHEMA, run_id),
+        perf=_optional_table(layout.perf, PERF_SCHEMA, run_id),
         files_read=len(files),
     )
 

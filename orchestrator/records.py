@@ -63,10 +63,13 @@ MESSAGE_SCHEMA = pa.schema(
     ]
 )
 
+# agent_id/agent_name as in the messages, so msgs.merge(agents, on="agent_id") joins;
+# run_id in every table, so tables of several runs stack (steersim compare).
 AGENT_SCHEMA = pa.schema(
     [
-        ("id", pa.string()),
-        ("name", pa.string()),
+        ("run_id", pa.string()),
+        ("agent_id", pa.string()),
+        ("agent_name", pa.string()),
         ("age", pa.int32()),
         ("home", pa.string()),
         ("goal", pa.string()),
@@ -98,6 +101,7 @@ class PerfRow:
 
 PERF_SCHEMA = pa.schema(
     [
+        ("run_id", pa.string()),  # added by the writer: a PerfRow knows nothing of its run
         ("tick", pa.int32()),
         ("events", pa.int32()),
         ("requests", pa.int32()),

@@ -120,8 +120,9 @@ class RunDir:
 class DumpWriter:
     """Writes a run's tick files, agents, perf stats and manifest."""
 
-    def __init__(self, run_dir: RunDir) -> None:
+    def __init__(self, run_dir: RunDir, run_id: str | None = None) -> None:
         self.run_dir = run_dir
+        self.run_id = run_id or run_dir.path.name  # the folder is named after the run
         self._perf: list[dict[str, Any]] = []  # PerfRow fields, as dicts for the checkpoint
 
     def write_tick(self, tick: int, rows: list[MessageRow]) -> Path:
@@ -130,7 +131,9 @@ class DumpWriter:
         return path
 
     def write_agents(self, rows: list[dict[str, Any]]) -> None:
-        table = pa.Table.from_pylist(rows, schema=AGENT_SCHEMA)
+        table = pa.Table.from_pylist(
+            [{**r, "run_id": self.run_id} for r in rows], schema=AGENT_SCHEMA
+        )
         atomic_write_table(self.run_dir.agents, table)
 
     def add_perf(self, row: PerfRow) -> None:
@@ -141,7 +144,8 @@ class DumpWriter:
             self.flush_perf()
 
     def flush_perf(self) -> None:
-        table = pa.Table.from_pylist(self._perf, schema=PERF_SCHEMA)
+        rows = [{"run_id": self.run_id, **r} for r in self._perf]
+        table = pa.Table.from_pylist(rows, schema=PERF_SCHEMA)
         atomic_write_table(self.run_dir.perf, table)
 
     def perf_rows(self) -> list[dict[str, Any]]:

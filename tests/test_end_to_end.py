@@ -67,12 +67,17 @@ def test_mock_run_writes_documented_dumps(tmp_path):
     assert set(msgs["tick"]) == set(range(6))
     assert msgs.groupby("tick")["event_id"].nunique().max() <= 12
     agents = pq.read_table(run / "agents.parquet").to_pandas()
-    assert len(agents) == 12 and list(agents.columns[:4]) == ["id", "name", "age", "home"]
+    assert len(agents) == 12
+    assert list(agents.columns[:5]) == ["run_id", "agent_id", "agent_name", "age", "home"]
+    # one naming everywhere: agents and messages join on agent_id (and run_id)
+    merged = msgs.merge(agents, on=["run_id", "agent_id"], validate="many_to_one")
+    assert len(merged) == len(msgs)
+    assert (merged["agent_name_x"] == merged["agent_name_y"]).all()
     # the applied coefficients are the agents' traits (mock backend applies them as given)
-    merged = msgs.merge(agents, left_on="agent_id", right_on="id")
     assert (merged["steer_E"] == merged["E"]).all()
     perf = pq.read_table(run / "perf.parquet")
     assert perf.schema.equals(PERF_SCHEMA) and perf.num_rows == 6
+    assert set(perf.column("run_id").to_pylist()) == {"e2e"}
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["ticks_completed"] == 6
     assert manifest["config"]["population"]["agents"] == 12

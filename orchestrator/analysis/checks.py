@@ -179,7 +179,7 @@ def check_match(messages: pd.DataFrame, agents: pd.DataFrame | None) -> CheckRes
             summary="logged coefficients match agents.parquet: skipped (no agents.parquet)",
         )
     logged = agent_profiles(messages)[list(TRAITS)]
-    configured = agents.set_index("id")[list(TRAITS)].astype(float)
+    configured = agents.set_index("agent_id")[list(TRAITS)].astype(float)
     common = logged.index.intersection(configured.index)
     unknown = logged.index.difference(configured.index)
     diff = (logged.loc[common] - configured.loc[common]).abs().max(axis=1)

@@ -182,9 +182,9 @@ def _activity(d: RunDumps) -> ActivityStats:
     per_agent = m.groupby("agent_id").size()
     names = dict(zip(m["agent_id"], m["agent_name"], strict=True))
     if len(d.agents):  # agents that never acted count as 0
-        names.update(zip(d.agents["id"], d.agents["name"], strict=True))
+        names.update(zip(d.agents["agent_id"], d.agents["agent_name"], strict=True))
         per_agent = per_agent.reindex(
-            sorted(set(per_agent.index) | set(d.agents["id"])), fill_value=0
+            sorted(set(per_agent.index) | set(d.agents["agent_id"])), fill_value=0
         )
     says = m[m["action"] == "SAY"].groupby("agent_id").size().reindex(per_agent.index, fill_value=0)
     ordered = per_agent.sort_values(ascending=False, kind="stable")
