@@ -15,6 +15,11 @@ until end_tick, which embeds and rates all of them in one call each. Rows hold
 at most `max_items`; beyond that the memories with the lowest recency +
 importance (oldest first among equals) are dropped.
 
+Every stored memory gets a run-wide id (in storage order, so the same run
+gives the same ids); retrieve_scored() returns the ids and scores behind a
+prompt and take_stored() the memories stored since its last call, for the
+run's records.
+
 It also keeps what lazy reflection needs (recent texts, importance since the
 last reflection, when that was). It knows nothing about prompts, backends or
 the world: embedder and importance scorer are passed in.
@@ -29,7 +34,15 @@ from typing import Any
 import numpy as np
 
 from agents.config import MemoryConfig
-from agents.typing import Backend, Embedder, ImportanceScorer, KeyedRows, MemoryKind
+from agents.typing import (
+    Backend,
+    Embedder,
+    ImportanceScorer,
+    KeyedRows,
+    MemoryKind,
+    Recalled,
+    StoredMemory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +149,8 @@ class MemoryStream:
         # agent id -> memories queued this tick as (tick, text, kind), in arrival order
         self._pending: dict[str, list[tuple[int, str, MemoryKind]]] = {}
         self._reflected_at: dict[str, int] = {}
+        self._next_id = 0  # the id the next stored memory gets (ids are never reused)
+        self._stored: list[StoredMemory] = []  # stored since the last take_stored()
 
     @classmethod
     def from_config(
@@ -164,6 +179,7 @@ class MemoryStream:
         kind = np.zeros((rows, cols), dtype=np.int8)  # (R, C) index into KINDS
         tokens = np.zeros((rows, cols), dtype=np.int32)  # (R, C) estimate_tokens(text)
         valid = np.zeros((rows, cols), dtype=bool)  # (R, C)
+        ids = np.zeros((rows, cols), dtype=np.int64)  # (R, C) the memory's run-wide id
         texts: list[list[str | None]] = [[None] * cols for _ in range(rows)]
         index: list[dict[str, int]] = [{} for _ in range(rows)]  # per row: text -> slot
         if old is not None:
@@ -171,12 +187,12 @@ class MemoryStream:
             emb[:r, :c], imp[:r, :c] = self._emb[:r, :c], self._imp[:r, :c]
             made[:r, :c], last[:r, :c] = self._made[:r, :c], self._last[:r, :c]
             kind[:r, :c], valid[:r, :c] = self._kind[:r, :c], self._valid[:r, :c]
-            tokens[:r, :c] = self._tokens[:r, :c]
+            tokens[:r, :c], ids[:r, :c] = self._tokens[:r, :c], self._mem_id[:r, :c]
             for i in range(r):
                 texts[i][:c] = self._texts[i][:c]
             index[:r] = self._index[:r]  # columns only grow, so slots stay valid
         self._emb, self._imp, self._made, self._last = emb, imp, made, last
-        self._kind, self._tokens, self._valid = kind, tokens, valid
+        self._kind, self._tokens, self._valid, self._mem_id = kind, tokens, valid, ids
         self._texts, self._index = texts, index
 
     def _row_of(self, agent_id: str) -> int:
@@ -258,9 +274,23 @@ class MemoryStream:
         self._kind[row, slots] = [_KIND_CODE[it[2]] for it in items]
         self._tokens[row, slots] = [estimate_tokens(it[1]) for it in items]
         self._valid[row, slots] = True
-        for slot, it in zip(slots.tolist(), items, strict=True):
+        new_ids = range(self._next_id, self._next_id + n)
+        self._mem_id[row, slots] = new_ids
+        self._next_id += n
+        for slot, it, mid, imp in zip(slots.tolist(), items, new_ids, scores.tolist(), strict=True):
             self._texts[row][slot] = it[1]
             index[it[1]] = slot
+            self._stored.append(
+                StoredMemory(
+                    id=mid, agent_id=agent_id, tick=it[0], text=it[1], importance=imp, kind=it[2]
+                )
+            )
+
+    def take_stored(self) -> list[StoredMemory]:
+        """The memories stored since the last call, in the order they were stored
+        (a refreshed repeat is not new and does not appear)."""
+        out, self._stored = self._stored, []
+        return out
 
     def _evict(self, row: int, count: int, tick: int) -> None:
         """Drop `count` memories of one row: lowest recency + importance first,
@@ -281,7 +311,11 @@ class MemoryStream:
     def retrieve(self, queries: dict[str, str], tick: int) -> dict[str, list[str]]:
         """For every querying agent at once: its top-k memories by score, best
         first, cut to the prompt token budget. Retrieved memories count as accessed."""
-        out: dict[str, list[str]] = {a: [] for a in queries}
+        return {a: r.texts for a, r in self.retrieve_scored(queries, tick).items()}
+
+    def retrieve_scored(self, queries: dict[str, str], tick: int) -> dict[str, Recalled]:
+        """retrieve(), with each memory's id and retrieval score (what a run records)."""
+        out = {a: Recalled(texts=[], ids=[], scores=[]) for a in queries}
         known = [a for a in queries if a in self._row]
         rows = np.array([self._row[a] for a in known], dtype=np.int64)  # (Q,)
         has_any = self._valid[rows].any(axis=1) if len(rows) else np.zeros(0, bool)
@@ -307,14 +341,17 @@ class MemoryStream:
         # The prompt budget: the best memories whose summed tokens fit (no Python per memory).
         cost = np.where(hit, self._tokens[r_idx, best], 0)  # (Q, k)
         fits = hit & (np.cumsum(cost, axis=1) <= self.prompt_token_budget)  # (Q, k)
-        n_fit = fits.sum(axis=1).tolist()  # a prefix: costs are positive
+        # the best memory alone too long: shortened rather than dropped, so n is at least 1
+        n_fit = np.maximum(fits.sum(axis=1), 1).tolist()  # a prefix: costs are positive
+        best_ids = self._mem_id[r_idx, best].tolist()  # (Q, k)
+        best_scores = np.take_along_axis(scores, best, axis=1).tolist()  # (Q, k)
+        chars = max(0, (self.prompt_token_budget - 2) * 4)
         for qi, agent_id in enumerate(agents):
-            texts = self._texts[rows[qi]]
-            if n_fit[qi]:
-                out[agent_id] = [texts[c] for c in best[qi, : n_fit[qi]].tolist()]
-            else:  # the best memory alone is too long: shortened rather than dropped
-                chars = max(0, (self.prompt_token_budget - 2) * 4)
-                out[agent_id] = [texts[int(best[qi, 0])][:chars]]
+            texts, n = self._texts[rows[qi]], n_fit[qi]
+            picked = [texts[c] for c in best[qi, :n].tolist()]
+            if not fits[qi, 0]:
+                picked = [picked[0][:chars]]
+            out[agent_id] = Recalled(texts=picked, ids=best_ids[qi][:n], scores=best_scores[qi][:n])
         return out
 
     def _relevance(self, rows: np.ndarray, qv: np.ndarray) -> np.ndarray:
@@ -403,6 +440,8 @@ class MemoryStream:
             "last_access": self._last[rows, slots].copy(),
             "importance": self._imp[rows, slots].copy(),
             "kind": self._kind[rows, slots].copy(),
+            "memory_id": self._mem_id[rows, slots].copy(),
+            "next_id": self._next_id,
             # an embedding is a function of its text: a checkpoint stores each once
             "embedding": KeyedRows(
                 store="embeddings", keys=texts, rows=self._emb[rows, slots]
@@ -433,6 +472,13 @@ class MemoryStream:
         self._last[rows, slots] = np.asarray(state["last_access"], np.int32)
         self._kind[rows, slots] = np.asarray(state["kind"], np.int8)
         self._valid[rows, slots] = True
+        if "memory_id" in state:
+            self._mem_id[rows, slots] = np.asarray(state["memory_id"], np.int64)
+            self._next_id = int(state["next_id"])
+        else:  # a checkpoint from before memory ids: number what it holds
+            self._mem_id[rows, slots] = np.arange(len(rows))
+            self._next_id = len(rows)
+        self._stored = []
         for r, s, t in zip(rows.tolist(), slots.tolist(), emb.keys, strict=True):
             self._texts[r][s] = t
             self._index[r][t] = s

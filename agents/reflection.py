@@ -51,6 +51,7 @@ class Reflection:
     generation: Generation
 
 
+    prompt: tuple[Message, ...] = ()  # what the model was shown
 def is_periodic_tick(tick: int, every_n: int) -> bool:
     """Ticks every_n-1, 2*every_n-1, ...: after every full every_n ticks of experience."""
     return every_n > 0 and (tick + 1) % every_n == 0
@@ -194,13 +195,20 @@ class Reflector:
                 f"backend returned {len(gens)} generations for {len(requests)} reflections"
             )
         out = []
-        for p, gen in zip(people, gens, strict=True):
+        for p, gen, req in zip(people, gens, requests, strict=True):
             insights, plan, ok = parse_reflection(gen.text)
             for insight in insights:
                 self.memory.add(p.id, tick, insight, "reflection")
             self.memory.mark_reflected(p.id, tick)
             out.append(
-                Reflection(agent_id=p.id, insights=insights, plan=plan, parse_ok=ok, generation=gen)
+                Reflection(
+                    agent_id=p.id,
+                    insights=insights,
+                    plan=plan,
+                    parse_ok=ok,
+                    generation=gen,
+                    prompt=req.prompt,
+                )
             )
         failed = sum(not r.parse_ok for r in out)
         if failed:

@@ -171,6 +171,40 @@ class Person(Protocol):
 class ReflectiveMemory(Protocol):
     """What reflection needs of a memory store beyond agents.typing.MemoryStore
     (agents.memory_stream.MemoryStream has it)."""
+@dataclass(frozen=True, kw_only=True)
+class Recalled:
+    """One agent's retrieved memories, best first: texts with their memory ids
+    and retrieval scores (recency + importance + relevance, each min-max scaled)."""
+
+    texts: list[str]
+    ids: list[int]
+    scores: list[float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredMemory:
+    """A memory as it was first stored: its id is stable for the run (a repeat
+    of a remembered sentence refreshes that memory and keeps its id)."""
+
+    id: int
+    agent_id: str
+    tick: int  # the tick it was made
+    text: str
+    importance: float  # 1..10
+    kind: MemoryKind
+
+
+@runtime_checkable
+class RecordedMemory(Protocol):
+    """What the run's recording needs of a memory store beyond MemoryStore
+    (agents.memory_stream.MemoryStream has it): retrieval with ids and scores,
+    and the memories stored since the last call."""
+
+    def retrieve_scored(self, queries: dict[str, str], tick: int) -> dict[str, Recalled]: ...
+
+    def take_stored(self) -> list[StoredMemory]: ...
+
+
 
     def add(self, agent_id: str, tick: int, text: str, kind: MemoryKind) -> None: ...
 

@@ -72,6 +72,7 @@ def engine_settings(cfg: RunConfig) -> EngineSettings:
         max_events_per_tick=cfg.max_events_per_tick,
         max_group_size=cfg.world.max_group_size,
         tokens_by_kind={k: cfg.inference.tokens_for(k) for k in ("solo", "encounter")},
+        record_prompts=cfg.storage.save_prompts,
     )
 
 
@@ -186,9 +187,7 @@ def resumed_run(
         if not run_dir.agents.exists():  # killed before the first tick was written
             initial = build_agents(cfg.population, cfg.world, cfg.seed)
             writer.write_agents([agent_row(a) for a in initial])
-        for stale in run_dir.messages.glob("tick_*.parquet"):
-            if int(stale.stem.split("_")[1]) >= next_tick:
-                stale.unlink()
+        run_dir.drop_ticks_from(next_tick)
         writer.restore_perf(ckpt.perf if ckpt else [])
         manifest.update(config=resolved.as_dict(), status="running", ended_at=None)
         manifest.setdefault("resumed", []).append({"at": now_iso(), "from_tick": next_tick})

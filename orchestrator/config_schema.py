@@ -95,6 +95,8 @@ class DistributedConfig(Section):
 
 class StorageConfig(Section):
     root: str = Field(default="storage", min_length=1)
+    # prompts/tick_*.parquet: every request's rendered prompt and retrieved memories
+    save_prompts: bool = True
 
 
 class RunConfig(Section):

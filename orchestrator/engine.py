@@ -1,7 +1,10 @@
 """The tick engine: plan events, build every acting agent's prompt, call the
 backend ONCE for the whole batch, parse and apply the actions, record memories
-and return the tick's rows. It knows nothing about Rich, files or the CLI; the
-runner persists what it returns and the live view renders it."""
+and return the tick's rows: messages, plus what the agents saw (each request's
+prompt with the ids and scores of the memories retrieved into it), the
+memories stored and where every agent was. It knows nothing about Rich,
+files or the CLI; the runner persists what it returns and the live view
+renders it."""
 
 from __future__ import annotations
 
@@ -14,8 +17,16 @@ from agents.actions import Action, clean_text, parse
 from agents.prompting import action_request
 from agents.reflection import Reflection, Reflector
 from agents.seeding import GENERATION, derive_seed
-from agents.typing import Backend, Generation, MemoryStore, Request
-from orchestrator.records import MessageRow
+from agents.typing import (
+    Backend,
+    Generation,
+    MemoryStore,
+    Message,
+    Recalled,
+    RecordedMemory,
+    Request,
+)
+from orchestrator.records import MemoryRow, MessageRow, PromptRow
 from orchestrator.scheduler import Event, plan_events
 from orchestrator.typing import TickResult
 from orchestrator.world import AgentState, World
@@ -33,6 +44,7 @@ class Turn:
     event: Event
     agent: AgentState
     request: Request
+    recalled: Recalled | None  # the memories in the prompt with ids and scores, when known
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +56,7 @@ class EngineSettings:
     max_events_per_tick: int
     max_group_size: int
     tokens_by_kind: dict[str, int]  # max_new_tokens of a "solo" and an "encounter" turn
+    record_prompts: bool = True  # storage.save_prompts: return each request's prompt rows
 
 
 class Simulation:
@@ -61,6 +74,9 @@ class Simulation:
         self.backend = backend
         self.memory = memory
         self.reflector = reflector
+        # A store without ids (any MemoryStore will do) still runs; its prompt
+        # rows then name no memories and no memory rows are returned.
+        self._recorded = isinstance(memory, RecordedMemory)
 
     def step(self) -> TickResult:
         """Run the world's next tick."""
@@ -68,6 +84,7 @@ class Simulation:
         cfg, world = self.settings, self.world
         tick = world.tick
         events = plan_events(world, tick, cfg.seed, cfg.max_events_per_tick, cfg.max_group_size)
+        positions = {a.id: a.location for a in world.agents}  # before anyone moves
 
         t0 = time.perf_counter()
         turns = self._turns(events, tick)
@@ -82,7 +99,10 @@ class Simulation:
             )
 
         t0 = time.perf_counter()
-        rows = [self._apply(turn, gen, tick) for turn, gen in zip(turns, gens, strict=True)]
+        rows = [
+            self._apply(turn, gen, tick, i)
+            for i, (turn, gen) in enumerate(zip(turns, gens, strict=True))
+        ]
         memory_s += time.perf_counter() - t0
 
         # Reflect before end_tick, so that this tick's memories and the new
@@ -97,6 +117,7 @@ class Simulation:
 
         t0 = time.perf_counter()
         self.memory.end_tick(tick)
+        memories = self._stored_rows() if self._recorded else []
         memory_s += time.perf_counter() - t0
 
         world.tick = tick + 1
@@ -109,7 +130,82 @@ class Simulation:
             memory_s=memory_s,
             tick_s=time.perf_counter() - start,
             generate_calls=(1 if turns else 0) + (1 if reflections else 0),
+            prompts=self._prompt_rows(turns, reflections, tick) if cfg.record_prompts else [],
+            memories=memories,
+            positions=positions,
         )
+
+    def _prompt_rows(
+        self, turns: list[Turn], reflections: list[Reflection], tick: int
+    ) -> list[PromptRow]:
+        """One row per request, numbered as the tick's message rows are: the
+        actions first, then the reflections."""
+        out = []
+        for i, t in enumerate(turns):
+            r = t.recalled
+            out.append(
+                self._prompt_row(
+                    tick,
+                    i,
+                    t.agent.id,
+                    t.event.kind,
+                    t.request.prompt,
+                    ids=r.ids if r else [],
+                    scores=r.scores if r else [],
+                )
+            )
+        for j, refl in enumerate(reflections):
+            # the reflection prompt lists the agent's recent memories, not retrieved ones
+            out.append(
+                self._prompt_row(
+                    tick,
+                    len(turns) + j,
+                    refl.agent_id,
+                    "reflection",
+                    refl.prompt,
+                    ids=[],
+                    scores=[],
+                )
+            )
+        return out
+
+    def _prompt_row(
+        self,
+        tick: int,
+        request_id: int,
+        agent_id: str,
+        kind: str,
+        prompt: tuple[Message, ...],
+        *,
+        ids: list[int],
+        scores: list[float],
+    ) -> PromptRow:
+        return PromptRow(
+            run_id=self.settings.run_id,
+            tick=tick,
+            request_id=request_id,
+            agent_id=agent_id,
+            kind=kind,
+            system="\n".join(m.content for m in prompt if m.role == "system"),
+            user="\n".join(m.content for m in prompt if m.role != "system"),
+            memory_ids=ids,
+            memory_scores=scores,
+        )
+
+    def _stored_rows(self) -> list[MemoryRow]:
+        run_id = self.settings.run_id
+        return [
+            MemoryRow(
+                run_id=run_id,
+                memory_id=m.id,
+                agent_id=m.agent_id,
+                tick=m.tick,
+                text=m.text,
+                importance=m.importance,
+                kind=m.kind,
+            )
+            for m in self.memory.take_stored()  # type: ignore[attr-defined]
+        ]
 
     def _reflect(self, tick: int) -> list[Reflection]:
         """Everyone due reflects, in one batched call."""
@@ -126,15 +222,18 @@ class Simulation:
             return rows
         done = {r.agent_id for r in reflections}
         rows = [replace(row, reflected=True) if row.agent_id in done else row for row in rows]
-        return rows + [self._reflection_row(r, tick) for r in reflections]
+        return rows + [
+            self._reflection_row(r, tick, len(rows) + j) for j, r in enumerate(reflections)
+        ]
 
-    def _reflection_row(self, r: Reflection, tick: int) -> MessageRow:
+    def _reflection_row(self, r: Reflection, tick: int, request_id: int) -> MessageRow:
         agent, gen = self.world.agent(r.agent_id), r.generation
         parts = ([f"PLAN {r.plan}"] if r.plan else []) + [f"INSIGHT {i}" for i in r.insights]
         return self._row(
             agent,
             tick,
             gen,
+            request_id=request_id,
             event_id=REFLECTION_EVENT_ID,
             event_kind="reflection",
             location=agent.location,
@@ -156,7 +255,11 @@ class Simulation:
             agent.id: memory_query(agent, event.location, companions)
             for event, agent, companions in acting
         }
-        memories = self.memory.retrieve(queries, tick)
+        if self._recorded:
+            recalled = self.memory.retrieve_scored(queries, tick)  # type: ignore[attr-defined]
+            memories = {a: r.texts for a, r in recalled.items()}
+        else:
+            recalled, memories = {}, self.memory.retrieve(queries, tick)
         turns = []
         for event, agent, companions in acting:
             request = action_request(
@@ -175,10 +278,12 @@ class Simulation:
                 seed=derive_seed(cfg.seed, GENERATION, tick, agent.index),
                 kind=event.kind,
             )
-            turns.append(Turn(event=event, agent=agent, request=request))
+            turns.append(
+                Turn(event=event, agent=agent, request=request, recalled=recalled.get(agent.id))
+            )
         return turns
 
-    def _apply(self, turn: Turn, gen: Generation, tick: int) -> MessageRow:
+    def _apply(self, turn: Turn, gen: Generation, tick: int, request_id: int) -> MessageRow:
         agent, event = turn.agent, turn.event
         action = parse(gen.text, self.world.locations)
         self._remember(turn, action, tick)
@@ -188,6 +293,7 @@ class Simulation:
             agent,
             tick,
             gen,
+            request_id=request_id,
             event_id=event.event_id,
             event_kind=event.kind,
             location=event.location,
@@ -204,6 +310,7 @@ class Simulation:
         tick: int,
         gen: Generation,
         *,
+        request_id: int,
         event_id: int,
         event_kind: str,
         location: str,
@@ -218,6 +325,7 @@ class Simulation:
         return MessageRow(
             run_id=self.settings.run_id,
             tick=tick,
+            request_id=request_id,
             event_id=event_id,
             event_kind=event_kind,
             agent_id=agent.id,

@@ -12,6 +12,7 @@ import pyarrow as pa
 class MessageRow:
     run_id: str
     tick: int
+    request_id: int  # the row's position in its tick's file; prompts/ rows join on it
     event_id: int
     event_kind: str  # solo | encounter | reflection
     agent_id: str
@@ -39,6 +40,7 @@ MESSAGE_SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),
         ("tick", pa.int32()),
+        ("request_id", pa.int32()),
         ("event_id", pa.int32()),
         ("event_kind", pa.string()),
         ("agent_id", pa.string()),
@@ -65,6 +67,87 @@ MESSAGE_SCHEMA = pa.schema(
 
 # agent_id/agent_name as in the messages, so msgs.merge(agents, on="agent_id") joins;
 # run_id in every table, so tables of several runs stack (steersim compare).
+@dataclass(frozen=True, kw_only=True)
+class PromptRow:
+    """What one request showed the model: joins a message row on (tick, request_id)."""
+
+    run_id: str
+    tick: int
+    request_id: int  # the row's position in its tick's messages file
+    agent_id: str
+    kind: str  # solo | encounter | reflection
+    system: str  # the rendered system turn
+    user: str  # the rendered user turn
+    memory_ids: list[int]  # the retrieved memories shown, best first (memories/ ids)
+    memory_scores: list[float]  # their retrieval scores
+
+
+PROMPT_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("tick", pa.int32()),
+        ("request_id", pa.int32()),
+        ("agent_id", pa.string()),
+        ("kind", pa.string()),
+        ("system", pa.string()),
+        ("user", pa.string()),
+        ("memory_ids", pa.list_(pa.int64())),
+        ("memory_scores", pa.list_(pa.float32())),
+    ]
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemoryRow:
+    """A memory as it was first stored (agents.typing.StoredMemory, with the run)."""
+
+    run_id: str
+    memory_id: int
+    agent_id: str
+    tick: int  # the tick it was made
+    text: str
+    importance: float  # 1..10
+    kind: str  # observation | action | reflection
+
+
+MEMORY_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("memory_id", pa.int64()),
+        ("agent_id", pa.string()),
+        ("tick", pa.int32()),
+        ("text", pa.string()),
+        ("importance", pa.float32()),
+        ("kind", pa.string()),
+    ]
+)
+
+# Every agent's location at the start of every tick (where the scheduler saw it).
+POSITION_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("tick", pa.int32()),
+        ("agent_id", pa.string()),
+        ("location", pa.string()),
+    ]
+)
+
+
+def positions_table(run_id: str, tick: int, positions: dict[str, str]) -> pa.Table:
+    """positions (agent id -> location) as a table, built column-wise: one row
+    per agent per tick is too many for a record object each at 1,000 agents."""
+    n = len(positions)
+    return pa.table(
+        {
+            "run_id": [run_id] * n,
+            "tick": [tick] * n,
+            "agent_id": list(positions),
+            "location": list(positions.values()),
+        },
+        schema=POSITION_SCHEMA,
+    )
+
+
 AGENT_SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),

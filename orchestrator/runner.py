@@ -73,6 +73,10 @@ def drive(run: Run, view: View) -> RunSummary:
                         tick=result.tick,
                         rows=result.rows,
                         perf=perf_row(result, run.backend.splits - splits_before),
+                        run_id=run.run_id,
+                        prompts=result.prompts if run.sim.settings.record_prompts else None,
+                        memories=result.memories,
+                        positions=result.positions,
                         world_state=world.get_state(),
                         memory_state=run.sim.memory.get_state(),
                     )

@@ -19,10 +19,15 @@ import pyarrow.parquet as pq
 from orchestrator.errors import RunDirError
 from orchestrator.records import (
     AGENT_SCHEMA,
+    MEMORY_SCHEMA,
     MESSAGE_SCHEMA,
     PERF_SCHEMA,
+    PROMPT_SCHEMA,
+    MemoryRow,
     MessageRow,
     PerfRow,
+    PromptRow,
+    positions_table,
     to_table,
 )
 
@@ -66,8 +71,12 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda p: p.write_text(text + "\n", encoding="utf-8"))
 
 
+def _write_parquet(path: Path, table: pa.Table) -> None:
+    pq.write_table(table, path, compression="zstd")
+
+
 def atomic_write_table(path: Path, table: pa.Table) -> None:
-    atomic_write(path, lambda p: pq.write_table(table, p, compression="zstd"))
+    atomic_write(path, lambda p: _write_parquet(p, table))
 
 
 def run_dir_for(root: str | Path, run_id: str) -> Path:
@@ -85,13 +94,27 @@ class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.messages = path / "messages"
+        self.prompts = path / "prompts"  # what each request showed the model
+        self.memories = path / "memories"  # the memories stored in each tick
+        self.positions = path / "positions"  # every agent's location at each tick
         self.checkpoint = path / "checkpoint"
         self.manifest = path / "manifest.json"
         self.agents = path / "agents.parquet"
         self.perf = path / "perf.parquet"
 
-    def tick_file(self, tick: int) -> Path:
-        return self.messages / f"tick_{tick:06d}.parquet"
+    def tick_file(self, tick: int, folder: Path | None = None) -> Path:
+        return (folder or self.messages) / f"tick_{tick:06d}.parquet"
+
+    def tick_folders(self) -> tuple[Path, ...]:
+        """The folders that hold one file per tick."""
+        return (self.messages, self.prompts, self.memories, self.positions)
+
+    def drop_ticks_from(self, first: int) -> None:
+        """Remove the tick files of `first` and later (a resumed run writes them again)."""
+        for folder in self.tick_folders():
+            for stale in folder.glob("tick_*.parquet"):
+                if int(stale.stem.split("_")[1]) >= first:
+                    stale.unlink()
 
     def exists(self) -> bool:
         return self.path.exists() and any(self.path.iterdir())
@@ -104,12 +127,13 @@ class RunDir:
                     "or --run-id to pick another name"
                 )
             shutil.rmtree(self.path)
-        self.messages.mkdir(parents=True, exist_ok=True)
+        for folder in self.tick_folders():
+            folder.mkdir(parents=True, exist_ok=True)
 
     def clean_temp_files(self) -> int:
         """Remove temp files a crash left behind; returns how many."""
         n = 0
-        for folder in (self.path, self.messages, self.checkpoint):
+        for folder in (self.path, *self.tick_folders(), self.checkpoint):
             if folder.is_dir():
                 for p in folder.glob(TMP_PREFIX + "*"):
                     p.unlink(missing_ok=True)
@@ -129,6 +153,35 @@ class DumpWriter:
         path = self.run_dir.tick_file(tick)
         atomic_write_table(path, to_table(rows, MESSAGE_SCHEMA))
         return path
+
+    def write_records(
+        self,
+        run_id: str,
+        tick: int,
+        *,
+        prompts: list[PromptRow] | None,
+        memories: list[MemoryRow],
+        positions: dict[str, str],
+    ) -> None:
+        """A tick's prompts (None: not recorded), new memories and positions, one
+        file each; the folders are fsynced once after all three (not per file)."""
+        d = self.run_dir
+        d.memories.mkdir(exist_ok=True)  # a run made before these folders existed, resumed
+        d.positions.mkdir(exist_ok=True)
+        folders = [d.memories, d.positions]
+        tables = [
+            (d.memories, to_table(memories, MEMORY_SCHEMA)),
+            (d.positions, positions_table(run_id, tick, positions)),
+        ]
+        if prompts is not None:
+            d.prompts.mkdir(exist_ok=True)
+            folders.append(d.prompts)
+            tables.append((d.prompts, to_table(prompts, PROMPT_SCHEMA)))
+        for folder, table in tables:
+            path = d.tick_file(tick, folder)
+            atomic_write(path, lambda p, t=table: _write_parquet(p, t), sync_dir=False)
+        for folder in folders:
+            fsync_dir(folder)
 
     def write_agents(self, rows: list[dict[str, Any]]) -> None:
         table = pa.Table.from_pylist(

@@ -1,17 +1,18 @@
-"""Persists each completed tick (messages file, perf row, checkpoint, in that
-order) on a worker thread, so the next tick computes while this one is
-written: on a 2-core machine the fsyncs alone cost tens of ms per tick. One
-tick is in flight at most, so files land in tick order; a write error
-resurfaces in the main thread at the next submit or wait."""
+"""Persists each completed tick (messages file; prompts, memories and
+positions files; perf row; checkpoint, in that order) on a worker thread, so
+the next tick computes while this one is written: on a 2-core machine the
+fsyncs alone cost tens of ms per tick. One tick is in flight at most, so files
+land in tick order; a write error resurfaces in the main thread at the next
+submit or wait."""
 
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.checkpoint import Checkpoint, CheckpointStore
-from orchestrator.records import MessageRow, PerfRow
+from orchestrator.records import MemoryRow, MessageRow, PerfRow, PromptRow
 from orchestrator.storage import DumpWriter
 
 
@@ -22,6 +23,10 @@ class TickOutput:
     tick: int
     rows: list[MessageRow]
     perf: PerfRow
+    run_id: str = ""
+    prompts: list[PromptRow] | None = None  # None: storage.save_prompts is off
+    memories: list[MemoryRow] = field(default_factory=list)
+    positions: dict[str, str] = field(default_factory=dict)  # agent id -> location
     world_state: dict[str, Any]
     memory_state: dict[str, Any]
 
@@ -66,6 +71,13 @@ class TickPersister:
 
     def _persist(self, out: TickOutput) -> None:
         self.writer.write_tick(out.tick, out.rows)
+        self.writer.write_records(
+            out.run_id,
+            out.tick,
+            prompts=out.prompts,
+            memories=out.memories,
+            positions=out.positions,
+        )
         self.writer.add_perf(out.perf)
         self.checkpoints.save(
             Checkpoint(

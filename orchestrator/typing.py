@@ -4,10 +4,10 @@ the terminal's). The minds' contracts live in agents.typing."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from orchestrator.records import MessageRow
+from orchestrator.records import MemoryRow, MessageRow, PromptRow
 from orchestrator.scheduler import Event
 
 
@@ -23,6 +23,9 @@ class TickResult:
     memory_s: float
     tick_s: float
     generate_calls: int
+    prompts: list[PromptRow] = field(default_factory=list)  # empty with save_prompts off
+    memories: list[MemoryRow] = field(default_factory=list)  # stored during the tick
+    positions: dict[str, str] = field(default_factory=dict)  # agent id -> location at the start
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,6 +13,7 @@ from tests.helpers import assert_same_dumps, cli, read_messages
 DOCUMENTED_COLUMNS = [
     "run_id",
     "tick",
+    "request_id",
     "event_id",
     "event_kind",
     "agent_id",

@@ -244,3 +244,53 @@ def test_reflection_stats() -> None:
     counts, importance = stream.reflection_stats(["ada", "nobody"])
     assert counts.tolist() == [3, 0]  # apt (5), recent (10), queued (11)
     assert importance.tolist() == [5.0, 0.0]  # stored only: apt 4 + recent 1
+
+
+# -- ids and scores (what a run records) -------------------------------------------
+
+
+def test_scored_retrieval_gives_ids_and_scores_of_the_same_memories() -> None:
+    stream = hand_worked_stream((1, 1, 1))
+    stored = {m.text: m for m in stream.take_stored()}
+    assert [stored[t].id for t in ("vital", "apt", "recent")] == [0, 1, 2]  # in storage order
+    assert (stored["vital"].tick, stored["vital"].importance) == (0, 10.0)
+    assert stored["apt"].kind == "observation" and stored["apt"].agent_id == "ada"
+    got = stream.retrieve_scored({"ada": "q"}, tick=10)["ada"]
+    assert got.texts == ["apt", "vital", "recent"]
+    assert got.ids == [stored[t].id for t in got.texts]
+    apt_recency = (0.9**5 - 0.9**10) / (1 - 0.9**10)  # the hand-worked table
+    np.testing.assert_allclose(got.scores, [1.0 + apt_recency + 3 / 9, 1.0, 1.0], rtol=1e-5)
+    assert stream.take_stored() == []  # taken once
+
+
+def test_a_repeated_memory_keeps_its_id_and_is_not_new() -> None:
+    stream = MemoryStream(embedder=HashingEmbedder(dim=16), scorer=HeuristicImportance())
+    stream.add("ada", 0, "Ben took a break.", "observation")
+    stream.add("ben", 0, "I rested.", "action")
+    stream.end_tick(0)
+    first = stream.take_stored()
+    assert [(m.agent_id, m.id) for m in first] == [("ada", 0), ("ben", 1)]
+    stream.add("ada", 1, "Ben took a break.", "observation")
+    stream.add("ada", 1, "Cleo left.", "observation")
+    stream.end_tick(1)
+    assert [(m.text, m.id, m.tick) for m in stream.take_stored()] == [("Cleo left.", 2, 1)]
+    ids = stream.retrieve_scored({"ada": "Ben"}, tick=2)["ada"].ids
+    assert sorted(ids) == [0, 2]
+
+
+def test_ids_survive_a_checkpoint(tmp_path) -> None:
+    a = random_stream(4)
+    a.take_stored()
+    CheckpointStore(tmp_path).save(
+        Checkpoint(next_tick=40, world={}, memory=a.get_state(), config_hash="x", vectors_hash=None)
+    )
+    b = MemoryStream(
+        embedder=HashingEmbedder(dim=32), scorer=HeuristicImportance(), top_k=5, max_items=30
+    )
+    b.set_state(CheckpointStore(tmp_path).load().memory)
+    queries = {f"agent-{i:03d}": "coffee in the rain" for i in range(12)}
+    assert a.retrieve_scored(queries, 40) == b.retrieve_scored(queries, 40)
+    for s in (a, b):
+        s.add("agent-000", 40, "a brand new memory", "observation")
+        s.end_tick(40)
+    assert a.take_stored() == b.take_stored()  # the next id continues where it stopped
