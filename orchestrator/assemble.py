@@ -3,13 +3,15 @@ resumed. This is the only module that reads the whole RunConfig; every part
 (backend, memory, reflection, engine, storage) gets only its section.
 
 Everything that can fail on user input (a taken run dir, a missing model, a
-changed config on resume) fails here, before anything is written. The tick
-loop itself lives in orchestrator.runner."""
+changed config on resume, unusable storage) fails here, before anything is
+written. A run holds its folder's lock (run_lock.py) from here until it is
+closed; a resume keeps only tick files it has verified (resume_check.py). The
+tick loop itself lives in orchestrator.runner."""
 
 from __future__ import annotations
 
-import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,19 @@ from orchestrator.checkpoint import Checkpoint, CheckpointStore, config_hash
 from orchestrator.config_loader import ResolvedConfig, validate
 from orchestrator.config_schema import RunConfig
 from orchestrator.engine import EngineSettings, Simulation
-from orchestrator.errors import ResumeError
+from orchestrator.errors import ResumeError, StorageError
 from orchestrator.manifest import new_manifest, now_iso
 from orchestrator.population import build_agents
-from orchestrator.storage import DumpWriter, RunDir, run_dir_for
+from orchestrator.resume_check import problem_with, read_manifest, verify_tick_files
+from orchestrator.run_lock import RunLock, check_free
+from orchestrator.storage import (
+    DumpWriter,
+    RunDir,
+    check_writable_root,
+    make_run_folder,
+    run_dir_for,
+    why,
+)
 from orchestrator.world import AgentState, World
 
 log = logging.getLogger(__name__)
@@ -47,9 +58,14 @@ class Run:
     writer: DumpWriter
     manifest: dict[str, Any]
     checkpoints: CheckpointStore
+    lock: RunLock | None = None  # released by close(): one writer per run
 
     def close(self) -> None:
-        self.backend.close()
+        try:
+            self.backend.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
 
 # -- the sections each part reads ----------------------------------------------
@@ -110,12 +126,19 @@ def new_run(resolved: ResolvedConfig, *, overwrite: bool, backend: Backend | Non
     if cfg.distributed.enabled:
         log.warning("distributed.enabled: multi-GPU runs are not implemented yet; one process runs")
     run_dir = RunDir(run_dir_for(cfg.storage.root, cfg.run_id))
+    check_writable_root(cfg.storage.root)
+    if run_dir.path.is_dir():
+        check_free(run_dir.path)  # a live writer: refused before a model loads
     if run_dir.exists() and not overwrite:
         run_dir.create(overwrite=False)  # raises the clear "already exists" error
     inner = backend or build_backend(backend_spec(cfg))
+    lock: RunLock | None = None
+    created: list[Path] = []
     try:
         agents = build_agents(cfg.population, cfg.world, cfg.seed)
         memory = build_memory(cfg, inner)
+        created = make_run_folder(run_dir.path)
+        lock = RunLock.acquire(run_dir.path)
         run_dir.create(overwrite=overwrite)
         writer = DumpWriter(run_dir, cfg.run_id)
         manifest = new_manifest(
@@ -126,8 +149,11 @@ def new_run(resolved: ResolvedConfig, *, overwrite: bool, backend: Backend | Non
         )
         manifest["model"] = inner.describe()
         manifest["config_hash"] = config_hash(resolved.as_dict())
-        writer.write_agents([agent_row(a) for a in agents])
-        writer.write_manifest(manifest)  # last: its presence marks a resumable run
+        try:
+            writer.write_agents([agent_row(a) for a in agents])
+            writer.write_manifest(manifest)  # last: its presence marks a resumable run
+        except OSError as exc:
+            raise StorageError(f"cannot write the run to {run_dir.path}: {why(exc)}") from None
         return _assemble(
             cfg,
             resolved,
@@ -137,10 +163,27 @@ def new_run(resolved: ResolvedConfig, *, overwrite: bool, backend: Backend | Non
             memory=memory,
             writer=writer,
             manifest=manifest,
+            lock=lock,
         )
     except BaseException:
         inner.close()
+        if lock is not None:
+            lock.release()
+        _remove_created(created)
         raise
+
+
+def _remove_created(created: list[Path]) -> None:
+    """Undo a start that failed: the folders this process created hold only
+    what it wrote (parents first in `created`; removed deepest first)."""
+    for i, folder in enumerate(reversed(created)):
+        try:
+            if i == 0:
+                shutil.rmtree(folder)
+            else:
+                folder.rmdir()  # only if empty: another run may have arrived meanwhile
+        except OSError:
+            return
 
 
 def resumed_run(
@@ -151,11 +194,30 @@ def resumed_run(
     force: bool = False,
     backend: Backend | None = None,
 ) -> Run:
-    """A run continued after its last complete tick."""
+    """A run continued after its last complete tick (or only finished, when
+    the ticks are done but the final manifest was not written)."""
     run_dir = RunDir(run_dir_for(storage_root, run_id))
-    if not run_dir.manifest.exists():
+    if not run_dir.path.is_dir():
         raise ResumeError(f"--resume {run_id}: no run found at {run_dir.path}")
-    manifest = json.loads(run_dir.manifest.read_text(encoding="utf-8"))
+    run_dir.refuse_links()
+    lock = RunLock.acquire(run_dir.path)
+    try:
+        return _resumed(run_id, run_dir, lock, resolved=resolved, force=force, backend=backend)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _resumed(
+    run_id: str,
+    run_dir: RunDir,
+    lock: RunLock,
+    *,
+    resolved: ResolvedConfig | None,
+    force: bool,
+    backend: Backend | None,
+) -> Run:
+    manifest = read_manifest(run_dir, run_id)
     stored = validate(manifest["config"], {}, str(run_dir.manifest))
     if resolved is None:
         resolved = ResolvedConfig(config=stored, source=run_dir.manifest, files=())
@@ -167,10 +229,23 @@ def resumed_run(
         )
     cfg = resolved.config.model_copy(update={"run_id": run_id})
     resolved = ResolvedConfig(config=cfg, source=resolved.source, files=resolved.files)
-    ckpt = CheckpointStore(run_dir.checkpoint).load()
+    store = CheckpointStore(run_dir.checkpoint)
+    ckpt = store.load()
     next_tick = ckpt.next_tick if ckpt else 0
-    if next_tick >= cfg.ticks:
+    if next_tick >= cfg.ticks and manifest.get("status") == "complete":
         raise ResumeError(f"--resume {run_id}: the run already completed all {cfg.ticks} ticks")
+    done = manifest.get("ticks_completed")
+    if ckpt is None and isinstance(done, int) and done > 0:
+        raise ResumeError(
+            f"--resume {run_id}: the checkpoint is missing but the manifest says {done} ticks "
+            "were completed; not starting the run over (use --overwrite for that)"
+        )
+    try:
+        restored = verify_tick_files(run_dir, store, next_tick)
+    except OSError as exc:
+        raise StorageError(f"cannot repair {run_dir.path}: {why(exc)}") from None
+    if restored:
+        log.warning("restored %d tick files of %s from its checkpoint", restored, run_id)
 
     inner = backend or build_backend(backend_spec(cfg))
     try:
@@ -182,16 +257,26 @@ def resumed_run(
             )
         memory = build_memory(cfg, inner)
         world = _restore(run_id, cfg, ckpt, memory)
-        run_dir.clean_temp_files()
         writer = DumpWriter(run_dir, run_id)
-        if not run_dir.agents.exists():  # killed before the first tick was written
-            initial = build_agents(cfg.population, cfg.world, cfg.seed)
-            writer.write_agents([agent_row(a) for a in initial])
-        run_dir.drop_ticks_from(next_tick)
-        writer.restore_perf(ckpt.perf if ckpt else [])
+        try:
+            writer.restore_perf(ckpt.perf if ckpt else [])
+        except TypeError:
+            raise ResumeError(
+                f"--resume {run_id}: the checkpoint's perf rows are damaged"
+            ) from None
+        if not isinstance(manifest.get("resumed"), list):
+            manifest["resumed"] = []
         manifest.update(config=resolved.as_dict(), status="running", ended_at=None)
-        manifest.setdefault("resumed", []).append({"at": now_iso(), "from_tick": next_tick})
-        writer.write_manifest(manifest)
+        manifest["resumed"].append({"at": now_iso(), "from_tick": next_tick})
+        try:
+            run_dir.clean_temp_files()
+            if problem_with(run_dir.agents, None):  # killed before it was written, or damaged
+                initial = build_agents(cfg.population, cfg.world, cfg.seed)
+                writer.write_agents([agent_row(a) for a in initial])
+            run_dir.drop_ticks_from(next_tick)
+            writer.write_manifest(manifest)
+        except OSError as exc:
+            raise StorageError(f"cannot write to {run_dir.path}: {why(exc)}") from None
         return _assemble(
             cfg,
             resolved,
@@ -201,6 +286,8 @@ def resumed_run(
             memory=memory,
             writer=writer,
             manifest=manifest,
+            lock=lock,
+            checkpoints=store,
         )
     except BaseException:
         inner.close()
@@ -218,7 +305,16 @@ def _restore(run_id: str, cfg: RunConfig, ckpt: Checkpoint | None, memory: Memor
             f"--resume {run_id}: the checkpointed memory does not fit this config ({exc}); "
             "resume with the run's own memory.embedder"
         ) from None
-    return World.from_state(ckpt.world)
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ResumeError(
+            f"--resume {run_id}: the checkpointed memory is damaged ({exc.__class__.__name__})"
+        ) from None
+    try:
+        return World.from_state(ckpt.world)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ResumeError(
+            f"--resume {run_id}: the checkpointed world is damaged ({exc.__class__.__name__})"
+        ) from None
 
 
 def _assemble(
@@ -231,6 +327,8 @@ def _assemble(
     memory: MemoryStore,
     writer: DumpWriter,
     manifest: dict[str, Any],
+    lock: RunLock | None = None,
+    checkpoints: CheckpointStore | None = None,  # a resumed run's: it knows its files
 ) -> Run:
     wrapped = OOMBackoff(backend)
     sim = Simulation(
@@ -251,7 +349,8 @@ def _assemble(
         sim=sim,
         writer=writer,
         manifest=manifest,
-        checkpoints=CheckpointStore(run_dir.checkpoint),
+        checkpoints=checkpoints or CheckpointStore(run_dir.checkpoint),
+        lock=lock,
     )
 
 

@@ -6,14 +6,23 @@ Layout under <run_dir>/checkpoint/:
     rows_<store>_gN.bin          append-only float32 row stores (see KeyedRows):
                                  each key's row (an embedding) is written once,
                                  not once per tick
+    ticks.bin                    a copy of every tick file (see tick_journal.py)
     LATEST                       {"next_tick", "state", "sha256",
-                                  "row_stores": {store: {"generation", "rows", "dim"}}}
+                                  "row_stores": {store: {"generation", "rows", "dim"}},
+                                  "journal": {"bytes"}}
 
-Order per save: compact a row store into a new generation if garbage (rows
-no longer used by the previous checkpoint) dominates, append the new rows
-(fsync), write the state file (temp + fsync + rename), then replace LATEST (temp + fsync + rename), then delete what LATEST no longer
-names. At any instant LATEST names a complete checkpoint; rows appended after
-it are cut off when the checkpoint is opened again.
+Order per save: append the tick's file copies to the journal (fsync), compact
+a row store into a new generation if garbage (rows no longer used by the
+previous checkpoint) dominates, append the new rows (fsync), write the state
+file (temp + fsync + rename), then replace LATEST (temp + fsync + rename),
+then delete what LATEST no longer names. At any instant LATEST names a
+complete checkpoint; rows and copies appended after it are cut off when the
+checkpoint is opened again.
+
+Loading trusts nothing: LATEST and the state are read only as regular files
+(never through a link, never blocking on a FIFO), every field of LATEST is
+checked, the state must match LATEST's SHA-256, and any fault is one
+ResumeError line. Only files named as this module names them are deleted.
 
 All randomness is derived from (seed, tick, index) (see seeding.py), so the
 state needs no RNG objects: the next tick number is the RNG state."""
@@ -24,6 +33,9 @@ import hashlib
 import io
 import json
 import os
+import re
+import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,14 +43,27 @@ from typing import Any
 import numpy as np
 
 from agents.typing import KeyedRows
-from orchestrator.errors import ResumeError
-from orchestrator.storage import atomic_write, atomic_write_json, fsync_dir
+from orchestrator.errors import ResumeError, RunDirError
+from orchestrator.storage import (
+    atomic_write,
+    atomic_write_json,
+    fsync_dir,
+    is_regular,
+    read_regular,
+)
+from orchestrator.tick_journal import TickCopy, TickJournal
 
 LATEST = "LATEST"
 _STATE = "__state__"  # the npz entry holding the JSON
 _ARRAY_KEY = "__ndarray__"
 _ROWS_KEY = "__keyed_rows__"
 _COMPACT_SLACK = 1024  # rows of garbage tolerated before a store is rewritten
+_STATE_RE = re.compile(r"state_\d{6,}\.npz")
+_ROWS_RE = re.compile(r"rows_[A-Za-z0-9_-]{1,64}_g\d+\.bin")
+_STORE_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SHA_RE = re.compile(r"[0-9a-f]{64}")
+_MAX_LATEST = 1 << 20
+_MAX_STATE = 1 << 40  # any size: the limit only keeps the reader on regular files
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +122,8 @@ class _RowStore:
         }
 
     def read(self) -> np.ndarray:
+        if not is_regular(self.path):
+            raise ResumeError(f"checkpoint row store {self.path} is missing (or not a file)")
         data = np.fromfile(self.path, dtype=np.float32, count=self.rows * self.dim)
         if data.size != self.rows * self.dim:
             raise ResumeError(f"checkpoint row store {self.path} is shorter than LATEST says")
@@ -124,9 +151,17 @@ class CheckpointStore:
         self.folder = folder
         self._stores: dict[str, _RowStore] = {}
         self._live: dict[str, dict[str, int]] = {}  # per store: key -> row, as of the last save
+        self.journal = TickJournal(folder)
+        self.has_copies = True  # False for a checkpoint written before ticks.bin existed
 
-    def save(self, ckpt: Checkpoint) -> None:
+    def save(self, ckpt: Checkpoint, tick_files: Mapping[str, bytes] | None = None) -> None:
+        """Save the state after tick ckpt.next_tick - 1, with copies of the files
+        that tick wrote (folder name -> bytes) when given."""
+        if self.folder.is_symlink():
+            raise RunDirError(f"{self.folder} is a symbolic link; not writing through it")
         self.folder.mkdir(parents=True, exist_ok=True)
+        if tick_files:
+            self.journal.append(ckpt.next_tick - 1, tick_files)
         for name, store in self._stores.items():  # before encoding: refs name the new generation
             store.compact(self._live.get(name, {}))
         arrays: dict[str, np.ndarray] = {}
@@ -153,51 +188,71 @@ class CheckpointStore:
                 "state": state.name,
                 "sha256": hashlib.sha256(data).hexdigest(),
                 "row_stores": {name: s.pointer() for name, s in self._stores.items()},
+                "journal": {"bytes": self.journal.length},
             },
         )
-        keep = {state, *(s.path for s in self._stores.values())}
-        for old in (*self.folder.glob("state_*"), *self.folder.glob("rows_*")):
-            if old not in keep:
-                old.unlink(missing_ok=True)
+        keep = {state.name, *(s.path.name for s in self._stores.values())}
+        for old in os.listdir(self.folder):  # only what this module names, never a link
+            if old not in keep and (_STATE_RE.fullmatch(old) or _ROWS_RE.fullmatch(old)):
+                if is_regular(self.folder / old):
+                    (self.folder / old).unlink(missing_ok=True)
         self._live = live
+
+    def tick_copies(self) -> dict[tuple[str, int], TickCopy]:
+        """(folder, tick) -> the journal's copy, as of the loaded or last saved checkpoint."""
+        return dict(self.journal.index)
+
+    def read_copy(self, copy: TickCopy) -> bytes | None:
+        """A copied tick file's bytes; None if the copy is damaged."""
+        return self.journal.read(copy)
 
     def load(self) -> Checkpoint | None:
         """The last complete checkpoint, or None if the run never finished a tick."""
+        if self.folder.is_symlink():
+            raise ResumeError(f"{self.folder} is a symbolic link; not reading through it")
         latest = self.folder / LATEST
-        if not latest.exists():
-            return None
         try:
-            pointer = json.loads(latest.read_text())
-            data = (self.folder / pointer["state"]).read_bytes()
-            stores = {
-                name: _RowStore(
-                    self.folder, name, int(p["dim"]), int(p["generation"]), int(p["rows"])
-                )
-                for name, p in pointer.get("row_stores", {}).items()
-            }
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ResumeError(
-                f"checkpoint in {self.folder} is unreadable ({exc.__class__.__name__})"
-            ) from None
+            raw = read_regular(latest, limit=_MAX_LATEST)
+        except FileNotFoundError:
+            return None
+        except RunDirError as exc:
+            raise ResumeError(str(exc)) from None
+        pointer = _parse_pointer(raw, latest)
+        state = self.folder / pointer["state"]
+        try:
+            data = read_regular(state, limit=_MAX_STATE)
+        except (FileNotFoundError, RunDirError) as exc:
+            raise ResumeError(f"checkpoint state {state} is unreadable ({_reason(exc)})") from None
         if hashlib.sha256(data).hexdigest() != pointer["sha256"]:
-            raise ResumeError(
-                f"checkpoint file {self.folder / pointer['state']} does not match its checksum"
-            )
+            raise ResumeError(f"checkpoint file {state} does not match its checksum")
+        stores = {
+            name: _RowStore(self.folder, name, p["dim"], p["generation"], p["rows"])
+            for name, p in pointer["row_stores"].items()
+        }
         self._stores = stores
         rows = {name: s.read() for name, s in stores.items()}
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        text = arrays.pop(_STATE).tobytes().decode()
-        body = json.loads(text, object_hook=self._decoder(arrays, rows))
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            text = arrays.pop(_STATE).tobytes().decode()
+            body = json.loads(text, object_hook=self._decoder(arrays, rows))
+            ckpt = Checkpoint(
+                next_tick=int(body["next_tick"]),
+                world=body["world"],
+                memory=body["memory"],
+                config_hash=body["config_hash"],
+                vectors_hash=body["vectors_hash"],
+                perf=body.get("perf", []),
+            )
+        except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as exc:
+            raise ResumeError(f"checkpoint state {state} is unreadable ({_reason(exc)})") from None
+        if ckpt.next_tick != pointer["next_tick"]:
+            raise ResumeError(f"checkpoint state {state} is not the one {latest} names")
+        journal = pointer.get("journal")
+        self.has_copies = journal is not None
+        self.journal.load(journal["bytes"] if journal else 0)
         self._live = {name: dict(s.index) for name, s in stores.items()}
-        return Checkpoint(
-            next_tick=int(body["next_tick"]),
-            world=body["world"],
-            memory=body["memory"],
-            config_hash=body["config_hash"],
-            vectors_hash=body["vectors_hash"],
-            perf=body.get("perf", []),
-        )
+        return ckpt
 
     def _encoder(self, arrays: dict[str, np.ndarray], live: dict[str, dict[str, int]]):
         """json `default`: arrays go to the npz, KeyedRows to their row store."""
@@ -239,3 +294,48 @@ class CheckpointStore:
             return obj
 
         return hook
+
+
+def _parse_pointer(raw: bytes, latest: Path) -> dict[str, Any]:
+    """LATEST's fields, each checked (a hostile LATEST names no path outside the folder)."""
+
+    def bad(field: str) -> ResumeError:
+        return ResumeError(
+            f"checkpoint pointer {latest}: {field} is missing or invalid; the checkpoint "
+            "cannot be used (start the run again with --overwrite)"
+        )
+
+    try:
+        pointer = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise bad("the JSON") from None
+    if not isinstance(pointer, dict):
+        raise bad("the JSON object")
+    if not _count(pointer.get("next_tick")):
+        raise bad("next_tick")
+    if not (isinstance(pointer.get("state"), str) and _STATE_RE.fullmatch(pointer["state"])):
+        raise bad("state")
+    if not (isinstance(pointer.get("sha256"), str) and _SHA_RE.fullmatch(pointer["sha256"])):
+        raise bad("sha256")
+    stores = pointer.setdefault("row_stores", {})
+    if not isinstance(stores, dict):
+        raise bad("row_stores")
+    for name, p in stores.items():
+        if not _STORE_NAME_RE.fullmatch(name) or not isinstance(p, dict):
+            raise bad(f"row_stores.{name}")
+        if not all(_count(p.get(k)) for k in ("generation", "rows", "dim")) or p["dim"] < 1:
+            raise bad(f"row_stores.{name}")
+    journal = pointer.get("journal")
+    if journal is not None and not (isinstance(journal, dict) and _count(journal.get("bytes"))):
+        raise bad("journal")
+    return pointer
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "missing"
+    return str(exc) if isinstance(exc, RunDirError) else exc.__class__.__name__

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from agents.errors import ModelError, SteersimError, one_line
 
-__all__ = ["ConfigError", "ModelError", "ResumeError", "RunDirError", "SteersimError", "one_line"]
+__all__ = [
+    "ConfigError",
+    "ModelError",
+    "ResumeError",
+    "RunDirError",
+    "SteersimError",
+    "StorageError",
+    "one_line",
+]
 
 
 class ConfigError(SteersimError):
@@ -24,3 +32,13 @@ class RunDirError(SteersimError):
 
 class ResumeError(SteersimError):
     """A run cannot be resumed as asked."""
+
+
+class StorageError(SteersimError):
+    """The storage root cannot be written (read-only, full, not a folder, a
+    link loop). Exit code 2 before the run starts; 1 when a running run has to
+    stop (its checkpoint stays resumable)."""
+
+    def __init__(self, message: str, *, exit_code: int = 2) -> None:
+        self.exit_code = exit_code
+        super().__init__(one_line(message))

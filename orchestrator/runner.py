@@ -5,6 +5,7 @@ of the run come from orchestrator.assemble."""
 
 from __future__ import annotations
 
+import logging
 import shlex
 import time
 from pathlib import Path
@@ -12,12 +13,16 @@ from pathlib import Path
 from agents.typing import Backend
 from orchestrator.assemble import Run, new_run, resumed_run
 from orchestrator.config_loader import ResolvedConfig
-from orchestrator.interrupts import graceful_interrupt
+from orchestrator.errors import StorageError
+from orchestrator.interrupts import StopFlag, graceful_interrupt, silence_stdout
 from orchestrator.manifest import now_iso
 from orchestrator.records import PerfRow
 from orchestrator.resources import rss_mb
+from orchestrator.storage import why
 from orchestrator.tick_persister import TickOutput, TickPersister
 from orchestrator.typing import RunSummary, TickResult, View
+
+log = logging.getLogger(__name__)
 
 
 def run_simulation(
@@ -52,7 +57,7 @@ def resume_simulation(
 
 def drive(run: Run, view: View) -> RunSummary:
     """The tick loop shared by new and resumed runs."""
-    world, manifest = run.sim.world, run.manifest
+    world = run.sim.world
     start, first = time.perf_counter(), world.tick
     persister = TickPersister(
         run.writer,
@@ -61,10 +66,11 @@ def drive(run: Run, view: View) -> RunSummary:
         vectors_hash=run.vectors_hash,
     )
     persister.checkpointed = first
-    status = "failed"
-    view.start(first_tick=first, total_ticks=run.ticks)
-    try:
-        with graceful_interrupt() as stop:
+    ended, error = "failed", None  # how the loop ended, and a storage fault that ended it
+    with graceful_interrupt() as stop:
+        view = PipeSafeView(view, stop)
+        view.start(first_tick=first, total_ticks=run.ticks)
+        try:
             while world.tick < run.ticks and not stop.requested:
                 splits_before = run.backend.splits
                 result = run.sim.step()
@@ -83,16 +89,14 @@ def drive(run: Run, view: View) -> RunSummary:
                 )
                 view.on_tick(result)
             persister.wait()
-            status = "interrupted" if stop.requested else "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-    finally:
-        persister.close()  # what is in flight lands (atomically) before the manifest
-        # ticks_completed is the last checkpointed tick: a tick abandoned
-        # half-way is re-run on resume.
-        manifest.update(status=status, ended_at=now_iso(), ticks_completed=persister.checkpointed)
-        run.writer.flush_perf()
-        run.writer.write_manifest(manifest)
+            ended = "stopped"
+        except KeyboardInterrupt:
+            ended = "stopped"
+        except StorageError as exc:
+            error = exc
+        finally:
+            stop.shielded = True  # from here on a signal is logged, never raised
+            status, error = finish(run, persister, ended, error)
     summary = RunSummary(
         run_id=run.run_id,
         status=status,
@@ -104,7 +108,73 @@ def drive(run: Run, view: View) -> RunSummary:
         resume_command=resume_command(run.run_id, run.storage_root),
     )
     view.finish(summary)
+    if error is not None:
+        raise StorageError(
+            f"{error}; the run stopped after {summary.ticks} ticks and continues once the "
+            f"storage is fixed: {summary.resume_command}",
+            exit_code=1,
+        )
     return summary
+
+
+def finish(
+    run: Run, persister: TickPersister, ended: str, error: StorageError | None
+) -> tuple[str, StorageError | None]:
+    """Land the tick in flight, then write perf.parquet and the manifest, the
+    manifest last. Idempotent: a kill anywhere in here leaves a run that
+    `--resume` finishes (its checkpoint holds everything these files hold).
+    Returns the run's status and the storage fault, if any."""
+    try:
+        persister.close()  # what is in flight lands (atomically) before the manifest
+    except StorageError as exc:
+        error = error or exc
+    # ticks_completed is the last checkpointed tick: a tick abandoned half-way is
+    # re-run on resume.
+    done = persister.checkpointed
+    if error is not None:
+        status = "failed"
+    elif done >= run.ticks:
+        status = "complete"
+    else:
+        status = "interrupted" if ended == "stopped" else "failed"
+    run.manifest.update(status=status, ended_at=now_iso(), ticks_completed=done)
+    try:
+        run.writer.flush_perf()
+        run.writer.write_manifest(run.manifest)
+    except OSError as exc:
+        log.warning("cannot write the final manifest (%s); --resume repairs it", why(exc))
+        if error is None:
+            status = "failed"
+            error = StorageError(f"storage: cannot write the final manifest: {why(exc)}")
+    return status, error
+
+
+class PipeSafeView:
+    """Forwards to the view; a broken pipe on stdout (`--live | head`) stops the
+    run like SIGTERM, and the view goes quiet."""
+
+    def __init__(self, view: View, stop: StopFlag) -> None:
+        self.view, self.stop, self.broken = view, stop, False
+
+    def start(self, *, first_tick: int, total_ticks: int) -> None:
+        self._call(self.view.start, first_tick=first_tick, total_ticks=total_ticks)
+
+    def on_tick(self, result: TickResult) -> None:
+        self._call(self.view.on_tick, result)
+
+    def finish(self, summary: RunSummary) -> None:
+        self._call(self.view.finish, summary)
+
+    def _call(self, fn, *args, **kwargs) -> None:
+        if self.broken:
+            return
+        try:
+            fn(*args, **kwargs)
+        except BrokenPipeError:
+            self.broken = True
+            silence_stdout()
+            self.stop.request("broken pipe")
+            log.warning("stdout was closed: finishing the current tick, then stopping")
 
 
 def perf_row(result: TickResult, oom_splits: int) -> PerfRow:

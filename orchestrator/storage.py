@@ -1,12 +1,18 @@
 """The run directory and everything written into it. Files are written to a
 temporary name in the same folder, fsynced and renamed, so a reader (or a
-crash) never sees half a file. Paths are checked to stay under storage.root."""
+crash) never sees half a file. Paths are checked to stay under storage.root:
+a run folder, its messages/ and checkpoint/ folders and the files read back
+on resume are never symbolic links (lstat, O_NOFOLLOW), and only files with
+the names a run writes are ever deleted."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
@@ -16,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.errors import RunDirError
+from orchestrator.errors import RunDirError, StorageError
 from orchestrator.records import (
     AGENT_SCHEMA,
     MEMORY_SCHEMA,
@@ -30,9 +36,16 @@ from orchestrator.records import (
     positions_table,
     to_table,
 )
+from orchestrator.run_lock import LOCK_NAME
 
 TMP_PREFIX = ".tmp-"
 PERF_FLUSH_TICKS = 10
+TICK_FILE_RE = re.compile(r"tick_(\d{6,})\.parquet")
+# what a run killed before its manifest was written may hold: --overwrite clears
+# a folder without a manifest.json only if it holds nothing else
+EARLY_ENTRIES = frozenset(
+    {"messages", "prompts", "memories", "positions", "checkpoint", "agents.parquet"}
+)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None], *, sync_dir: bool = True) -> None:
@@ -80,12 +93,97 @@ def atomic_write_table(path: Path, table: pa.Table) -> None:
 
 
 def run_dir_for(root: str | Path, run_id: str) -> Path:
-    """storage.root/dumps/<run_id>, refusing anything that leaves storage.root/dumps."""
-    dumps = Path(root).resolve() / "dumps"
-    target = (dumps / run_id).resolve()
+    """storage.root/dumps/<run_id>, refusing anything that leaves storage.root/dumps
+    and a run folder that is a symbolic link. The root and dumps/ may be links
+    (a big disk mounted elsewhere); the run folder itself never is."""
+    dumps = _resolve(Path(root) / "dumps", root)
+    candidate = dumps / run_id
+    if candidate.is_symlink():
+        raise RunDirError(f"{candidate} is a symbolic link; a run folder must be a real folder")
+    target = _resolve(candidate, root)
     if target.parent != dumps:
         raise RunDirError(f"run_id: {run_id!r} would write outside {dumps}")
     return target
+
+
+def _resolve(path: Path, root: str | Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise StorageError(f"storage.root {root}: cannot resolve {path} ({why(exc)})") from None
+
+
+def why(exc: BaseException) -> str:
+    """A short reason for an OS error: 'No space left on device (ENOSPC)'."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        return f"{exc.strerror or name} ({name})"
+    if isinstance(exc, RuntimeError):
+        return "a symbolic link loop"
+    return exc.__class__.__name__
+
+
+def check_writable_root(root: str | Path) -> None:
+    """Refuse, before anything is written, a storage root a new run could not
+    write: a file, /dev/null, a link loop, a read-only folder (exit code 2)."""
+    dumps = _resolve(Path(root) / "dumps", root)
+    probe = dumps
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    for p in (dumps, *dumps.parents):
+        if p.exists() and not p.is_dir():
+            raise StorageError(f"storage.root {root}: {p} is not a folder")
+        if p == probe:
+            break
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise StorageError(f"storage.root {root}: {probe} is not writable")
+
+
+def make_run_folder(path: Path) -> list[Path]:
+    """mkdir -p the run folder; returns the folders created (for a clean undo)."""
+    created = []
+    for p in reversed((path, *path.parents)):
+        if not p.exists():
+            created.append(p)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create {path}: {why(exc)}") from None
+    if path.is_symlink() or not path.is_dir():
+        raise RunDirError(f"{path} is not a real folder")
+    return created
+
+
+def read_regular(path: Path, *, limit: int) -> bytes:
+    """The bytes of a regular file that is not a link, at most `limit` of them.
+    Never blocks: a FIFO or device in the file's place is refused in one line,
+    as is a symlink. FileNotFoundError when there is nothing there."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RunDirError(f"{path} is a symbolic link (not followed); remove it") from None
+        raise RunDirError(f"cannot read {path}: {why(exc)}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RunDirError(f"{path} is not a regular file; remove it")
+        if info.st_size > limit:
+            raise RunDirError(f"{path} is larger than {limit:,} bytes; is it the run's?")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(info.st_size)
+    finally:
+        os.close(fd)
+
+
+def is_regular(path: Path) -> bool:
+    """A regular file, not a link (lstat)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 class RunDir:
@@ -109,35 +207,92 @@ class RunDir:
         """The folders that hold one file per tick."""
         return (self.messages, self.prompts, self.memories, self.positions)
 
+    def tick_files(self, folder: Path) -> dict[int, Path]:
+        """The tick files in `folder` by tick: regular files named tick_NNNNNN.parquet."""
+        if not folder.is_dir() or folder.is_symlink():
+            return {}
+        out = {}
+        for p in folder.iterdir():
+            m = TICK_FILE_RE.fullmatch(p.name)
+            if m and is_regular(p):
+                out[int(m.group(1))] = p
+        return out
+
     def drop_ticks_from(self, first: int) -> None:
         """Remove the tick files of `first` and later (a resumed run writes them again)."""
         for folder in self.tick_folders():
-            for stale in folder.glob("tick_*.parquet"):
-                if int(stale.stem.split("_")[1]) >= first:
+            for tick, stale in self.tick_files(folder).items():
+                if tick >= first:
                     stale.unlink()
 
+    def refuse_links(self) -> None:
+        """A run folder whose subfolders are links would write (and delete) outside
+        itself: refuse it, naming the link."""
+        if self.path.is_symlink():
+            raise RunDirError(f"{self.path} is a symbolic link; a run folder must be a real folder")
+        for sub in (*self.tick_folders(), self.checkpoint):
+            if sub.is_symlink():
+                raise RunDirError(
+                    f"{sub} is a symbolic link; steersim does not follow links inside a run "
+                    "folder (replace it with a real folder)"
+                )
+            if os.path.lexists(sub) and not sub.is_dir():
+                raise RunDirError(f"{sub} is not a folder; remove it")
+
+    def entries(self) -> list[str]:
+        """What the folder holds, the lock file aside."""
+        try:
+            return sorted(n for n in os.listdir(self.path) if n != LOCK_NAME)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.path}: {why(exc)}") from None
+
     def exists(self) -> bool:
-        return self.path.exists() and any(self.path.iterdir())
+        return bool(self.entries())
 
     def create(self, *, overwrite: bool) -> None:
+        """Lay out an empty run (the caller holds the run's lock); --overwrite
+        clears a previous run first."""
         if self.exists():
             if not overwrite:
                 raise RunDirError(
                     f"run directory {self.path} already exists; pass --overwrite to replace it "
                     "or --run-id to pick another name"
                 )
-            shutil.rmtree(self.path)
+            self.clear()
+        self.refuse_links()
         for folder in self.tick_folders():
             folder.mkdir(parents=True, exist_ok=True)
+
+    def clear(self) -> None:
+        """Remove a previous run's files for --overwrite. Only a steersim run folder
+        is cleared: one with a manifest.json, or one holding nothing but what a run
+        writes before its manifest. Links are removed, never followed."""
+        names = self.entries()
+        if self.manifest.name not in names:
+            foreign = [n for n in names if n not in EARLY_ENTRIES and not n.startswith(TMP_PREFIX)]
+            if foreign:
+                raise RunDirError(
+                    f"{self.path} is not a steersim run folder (it holds {foreign[0]!r} and no "
+                    "manifest.json); not replacing it"
+                )
+        for name in names:
+            p = self.path / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
 
     def clean_temp_files(self) -> int:
         """Remove temp files a crash left behind; returns how many."""
         n = 0
         for folder in (self.path, *self.tick_folders(), self.checkpoint):
-            if folder.is_dir():
+            if folder.is_dir() and not folder.is_symlink():
                 for p in folder.glob(TMP_PREFIX + "*"):
-                    p.unlink(missing_ok=True)
-                    n += 1
+                    if is_regular(p):
+                        p.unlink(missing_ok=True)
+                        n += 1
         return n
 
 
@@ -153,6 +308,16 @@ class DumpWriter:
         path = self.run_dir.tick_file(tick)
         atomic_write_table(path, to_table(rows, MESSAGE_SCHEMA))
         return path
+
+    def tick_copies(self, tick: int) -> dict[str, bytes]:
+        """The bytes of each file tick `tick` left (folder name -> bytes), read
+        back right after writing (from the page cache) for the checkpoint's copy."""
+        out = {}
+        for folder in self.run_dir.tick_folders():
+            path = self.run_dir.tick_file(tick, folder)
+            if is_regular(path):
+                out[folder.name] = path.read_bytes()
+        return out
 
     def write_records(
         self,

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.checkpoint import Checkpoint, CheckpointStore
+from orchestrator.errors import StorageError
 from orchestrator.records import MemoryRow, MessageRow, PerfRow, PromptRow
-from orchestrator.storage import DumpWriter
+from orchestrator.storage import DumpWriter, why
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +71,15 @@ class TickPersister:
                 self._pool.shutdown(wait=True)
 
     def _persist(self, out: TickOutput) -> None:
+        try:
+            self._write(out)
+        except OSError as exc:  # full disk, storage gone read-only...: the run stops
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            raise StorageError(
+                f"storage: cannot write tick {out.tick}: {why(exc)}{where}", exit_code=1
+            ) from None
+
+    def _write(self, out: TickOutput) -> None:
         self.writer.write_tick(out.tick, out.rows)
         self.writer.write_records(
             out.run_id,
@@ -87,6 +97,7 @@ class TickPersister:
                 config_hash=self.config_hash,
                 vectors_hash=self.vectors_hash,
                 perf=self.writer.perf_rows(),
-            )
+            ),
+            tick_files=self.writer.tick_copies(out.tick),
         )
         self.checkpointed = out.tick + 1
