@@ -49,9 +49,9 @@ class Reflection:
     plan: str | None  # None: keep the previous plan
     parse_ok: bool  # the answer followed the INSIGHT/PLAN format
     generation: Generation
-
-
     prompt: tuple[Message, ...] = ()  # what the model was shown
+
+
 def is_periodic_tick(tick: int, every_n: int) -> bool:
     """Ticks every_n-1, 2*every_n-1, ...: after every full every_n ticks of experience."""
     return every_n > 0 and (tick + 1) % every_n == 0

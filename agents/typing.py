@@ -155,22 +155,6 @@ class MemoryStore(Protocol):
     def set_state(self, state: dict) -> None: ...
 
 
-class Person(Protocol):
-    """The agent facts a reflection prompt uses (orchestrator.world.AgentState fits)."""
-
-    id: str
-    index: int
-    name: str
-    age: int
-    goal: str
-    plan: str | None
-    traits: Traits
-
-
-@runtime_checkable
-class ReflectiveMemory(Protocol):
-    """What reflection needs of a memory store beyond agents.typing.MemoryStore
-    (agents.memory_stream.MemoryStream has it)."""
 @dataclass(frozen=True, kw_only=True)
 class Recalled:
     """One agent's retrieved memories, best first: texts with their memory ids
@@ -205,6 +189,22 @@ class RecordedMemory(Protocol):
     def take_stored(self) -> list[StoredMemory]: ...
 
 
+class Person(Protocol):
+    """The agent facts a reflection prompt uses (orchestrator.world.AgentState fits)."""
+
+    id: str
+    index: int
+    name: str
+    age: int
+    goal: str
+    plan: str | None
+    traits: Traits
+
+
+@runtime_checkable
+class ReflectiveMemory(Protocol):
+    """What reflection needs of a memory store beyond agents.typing.MemoryStore
+    (agents.memory_stream.MemoryStream has it)."""
 
     def add(self, agent_id: str, tick: int, text: str, kind: MemoryKind) -> None: ...
 

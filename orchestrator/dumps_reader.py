@@ -109,6 +109,10 @@ def _upgrade_legacy(table: pa.Table, schema: pa.Schema, run_id: str | None) -> p
         table = table.rename_columns([LEGACY_NAMES.get(n, n) for n in table.column_names])
     if run_id is not None and "run_id" in schema.names and "run_id" not in table.column_names:
         table = table.add_column(0, "run_id", pa.array([run_id] * table.num_rows, pa.string()))
+    if "request_id" in schema.names and "request_id" not in table.column_names:
+        # messages from before prompts were recorded: a row's id is its position in its file
+        at = table.column_names.index("tick") + 1 if "tick" in table.column_names else 0
+        table = table.add_column(at, "request_id", pa.array(range(table.num_rows), pa.int32()))
     return table
 
 
@@ -132,6 +136,18 @@ def load_messages(messages_dir: Path, num_files: int | None = None) -> pd.DataFr
     df = pd.concat(frames, ignore_index=True)
     log.debug("read %d message rows from %d files in %s", len(df), len(files), messages_dir)
     return df
+
+
+def load_tick_folder(folder: Path, schema: pa.Schema) -> pd.DataFrame | None:
+    """All tick files of one of a run's per-tick folders (prompts/, memories/,
+    positions/) in tick order, or None when the run has none (it predates
+    them, or, for prompts/, storage.save_prompts was off)."""
+    files = sorted(p for p in folder.glob("tick_*.parquet") if p.is_file())
+    if not files:
+        return None
+    frames = [_read_table(f, schema) for f in files]
+    frames = [f for f in frames if len(f)] or frames[:1]
+    return pd.concat(frames, ignore_index=True)
 
 
 def load_manifest(run_dir: Path) -> dict[str, Any]:

@@ -65,8 +65,7 @@ MESSAGE_SCHEMA = pa.schema(
     ]
 )
 
-# agent_id/agent_name as in the messages, so msgs.merge(agents, on="agent_id") joins;
-# run_id in every table, so tables of several runs stack (steersim compare).
+
 @dataclass(frozen=True, kw_only=True)
 class PromptRow:
     """What one request showed the model: joins a message row on (tick, request_id)."""
@@ -148,6 +147,8 @@ def positions_table(run_id: str, tick: int, positions: dict[str, str]) -> pa.Tab
     )
 
 
+# agent_id/agent_name as in the messages, so msgs.merge(agents, on="agent_id") joins;
+# run_id in every table, so tables of several runs stack (steersim compare).
 AGENT_SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything for one run: a glance at its messages, the report and figures,
-# and the steering verification (saved beside the report).
+# the replay page (replay.html in the run folder) and the steering
+# verification (saved beside the report).
 #
 #   scripts/analyze_run.sh RUN_ID [--storage-root DIR] [verify_steering options...]
 #
@@ -19,7 +20,7 @@ python="${PYTHON:-python}"
 command -v "$python" >/dev/null 2>&1 || python=python3
 
 if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
-    sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
     [[ $# -lt 1 ]] && exit 2 || exit 0
 fi
 run="$1"
@@ -50,6 +51,7 @@ step() {
 
 step "messages (first 20)" "$python" "$repo/scripts/view_results.py" "$run_dir" --limit 20
 step "report and figures" "$python" "$repo/scripts/analyze_simulation.py" --dump-dir "$run_dir"
+step "replay page" "$python" "$repo/scripts/replay.py" "$run_dir"
 step "steering verification" "$python" "$repo/scripts/verify_steering.py" \
     --messages-dir "$run_dir/messages" --save "${verify_args[@]}"
 exit $status

@@ -1,0 +1,66 @@
+"""`steersim replay RUN [--out FILE]` (also scripts/replay.py): writes the
+run's replay page, one self-contained replay.html to open in a browser. Parses
+options and prints; the work is in orchestrator.replay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.analysis.cli_support import new_app, run_app
+from orchestrator.errors import SteersimError
+
+app = new_app()
+
+
+@app.command(
+    help=(
+        "Write RUN's replay page: one self-contained HTML file (no server, no network) with a "
+        "tick slider, a map of where every agent was, each tick's events, and per agent its "
+        "traits, goal, plan and the prompt and memories behind each action. Default "
+        "<run folder>/replay.html. RUN is a run id (looked up under --storage-root) or a run folder."
+    )
+)
+def replay(
+    run: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN", help="A run id (looked up under --storage-root) or a run folder."
+        ),
+    ],
+    storage_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--storage-root",
+            metavar="DIR",
+            help="Where a run id is looked up (<root>/dumps/<id>); default ./storage.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Where to write the page."),
+    ] = None,
+) -> None:
+    from orchestrator.dumps_reader import resolve_run
+    from orchestrator.replay import write_replay
+
+    run_dir = resolve_run(run, storage_root)
+    if out is not None and out.is_dir():
+        raise SteersimError(f"--out {out} is a folder; name the file, e.g. {out / 'replay.html'}")
+    if out is not None and not out.parent.is_dir():
+        raise SteersimError(f"--out {out}: the folder {out.parent} does not exist")
+    written = write_replay(run_dir, out)
+    typer.echo(
+        f"replay of {written.agents} agents x {written.ticks} ticks: {written.path} "
+        f"({written.bytes / 1e6:.1f} MB); open it in a browser"
+    )
+
+
+def main() -> None:
+    run_app(app)
+
+
+if __name__ == "__main__":
+    main()

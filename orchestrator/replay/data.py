@@ -1,0 +1,321 @@
+"""A run folder as the replay page's data: one small `meta` part (the run,
+the locations, every agent with its traits, goal, plans and the ticks it
+acted in) and one part per tick (where every agent was, what each acting
+agent did, the prompt and retrieved memories behind it, the memories made).
+The page loads a tick's part only when it shows that tick, so a 1,000-agent
+run opens as fast as a small one.
+
+It reads the documented dump layout through orchestrator.dumps_reader and
+knows nothing about HTML; orchestrator.replay.page turns the parts into a page.
+Runs made before prompts/, memories/ or positions/ existed still replay:
+positions are then rebuilt from the homes and the MOVE rows, and the agent
+panel says that the prompts were not recorded."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from agents.typing import TRAITS
+from orchestrator.dumps_reader import load_run, load_tick_folder
+from orchestrator.records import MEMORY_SCHEMA, POSITION_SCHEMA, PROMPT_SCHEMA
+from orchestrator.storage import RunDir
+
+log = logging.getLogger(__name__)
+
+FORMAT = "steersim-replay/1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayData:
+    """The page's data: `meta` is embedded as it is; `ticks[i]` is the part of
+    tick `meta["ticks"][i]`."""
+
+    meta: dict[str, Any]
+    ticks: list[dict[str, Any]]
+
+
+def build_replay_data(run_dir: Path) -> ReplayData:
+    """Everything the replay page shows of the run in `run_dir`."""
+    dumps = load_run(run_dir)
+    layout = RunDir(run_dir)
+    msgs = dumps.messages
+    prompts = load_tick_folder(layout.prompts, PROMPT_SCHEMA)
+    memories = load_tick_folder(layout.memories, MEMORY_SCHEMA)
+    positions = load_tick_folder(layout.positions, POSITION_SCHEMA)
+
+    agents = _agents(dumps.agents, msgs)
+    index = {a["id"]: i for i, a in enumerate(agents)}
+    locations = _locations(dumps.manifest, agents, msgs, positions)
+    loc_index = {loc: i for i, loc in enumerate(locations)}
+    ticks = _ticks(layout, msgs)
+
+    # tick -> agent index -> location index, as the run recorded it or rebuilt
+    where = (
+        _recorded_positions(positions, index, loc_index)
+        if positions is not None
+        else _rebuilt_positions(ticks, agents, msgs, index, loc_index)
+    )
+    memory_of = _memory_lookup(memories)
+    prompt_of = _prompt_lookup(prompts)
+    new_memories = _memories_by_tick(memories, index)
+
+    parts: list[dict[str, Any]] = []
+    acts: list[list[int]] = [[] for _ in agents]
+    by_tick = {t: rows for t, rows in msgs.groupby("tick", sort=True)} if len(msgs) else {}
+    for tick in ticks:
+        rows = by_tick.get(tick)
+        part_rows = []
+        if rows is not None:
+            for r in rows.itertuples(index=False):
+                a = index.get(r.agent_id)
+                if a is None:
+                    continue
+                if not acts[a] or acts[a][-1] != tick:
+                    acts[a].append(tick)
+                part_rows.append(_row(r, a, loc_index, prompt_of, memory_of))
+        pos = where.get(tick) or [None] * len(agents)
+        parts.append(
+            {"tick": tick, "pos": pos, "rows": part_rows, "mem": new_memories.get(tick, [])}
+        )
+
+    for a, agent in enumerate(agents):
+        agent["acts"] = acts[a]
+    _add_plans(agents, msgs, index)
+    model = dumps.manifest.get("model") or {}
+    meta = {
+        "format": FORMAT,
+        "run_id": dumps.run_id,
+        "status": dumps.manifest.get("status") or "unknown",
+        "backend": str(model.get("backend") or dumps.backend),
+        "model": str(model.get("name_or_path") or model.get("backend") or "unknown"),
+        "steering": _steering(model),
+        "traits": list(TRAITS),
+        "locations": locations,
+        "agents": agents,
+        "ticks": ticks,
+        "recorded": {
+            "prompts": prompts is not None,
+            "memories": memories is not None,
+            "positions": positions is not None,
+        },
+        "rows": len(msgs),
+    }
+    return ReplayData(meta=meta, ticks=parts)
+
+
+# -- the parts ---------------------------------------------------------------
+
+
+def _agents(agents: pd.DataFrame, msgs: pd.DataFrame) -> list[dict[str, Any]]:
+    """One dict per agent in agents.parquet order; from the messages when the
+    run has no agents.parquet (its traits are then the steering coefficients)."""
+    out = []
+    if len(agents):
+        for r in agents.itertuples(index=False):
+            out.append(
+                {
+                    "id": str(r.agent_id),
+                    "name": str(r.agent_name),
+                    "age": int(r.age),
+                    "home": str(r.home),
+                    "goal": str(r.goal),
+                    "traits": [round(float(getattr(r, t)), 3) for t in TRAITS],
+                }
+            )
+        return out
+    first = msgs.drop_duplicates("agent_id").sort_values("agent_id")
+    for r in first.itertuples(index=False):
+        out.append(
+            {
+                "id": str(r.agent_id),
+                "name": str(r.agent_name),
+                "age": None,
+                "home": str(r.location),
+                "goal": str(r.goal),
+                "traits": [round(float(getattr(r, f"steer_{t}")), 3) for t in TRAITS],
+            }
+        )
+    return out
+
+
+def _locations(
+    manifest: dict[str, Any],
+    agents: list[dict[str, Any]],
+    msgs: pd.DataFrame,
+    positions: pd.DataFrame | None,
+) -> list[str]:
+    """The world's locations in the config's order, plus any the dumps name."""
+    config = manifest.get("config") or {}
+    world = config.get("world") if isinstance(config, dict) else None
+    known = list((world or {}).get("locations") or [])
+    seen = [a["home"] for a in agents]
+    if len(msgs):
+        seen += msgs["location"].dropna().tolist() + msgs["target"].dropna().tolist()
+    if positions is not None:
+        seen += positions["location"].tolist()
+    for loc in seen:
+        if loc not in known:
+            known.append(loc)
+    return [str(x) for x in known]
+
+
+def _ticks(layout: RunDir, msgs: pd.DataFrame) -> list[int]:
+    """Every tick the run wrote a messages file for (a tick may have no rows)."""
+    found = set()
+    for p in layout.messages.glob("tick_*.parquet"):
+        try:
+            found.add(int(p.stem.split("_")[1]))
+        except (IndexError, ValueError):
+            continue
+    found |= {int(t) for t in msgs["tick"].unique()} if len(msgs) else set()
+    return sorted(found)
+
+
+def _recorded_positions(
+    positions: pd.DataFrame, index: dict[str, int], loc_index: dict[str, int]
+) -> dict[int, list[int | None]]:
+    out: dict[int, list[int | None]] = {}
+    for tick, rows in positions.groupby("tick", sort=True):
+        pos: list[int | None] = [None] * len(index)
+        for agent_id, loc in zip(rows["agent_id"], rows["location"], strict=True):
+            a = index.get(agent_id)
+            if a is not None:
+                pos[a] = loc_index[loc]
+        out[int(tick)] = pos
+    return out
+
+
+def _rebuilt_positions(
+    ticks: list[int],
+    agents: list[dict[str, Any]],
+    msgs: pd.DataFrame,
+    index: dict[str, int],
+    loc_index: dict[str, int],
+) -> dict[int, list[int | None]]:
+    """For runs without positions/: everyone starts at home; an acting agent
+    is where its row says; a MOVE takes effect the next tick."""
+    here: list[int | None] = [loc_index.get(a["home"]) for a in agents]
+    by_tick = {int(t): rows for t, rows in msgs.groupby("tick")} if len(msgs) else {}
+    out = {}
+    for tick in ticks:
+        rows = by_tick.get(tick)
+        moves = []
+        if rows is not None:
+            for r in rows.itertuples(index=False):
+                a = index.get(r.agent_id)
+                if a is None or r.event_kind == "reflection":
+                    continue
+                here[a] = loc_index.get(r.location, here[a])
+                if r.action == "MOVE" and isinstance(r.target, str) and r.target in loc_index:
+                    moves.append((a, loc_index[r.target]))
+        out[tick] = list(here)
+        for a, loc in moves:
+            here[a] = loc
+    return out
+
+
+def _memory_lookup(memories: pd.DataFrame | None) -> dict[int, tuple[int, str, float, str]]:
+    """memory id -> (tick made, kind, importance, text)."""
+    if memories is None:
+        return {}
+    return {
+        int(m): (int(t), str(k), round(float(i), 2), str(x))
+        for m, t, k, i, x in zip(
+            memories["memory_id"],
+            memories["tick"],
+            memories["kind"],
+            memories["importance"],
+            memories["text"],
+            strict=True,
+        )
+    }
+
+
+def _prompt_lookup(prompts: pd.DataFrame | None) -> dict[tuple[int, int], Any]:
+    """(tick, request id) -> the prompt row."""
+    if prompts is None:
+        return {}
+    return {(int(p.tick), int(p.request_id)): p for p in prompts.itertuples(index=False)}
+
+
+def _memories_by_tick(
+    memories: pd.DataFrame | None, index: dict[str, int]
+) -> dict[int, list[list[Any]]]:
+    """tick -> [[agent index, id, kind, importance, text], ...] made that tick."""
+    out: dict[int, list[list[Any]]] = defaultdict(list)
+    if memories is None:
+        return out
+    for m in memories.itertuples(index=False):
+        a = index.get(m.agent_id)
+        if a is not None:
+            out[int(m.tick)].append(
+                [a, int(m.memory_id), str(m.kind), round(float(m.importance), 2), str(m.text)]
+            )
+    return out
+
+
+def _row(
+    r: Any,
+    a: int,
+    loc_index: dict[str, int],
+    prompt_of: dict[tuple[int, int], Any],
+    memory_of: dict[int, tuple[int, str, float, str]],
+) -> dict[str, Any]:
+    """One message row as the page reads it (short keys: there are many)."""
+    out: dict[str, Any] = {
+        "a": a,  # agent index
+        "r": int(r.request_id),
+        "e": int(r.event_id),
+        "k": str(r.event_kind),
+        "act": str(r.action),
+        "tg": r.target if isinstance(r.target, str) else None,
+        "c": str(r.content),
+        "l": loc_index.get(r.location),
+        "ok": bool(r.parse_ok),
+        "raw": str(r.raw_text),
+        "g": str(r.goal),
+    }
+    p = prompt_of.get((int(r.tick), int(r.request_id)))
+    if p is not None:
+        recalled = []
+        for mid, score in zip(p.memory_ids, p.memory_scores, strict=True):
+            made, kind, importance, text = memory_of.get(int(mid), (None, "?", None, "?"))
+            recalled.append([int(mid), round(float(score), 3), made, kind, importance, text])
+        out["p"] = {"s": str(p.system), "u": str(p.user), "m": recalled}
+    return out
+
+
+def _add_plans(agents: list[dict[str, Any]], msgs: pd.DataFrame, index: dict[str, int]) -> None:
+    """Each agent's `plans`: [[tick, plan], ...] whenever the goal or plan its
+    prompt showed changed (the `plan` column where the run has one)."""
+    for agent in agents:
+        agent["plans"] = []
+    if not len(msgs):
+        return
+    column = "plan" if "plan" in msgs.columns else "goal"
+    acting = msgs[msgs["event_kind"] != "reflection"]
+    for agent_id, tick, shown in zip(
+        acting["agent_id"], acting["tick"], acting[column], strict=True
+    ):
+        a = index.get(agent_id)
+        if a is None or not isinstance(shown, str) or not shown:
+            continue
+        agent = agents[a]
+        plans = agent["plans"]
+        if shown == agent["goal"] and not plans:
+            continue  # no plan yet: the goal is shown as it is
+        if not plans or plans[-1][1] != shown:
+            plans.append([int(tick), shown])
+
+
+def _steering(model: dict[str, Any]) -> dict[str, Any] | None:
+    steer = model.get("steering")
+    if not isinstance(steer, dict) or not steer.get("enabled", True) or not steer.get("layers"):
+        return None
+    return {"layers": list(steer.get("layers") or []), "strength": steer.get("strength")}
