@@ -1,0 +1,183 @@
+"""`steersim sweep CONFIG --grid KEY=V1,V2,... [--grid ...]`: one run per point
+of the grid (orchestrator/experiments/sweep.py does the work)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.command(
+    help=(
+        "Run CONFIG once per point of a grid: the Cartesian product of every --grid (values "
+        "are YAML, as with --set), times the seeds. Each run is a normal run folder "
+        "<root>/dumps/<name>-<key><value>...; <root>/sweeps/<name>/index.parquet lists them "
+        "(swept keys as columns, status, wall time) and is updated as runs finish. Running "
+        "the same command again resumes the sweep: complete runs are skipped, interrupted "
+        "ones resumed, failed ones tried again. Exit 0 when every run is complete, 1 when "
+        "one failed, 130 when stopped."
+    )
+)
+def sweep(
+    config: Annotated[Path, typer.Argument(help="Run config (YAML) every point starts from.")],
+    grid: Annotated[
+        list[str],
+        typer.Option(
+            "--grid",
+            metavar="KEY=V1,V2,...",
+            help="A swept key and its values, e.g. --grid steering.strength=0,0.1,0.2 or "
+            "--grid steering.layers=[12],[16,20]. Repeatable: the grids multiply.",
+        ),
+    ],
+    repeat_seeds: Annotated[
+        int | None,
+        typer.Option(
+            "--repeat-seeds",
+            metavar="N",
+            help="Run every point with seeds 1..N (or sweep seeds with --grid seed=...).",
+        ),
+    ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            metavar="J",
+            help="Runs at a time, each its own process; with GPUs each job gets its own "
+            "(CUDA_VISIBLE_DEVICES).",
+        ),
+    ] = 1,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name", metavar="NAME", help="The sweep's name (default: the config file's name)."
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="Override a key for every run."),
+    ] = None,
+    mock_model: Annotated[
+        bool, typer.Option("--mock-model", help="Every run on the mock backend.")
+    ] = False,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            "--gpus",
+            metavar="IDS",
+            help="GPUs for the jobs, e.g. 0,1 (default: CUDA_VISIBLE_DEVICES, else all "
+            "that nvidia-smi lists; none: 'none').",
+        ),
+    ] = None,
+    print_commands: Annotated[
+        bool,
+        typer.Option(
+            "--print-commands",
+            help="Print one `steersim run` line per run (for any cluster scheduler) and exit.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="List the points and what would happen to each; run nothing."
+        ),
+    ] = False,
+    slurm: Annotated[
+        bool,
+        typer.Option(
+            "--slurm",
+            help="Submit the runs as a SLURM job array through submitit (pip install "
+            "'steersim[slurm]'); waits for them and keeps the index.",
+        ),
+    ] = False,
+    slurm_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--slurm-param",
+            metavar="KEY=VALUE",
+            help="A submitit executor parameter, e.g. slurm_partition=gpu, timeout_min=120, "
+            "gpus_per_node=1 (values are YAML). Repeatable.",
+        ),
+    ] = None,
+) -> None:
+    from orchestrator.experiments.launchers import LocalLauncher, SubmititLauncher
+    from orchestrator.experiments.sweep import plan_sweep, run_state, run_sweep
+    from orchestrator.experiments.sweep import print_commands as command_lines
+
+    overrides = list(set_ or [])
+    if mock_model:
+        overrides.append("model.backend=mock")
+    plan = plan_sweep(config, grid, name=name, repeat_seeds=repeat_seeds, overrides=overrides)
+    out = Console(highlight=False, soft_wrap=True)
+    if print_commands:
+        for line in command_lines(plan):
+            typer.echo(line)
+        return
+    if dry_run:
+        out.print(f"sweep {plan.spec.name}: {len(plan.runs)} runs -> {plan.folder}", markup=False)
+        for run in plan.runs:
+            state = (
+                "invalid: " + run.invalid
+                if run.invalid
+                else run_state(plan.run_dir(run.point.run_id), run.config_hash)[0]
+            )
+            sets = " ".join(run.point.overrides())
+            out.print(f"  {run.point.run_id}  {sets}  [{state}]", markup=False)
+        return
+    if slurm:
+        params = _params(slurm_param or [])
+        launcher = SubmititLauncher(plan.folder / "submitit", params)
+    else:
+        gpu_list = None if gpus is None else [] if gpus == "none" else gpus.split(",")
+        launcher = LocalLauncher(jobs, gpu_list)
+    total = len(plan.runs)
+    done = [0]
+
+    def progress(kind: str, record: dict) -> None:
+        if kind == "start":
+            out.print(f"start  {record['run_id']}", markup=False)
+            return
+        done[0] += 1
+        wall = record.get("wall_s")
+        took = f" {wall:.1f} s" if kind == "end" and wall == wall else ""
+        why = f": {record['error']}" if record.get("error") else ""
+        label = "skip" if kind == "skip" else record["status"]
+        out.print(f"[{done[0]}/{total}] {label} {record['run_id']}{took}{why}", markup=False)
+
+    index = run_sweep(plan, launcher, on_event=progress)
+    counts = index.counts()
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    out.print(
+        f"sweep {plan.spec.name}: {summary}; index: {plan.folder / 'index.parquet'}", markup=False
+    )
+    if counts.get("interrupted") or counts.get("pending") or counts.get("running"):
+        raise typer.Exit(130)
+    if counts.get("failed"):
+        raise typer.Exit(1)
+
+
+def _params(items: list[str]) -> dict:
+    import yaml
+
+    from orchestrator.errors import ConfigError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--slurm-param", None, f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError("--slurm-param", key, f"{value!r} is not valid YAML") from None
+    return out

@@ -1,0 +1,217 @@
+"""steersim sweep: grid expansion, the index, a failing point, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from orchestrator.errors import ConfigError
+from orchestrator.experiments.grid import expand, parse_axis
+from orchestrator.experiments.sweep import plan_sweep
+from tests.conftest import CONFIGS, REPO
+from tests.helpers import assert_same_dumps, cli
+
+SMALL = ["--mock-model", "--set", "population.agents=3", "--set", "max_events_per_tick=3"]
+
+
+def _config(tmp_path: Path, ticks: int = 3) -> Path:
+    """A config in the test's folder (templates must lie beside it) with its own root."""
+    text = (CONFIGS / "run.fast.yaml").read_text(encoding="utf-8")
+    (tmp_path / "base.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "over.yaml").write_text(
+        f"template: base.yaml\nticks: {ticks}\nstorage: {{root: {tmp_path / 'st'}}}\n",
+        encoding="utf-8",
+    )
+    return tmp_path / "over.yaml"
+
+
+def _index(tmp_path: Path, name: str) -> pd.DataFrame:
+    return pd.read_parquet(tmp_path / "st" / "sweeps" / name / "index.parquet")
+
+
+# -- expansion --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("steering.strength=0,0.1,0.2", (0, 0.1, 0.2)),
+        ("steering.layers=[12,16],[20]", ([12, 16], [20])),
+        ("model.backend=mock,hf", ("mock", "hf")),
+        ("memory.importance='model, please',heuristic", ("model, please", "heuristic")),
+    ],
+)
+def test_grid_values_are_yaml(text, values):
+    axis = parse_axis(text)
+    assert axis.key == text.split("=")[0] and axis.values == values
+
+
+@pytest.mark.parametrize(
+    "text", ["steering.strength", "=1,2", "a..b=1", "x=[1,", "x=1,1", "steering.strength="]
+)
+def test_bad_grid_is_config_error(text):
+    with pytest.raises(ConfigError):
+        parse_axis(text)
+
+
+def test_expand_is_the_product_times_seeds():
+    axes = [parse_axis("steering.strength=0,0.1,0.2"), parse_axis("steering.layers=[12],[16,20]")]
+    points = expand("s", axes, repeat_seeds=3)
+    assert len(points) == 3 * 2 * 3
+    combos = {
+        (p.as_dict()["steering.strength"], str(p.as_dict()["steering.layers"]), p.seed)
+        for p in points
+    }
+    assert len(combos) == 18 and {p.seed for p in points} == {1, 2, 3}
+    assert len({p.run_id for p in points}) == 18
+    assert points[0].run_id == "s-strength0-layers12-seed1"
+    assert points[3].run_id == "s-strength0-layers16_20-seed1"
+    assert points[1].overrides() == ["steering.strength=0", "steering.layers=[12]", "seed=2"]
+    # the first axis varies slowest, the seed fastest
+    assert [p.as_dict()["steering.strength"] for p in points[:6]] == [0] * 6
+
+
+def test_seed_axis_and_repeat_seeds_exclude_each_other():
+    axes = [parse_axis("seed=5,6")]
+    assert [p.seed for p in expand("s", axes)] == [5, 6]
+    with pytest.raises(ConfigError, match="not both"):
+        expand("s", axes, repeat_seeds=2)
+    with pytest.raises(ConfigError, match="swept twice"):
+        expand("s", [parse_axis("ticks=1,2"), parse_axis("ticks=3")])
+
+
+def test_same_key_ending_gets_distinct_run_ids():
+    axes = [parse_axis("inference.max_new_tokens=8,16"), parse_axis("other.max_new_tokens=8,16")]
+    ids = [p.run_id for p in expand("s", axes)]
+    assert len(set(ids)) == 4
+
+
+def test_plan_validates_every_point(tmp_path):
+    cfg = _config(tmp_path)
+    plan = plan_sweep(cfg, ["population.agents=2,-1"], name="v", overrides=["model.backend=mock"])
+    assert [r.invalid is None for r in plan.runs] == [True, False]
+    assert "population.agents" in plan.runs[1].invalid
+    with pytest.raises(ConfigError, match="no point of the sweep is valid"):
+        plan_sweep(cfg, ["population.agnts=2,3"], name="v")
+
+
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
+    cfg = _config(tmp_path)
+    proc = cli("sweep", str(cfg), "--grid", "steering.strength=0,[1", *SMALL)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --grid")
+    assert "\n" not in proc.stderr.strip()
+    proc = cli("sweep", str(cfg), "--grid", "tiks=1,2", *SMALL)
+    assert proc.returncode == 2 and "tiks" in proc.stderr
+    assert not (tmp_path / "st").exists()
+
+
+# -- running -----------------------------------------------------------------------
+
+
+def test_sweep_runs_every_point_and_a_failure_does_not_stop_it(tmp_path):
+    cfg = _config(tmp_path)
+    proc = cli(
+        "sweep", str(cfg), "--name", "f", "--jobs", "2",
+        "--grid", "model.backend=mock,hf", "--grid", "population.agents=3,-1",
+        "--set", "model.name_or_path=/nonexistent/model", "--set", "max_events_per_tick=3",
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    index = _index(tmp_path, "f").set_index("run_id")
+    assert list(index.columns[:2]) == ["model.backend", "population.agents"]
+    assert len(index) == 4
+    ok = index[(index["model.backend"] == "mock") & (index["population.agents"] == 3)]
+    assert ok["status"].tolist() == ["complete"] and ok["ticks_completed"].tolist() == [3]
+    assert ok["error"].isna().all()
+    # the hf run started and failed at model loading: its one-line error is kept
+    hf = index[(index["model.backend"] == "hf") & (index["population.agents"] == 3)]
+    assert hf["status"].tolist() == ["failed"]
+    assert "/nonexistent/model" in hf["error"].iloc[0] and "\n" not in hf["error"].iloc[0]
+    # the invalid points never started
+    bad = index[index["population.agents"] == -1]
+    assert (bad["status"] == "failed").all()
+    assert bad["error"].str.contains("population.agents").all()
+    run = tmp_path / "st" / ok["path"].iloc[0]
+    assert json.loads((run / "manifest.json").read_text())["status"] == "complete"
+    spec = json.loads((tmp_path / "st" / "sweeps" / "f" / "sweep.json").read_text())
+    assert spec["grid"] == {"model.backend": ["mock", "hf"], "population.agents": [3, -1]}
+
+
+def test_a_changed_grid_under_the_same_name_is_refused(tmp_path):
+    cfg = _config(tmp_path, ticks=1)
+    assert cli("sweep", str(cfg), "--name", "g", "--grid", "seed=1", *SMALL).returncode == 0
+    proc = cli("sweep", str(cfg), "--name", "g", "--grid", "seed=2", *SMALL)
+    assert proc.returncode == 2 and "another grid" in proc.stderr
+
+
+def _wait_for(predicate, timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+def _next_tick(run_dir: Path) -> int:
+    try:
+        return json.loads((run_dir / "checkpoint" / "LATEST").read_text())["next_tick"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_resume_after_a_killed_sweep(tmp_path):
+    cfg = _config(tmp_path, ticks=25)
+    argv = [
+        sys.executable, "-m", "orchestrator.cli", "sweep", str(cfg), "--name", "k",
+        "--grid", "steering.strength=0.2", "--repeat-seeds", "3", *SMALL,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    dumps = tmp_path / "st" / "dumps"
+    ids = ["k-strength0.2-seed1", "k-strength0.2-seed2", "k-strength0.2-seed3"]
+    sweep = subprocess.Popen(
+        argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        # kill the sweep and its runs hard while the second run is half-way
+        _wait_for(lambda: _next_tick(dumps / ids[1]) >= 3)
+        os.killpg(sweep.pid, signal.SIGKILL)
+        sweep.wait(timeout=30)
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+    first = json.loads((dumps / ids[0] / "manifest.json").read_text())
+    killed = json.loads((dumps / ids[1] / "manifest.json").read_text())
+    assert first["status"] == "complete" and killed["status"] == "running"
+    assert not (dumps / ids[2]).exists()
+    before = (dumps / ids[0] / "manifest.json").stat().st_mtime_ns
+    assert _index(tmp_path, "k").set_index("run_id").loc[ids[1], "status"] == "running"
+
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert f"skip {ids[0]}" in proc.stdout
+    # the complete run is untouched, the killed one resumed, the others run fresh
+    assert (dumps / ids[0] / "manifest.json").stat().st_mtime_ns == before
+    resumed = json.loads((dumps / ids[1] / "manifest.json").read_text())
+    assert resumed["status"] == "complete" and len(resumed["resumed"]) == 1
+    assert resumed["resumed"][0]["from_tick"] >= 3
+    index = _index(tmp_path, "k")
+    assert index["run_id"].tolist() == ids
+    assert (index["status"] == "complete").all() and (index["ticks_completed"] == 25).all()
+    assert index["seed"].tolist() == [1, 2, 3]
+    assert index["steering.strength"].tolist() == [0.2, 0.2, 0.2]
+    # the resumed run equals the same point run in one go
+    again = cli(
+        "run", str(cfg), *SMALL, "--set", "steering.strength=0.2", "--set", "seed=2",
+        "--run-id", "straight",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert_same_dumps(dumps / ids[1], dumps / "straight")
