@@ -3,26 +3,37 @@
 # the replay page (replay.html in the run folder) and the steering
 # verification (saved beside the report).
 #
-#   scripts/analyze_run.sh RUN_ID [--storage-root DIR] [verify_steering options...]
+#   scripts/analyze_run.sh RUN [--storage-root DIR] [verify_steering options...]
 #
-# Works from any directory: the repository is found from this script's own
-# path, and the run id is looked up under --storage-root, else ./storage, else
-# the repository's storage/. Uses the python of the active environment
-# ($PYTHON overrides). Options after the run id other than --storage-root go
-# to verify_steering.py (e.g. --skip-behavioural, --num-files N).
+# RUN is a run id or a run folder. Works from any directory: the repository is
+# found from this script's own path; a run id is looked up under --storage-root,
+# else ./storage, else the repository's storage/. Python: $PYTHON if set, else
+# the repository's .venv/bin/python when present, else python3. Options after
+# RUN other than --storage-root go to verify_steering.py (e.g. --skip-behavioural).
 # Exit status: 0 when every step succeeded, else the first failing step's
 # status (2 = bad input, 1 = a verification check failed).
 set -uo pipefail
-
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(dirname "$here")"
-python="${PYTHON:-python}"
-command -v "$python" >/dev/null 2>&1 || python=python3
 
 if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
     sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
     [[ $# -lt 1 ]] && exit 2 || exit 0
 fi
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$here")"
+if [[ -n "${PYTHON:-}" ]]; then
+    python="$PYTHON"
+elif [[ -x "$repo/.venv/bin/python" ]]; then
+    python="$repo/.venv/bin/python"
+else
+    python=python3
+fi
+if ! "$python" -c "import typer, pandas, pyarrow" >/dev/null 2>&1; then
+    echo "error: $python cannot run steersim (missing, or without its packages);" \
+        "create the environment with scripts/setup.sh or set PYTHON" >&2
+    exit 2
+fi
+
 run="$1"
 shift
 
@@ -50,8 +61,8 @@ step() {
 }
 
 step "messages (first 20)" "$python" "$repo/scripts/view_results.py" "$run_dir" --limit 20
-step "report and figures" "$python" "$repo/scripts/analyze_simulation.py" --dump-dir "$run_dir"
+step "report and figures" "$python" "$repo/scripts/analyze_simulation.py" "$run_dir"
 step "replay page" "$python" "$repo/scripts/replay.py" "$run_dir"
-step "steering verification" "$python" "$repo/scripts/verify_steering.py" \
-    --messages-dir "$run_dir/messages" --save "${verify_args[@]}"
+step "steering verification" "$python" "$repo/scripts/verify_steering.py" "$run_dir" \
+    --save "${verify_args[@]}"
 exit $status

@@ -110,9 +110,9 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def make_tiny_model(folder: Path) -> Path:
-    """The shared tiny random Llama (tests/tiny_model.py) as an HF folder: the
+    """The shared tiny random Llama (agents.random_models) as an HF folder: the
     behavioural check's mechanics, not its verdict."""
-    from tests.tiny_model import save_tiny
+    from agents.random_models import save_tiny
 
     return save_tiny(folder)
 

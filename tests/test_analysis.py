@@ -12,12 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.analysis.pipeline import analyse_run
-from orchestrator.analysis.stats import per_tick_counts
+from orchestrator.analysis.plots import FIGURE_FILES as FIGURES
+from orchestrator.analysis.stats import is_reflection, per_tick_counts
 from orchestrator.dumps_reader import DumpsError, default_analysis_dir, load_run, resolve_run
 from tests.analysis_helpers import load_script, make_mock_run, png_size, run_script
 from tests.helpers import read_messages
-
-FIGURES = ("action_distribution.png", "steering_heatmap.png", "activity_over_time.png")
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +45,11 @@ def test_report_counts_equal_parquet(run_dir: Path, analysed) -> None:
     per_agent = raw.groupby("agent_id").size()
     assert r.activity.rows_per_agent_max == per_agent.max()
     assert r.activity.most_active[0][1] == per_agent.max()
+    acting = raw[raw["action"] != "REFLECT"]
     ticks = per_tick_counts(raw)
-    assert ticks["actions"].sum() == len(raw)
+    assert ticks["actions"].sum() == len(acting)
     assert ticks["messages"].sum() == r.overview.messages
-    assert ticks["parse_failures"].sum() == r.parsing.failed
+    assert ticks["parse_failures"].sum() == int((~acting["parse_ok"]).sum())
 
 
 def test_report_files_carry_the_counts(run_dir: Path, analysed) -> None:
@@ -82,7 +82,7 @@ def test_figures_are_pngs_of_sensible_size(analysed, name: str) -> None:
 
 def test_script_writes_to_the_default_analysis_folder(run_dir: Path) -> None:
     app = load_script("analyze_simulation").app
-    res = CliRunner().invoke(app, ["--dump-dir", str(run_dir), "--quiet"])
+    res = CliRunner().invoke(app, [str(run_dir), "--quiet"])
     assert res.exit_code == 0, res.output
     out = run_dir.parent.parent / "analysis" / run_dir.name
     assert out == default_analysis_dir(run_dir, "an")
@@ -92,7 +92,7 @@ def test_script_writes_to_the_default_analysis_folder(run_dir: Path) -> None:
 
 def test_script_resolves_a_run_id_and_honours_out_dir(run_dir: Path, tmp_path: Path) -> None:
     app = load_script("analyze_simulation").app
-    args = ["--dump-dir", run_dir.name, "--storage-root", str(run_dir.parent.parent)]
+    args = [run_dir.name, "--storage-root", str(run_dir.parent.parent)]
     res = CliRunner().invoke(app, [*args, "--out-dir", str(tmp_path / "figs")])
     assert res.exit_code == 0, res.output
     assert "Action distribution" in res.output
@@ -120,14 +120,57 @@ def test_bad_input_is_one_clear_line(tmp_path: Path, make, expected: str, capsys
     with pytest.raises(DumpsError, match=expected):
         load_run(resolve_run(target))
     with pytest.raises(SystemExit) as exc:
-        run_app(load_script("analyze_simulation").app, ["--dump-dir", str(target)])
+        run_app(load_script("analyze_simulation").app, [str(target)])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and expected in err and len(err.splitlines()) == 1
 
 
 def test_bad_input_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
-    res = run_script("analyze_simulation.py", "--dump-dir", str(tmp_path / "nope"))
+    res = run_script("analyze_simulation.py", str(tmp_path / "nope"))
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert res.stderr.strip().startswith("error:") and len(res.stderr.strip().splitlines()) == 1
+
+
+# -- activity over time: reflection rows are not actions -----------------------------
+
+
+def _rows(spec: list[tuple[int, str, str]]) -> pd.DataFrame:
+    """(tick, action, event_kind) rows with the columns per_tick_counts reads."""
+    return pd.DataFrame(
+        {
+            "tick": [t for t, _, _ in spec],
+            "action": [a for _, a, _ in spec],
+            "event_kind": [k for _, _, k in spec],
+            "parse_ok": [True] * len(spec),
+        }
+    )
+
+
+def test_activity_counts_leave_reflection_rows_out() -> None:
+    rows = _rows(
+        [
+            (0, "SAY", "encounter"),
+            (0, "MOVE", "solo"),
+            (1, "WORK", "solo"),
+            (1, "REFLECT", "reflection"),  # a reflection round: no action in the world
+            (1, "REFLECT", "reflection"),
+            (1, "SAY", "reflection"),  # recorded by a reflection round, whatever its action
+            (2, "REFLECT", "solo"),  # REFLECT, whatever its kind
+            (3, "SAY", "encounter"),
+        ]
+    )
+    assert is_reflection(rows).tolist() == [False, False, False, True, True, True, True, False]
+    counts = per_tick_counts(rows)
+    assert counts["actions"].tolist() == [2, 1, 0, 1]  # tick 2 had only a reflection
+    assert counts["messages"].tolist() == [1, 0, 0, 1]
+
+
+def test_activity_plot_of_a_run_has_no_reflection_spikes(run_dir: Path, analysed) -> None:
+    raw = read_messages(run_dir)
+    assert (raw["action"] == "REFLECT").any(), "the mock run should reflect (every 5 ticks)"
+    acting = raw[raw["action"] != "REFLECT"].groupby("tick").size()
+    counts = per_tick_counts(raw)["actions"]
+    assert counts.to_dict() == acting.reindex(counts.index, fill_value=0).to_dict()
+    assert analysed.report.temporal.rows_per_tick_max == counts.max()

@@ -45,7 +45,7 @@ def app():
 
 
 def _verify(app, run_dir: Path, *extra: str):
-    args = ["--messages-dir", str(run_dir / "messages"), *extra]
+    args = [str(run_dir), *extra]
     return CliRunner().invoke(app, args, env={"COLUMNS": "200"})
 
 
@@ -241,14 +241,14 @@ def test_bad_input_exits_2_with_one_line(app, tmp_path: Path, what: str, capsys)
     if what == "not-a-dir":
         target.write_text("x")
     with pytest.raises(SystemExit) as exc:
-        run_app(app, ["--messages-dir", str(target), "--skip-behavioural"])
+        run_app(app, [str(target), "--skip-behavioural"])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1
 
 
 def test_bad_input_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
-    res = run_script("verify_steering.py", "--messages-dir", str(tmp_path / "nope"))
+    res = run_script("verify_steering.py", str(tmp_path / "nope"))
     assert res.returncode == 2, res.stdout + res.stderr
     err = res.stderr.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1 and "Traceback" not in err
@@ -264,6 +264,34 @@ def test_analyze_run_sh_from_another_directory(run_dir: Path, tmp_path: Path) ->
     for name in ("report.md", "steering_heatmap.png", "verification.json"):
         assert (out / name).is_file(), name
     assert "PASS: every check that ran passed" in res.stdout
+
+
+def test_analyze_run_sh_without_an_activated_environment(run_dir: Path, tmp_path: Path) -> None:
+    """No $PYTHON and no venv on PATH: the repository's .venv when present, else
+    python3; a python without steersim's packages is one line, never a traceback."""
+    import os
+    import subprocess
+
+    from tests.analysis_helpers import SCRIPTS
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "VIRTUAL_ENV")}
+    env["PATH"] = "/usr/bin:/bin"
+    root = str(run_dir.parent.parent)
+    res = subprocess.run(
+        ["bash", str(SCRIPTS / "analyze_run.sh"), "ver", "--storage-root", root, "--skip-text"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "Traceback" not in res.stderr
+    if (SCRIPTS.parent / ".venv" / "bin" / "python").exists():
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    else:  # python3 runs it, or says in one line that it cannot
+        assert res.returncode in (0, 2), res.stderr[-2000:]
+        if res.returncode == 2:
+            assert res.stderr.strip().startswith("error:") and len(res.stderr.splitlines()) == 1
 
 
 # -- behavioural check on a tiny random model (mechanics only) -------------------

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from agents.statistics import spearman as spearman_rho
 from agents.steering.hooks import SteeringHooks
 from agents.steering.questionnaire import FluencyMeasure, RatingMeasure, TraitMeasure
 from agents.steering.vectors import SteeringVectors
@@ -26,13 +27,6 @@ from agents.typing import TRAITS
 
 MIN_RATIO = 2.5  # effect / random spread needed to pass
 MAX_FLUENCY_COST = 0.5  # nats/token at +-1, reported (the defaults must stay under it)
-
-
-def _spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
-    if rx.std() == 0 or ry.std() == 0:
-        return 0.0
-    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,7 +73,9 @@ class SteeringReport:
 
     @property
     def spearman(self) -> np.ndarray:
-        return np.array([_spearman(self.coefs, self.curves[t, :, t]) for t in range(len(TRAITS))])
+        return np.array(
+            [spearman_rho(self.coefs, self.curves[t, :, t]) for t in range(len(TRAITS))]
+        )
 
     @property
     def monotone(self) -> np.ndarray:

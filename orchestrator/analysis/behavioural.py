@@ -3,9 +3,9 @@ manifest.json describes them, and measure the held-out questionnaire under
 steering with agents.steering.evaluation.evaluate_steering. This module only
 adapts: it reads the manifest into a typed spec, loads what the spec names,
 calls the evaluation, and turns its SteeringReport into a CheckResult. The
-measurement and its pass rule (monotone over -1, 0, +1 and an effect of at
-least 2.5x the random-direction spread, for every trait) belong to the
-evaluation module.
+measurement and its pass rule (SteeringReport.passed: a monotone effect of
+at least MIN_RATIO times the random-direction spread, for every trait) belong
+to the evaluation module; this module imports the constant, never copies it.
 
 A mock run has no model, so its behavioural check is skipped (status
 "skip"). Anything that keeps the check from running on an hf run (no model
@@ -137,9 +137,9 @@ def model_spec(manifest: dict[str, Any], run_dir: Path) -> ModelSpec:
 def load_model_and_vectors(spec: ModelSpec, device: str = "auto") -> tuple[Any, Any, Any]:
     """(model, tokenizer, SteeringVectors) for `spec`; offline; SteersimError
     (ModelError) with one line when something is missing or changed."""
+    from agents.config import ModelConfig, OptimizationConfig
     from agents.model_loading import load_model
     from agents.steering.vectors import SteeringVectors, file_hash
-    from orchestrator.config_schema import ModelConfig, OptimizationConfig
 
     if not spec.vectors_file.is_file():
         raise SpecError(f"the run's steering vectors {spec.vectors_file} are gone")
@@ -162,13 +162,14 @@ def load_model_and_vectors(spec: ModelSpec, device: str = "auto") -> tuple[Any, 
 
 def as_check(report: Any, n_random: int) -> CheckResult:
     """A SteeringReport as a CheckResult: the verdict, then one line per trait."""
+    from agents.steering.evaluation import MIN_RATIO  # the pass rule's own constant
     from agents.typing import TRAIT_NAMES, TRAITS
 
     d = report.to_dict()
     coefs = list(d["coefs"])
     lo, hi = coefs.index(-1.0), coefs.index(1.0)
     ratios, monotone = d["ratios"], d["monotone"]
-    strong = sum(r >= 2.5 for r in ratios)
+    strong = sum(r >= MIN_RATIO for r in ratios)
     details = []
     for t, trait in enumerate(TRAITS):
         own = [row[t] for row in d["curves"][t]]
@@ -187,7 +188,7 @@ def as_check(report: Any, n_random: int) -> CheckResult:
         summary=(
             f"behavioural check: layers {d['layers']} strength {d['strength']}, "
             f"{n_random} random controls; {sum(monotone)} of {len(TRAITS)} traits monotone, "
-            f"{strong} of {len(TRAITS)} with effect >= 2.5x random spread"
+            f"{strong} of {len(TRAITS)} with effect >= {MIN_RATIO:g}x random spread"
         ),
         details=tuple(details),
         data={k: d[k] for k in ("passed", "monotone", "effects", "ratios", "z_scores", "spearman")},

@@ -38,15 +38,14 @@ def analyse_run(run_dir: Path, out_dir: Path | None = None) -> AnalysisResult:
     except OSError as exc:
         raise SteersimError(f"cannot create the output folder {out}: {exc}") from None
     report = build_report(dumps)
+    run_id = dumps.run_id
     figures = [
-        plots.action_distribution(
-            report.actions, out / "action_distribution.png", run_id=dumps.run_id
-        ),
+        plots.action_distribution(report.actions, out / plots.ACTION_DISTRIBUTION, run_id=run_id),
         plots.steering_heatmap(
-            agent_profiles(dumps.messages), out / "steering_heatmap.png", run_id=dumps.run_id
+            agent_profiles(dumps.messages), out / plots.STEERING_HEATMAP, run_id=run_id
         ),
         plots.activity_over_time(
-            per_tick_counts(dumps.messages), out / "activity_over_time.png", run_id=dumps.run_id
+            per_tick_counts(dumps.messages), out / plots.ACTIVITY_OVER_TIME, run_id=run_id
         ),
     ]
     markdown = render_markdown(report, [f.name for f in figures])

@@ -31,7 +31,11 @@ STYLE = {
     "axes.spines.top": False,
     "axes.spines.right": False,
 }
-ACTION_FILES = ("action_distribution.png", "steering_heatmap.png", "activity_over_time.png")
+# The report's figures by file name; pipeline.analyse_run draws each into the output folder.
+ACTION_DISTRIBUTION = "action_distribution.png"
+STEERING_HEATMAP = "steering_heatmap.png"
+ACTIVITY_OVER_TIME = "activity_over_time.png"
+FIGURE_FILES = (ACTION_DISTRIBUTION, STEERING_HEATMAP, ACTIVITY_OVER_TIME)
 MAX_LABELLED_AGENTS = 60  # beyond this the heatmap drops agent names and cell values
 
 
@@ -103,12 +107,13 @@ def steering_heatmap(profiles: pd.DataFrame, path: Path, *, run_id: str = "") ->
 
 def activity_over_time(per_tick: pd.DataFrame, path: Path, *, run_id: str = "") -> Path:
     """Actions, messages (SAY) and parse failures per tick.
-    `per_tick`: index tick, columns actions, messages, parse_failures."""
+    `per_tick` (stats.per_tick_counts): index tick, columns actions, messages,
+    parse_failures; reflection rows are not in it."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(6.4, 3.6))
         ticks = per_tick.index.to_numpy()
         marker = "o" if len(ticks) <= 60 else None
-        ax.plot(ticks, per_tick["actions"], marker=marker, ms=3, label="actions (all rows)")
+        ax.plot(ticks, per_tick["actions"], marker=marker, ms=3, label="actions")
         ax.plot(ticks, per_tick["messages"], marker=marker, ms=3, label="messages (SAY)")
         ax.plot(
             ticks,

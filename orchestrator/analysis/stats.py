@@ -4,7 +4,8 @@ and parse success. Pure functions from a RunDumps to frozen records; this
 module knows nothing about markdown, plots or the terminal.
 
 A "message" is a SAY row (something said to other agents); an "action" is
-any row (one per acting agent and event).
+any row (one per acting agent and event). Activity over time counts action
+rows only: reflection rows (REFLECT, written every N ticks) are left out.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from agents.statistics import spearman
 from agents.typing import TRAITS
 from orchestrator.dumps_reader import TRAIT_COLUMNS, RunDumps
+
+REFLECTION_KIND = "reflection"  # event_kind of the rows a reflection round writes
+REFLECT_ACTION = "REFLECT"
 
 # Per-agent behaviour measures correlated with the trait coefficients.
 BEHAVIOURS: tuple[str, ...] = (
@@ -120,16 +124,6 @@ class RunReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def spearman(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray) -> float:
-    """Spearman rho (average ranks); NaN when either side is constant or n < 3."""
-    xs, ys = pd.Series(np.asarray(x, dtype=float)), pd.Series(np.asarray(y, dtype=float))
-    keep = xs.notna() & ys.notna()
-    xs, ys = xs[keep], ys[keep]
-    if len(xs) < 3 or xs.nunique() < 2 or ys.nunique() < 2:
-        return float("nan")
-    return float(xs.rank().corr(ys.rank()))
 
 
 def agent_profiles(messages: pd.DataFrame) -> pd.DataFrame:
@@ -250,13 +244,21 @@ def _shares(rows: pd.DataFrame, actions: list[str]) -> dict[str, float]:
     return {a: float(counts.get(a, 0)) / total for a in actions}
 
 
+def is_reflection(messages: pd.DataFrame) -> pd.Series:
+    """Rows a reflection round wrote (event_kind "reflection" or action REFLECT):
+    an agent's insights and plan, not an action in the world."""
+    kind = messages["event_kind"] if "event_kind" in messages else pd.Series("", messages.index)
+    return (kind == REFLECTION_KIND) | (messages["action"] == REFLECT_ACTION)
+
+
 def per_tick_counts(messages: pd.DataFrame) -> pd.DataFrame:
     """Index tick (every tick from first to last, gaps as 0): columns actions
-    (all rows), messages (SAY rows) and parse_failures."""
+    (action rows; reflection rows are left out, or every reflection round
+    would show as a spike), messages (SAY rows) and parse_failures."""
     if messages.empty:
         return pd.DataFrame(columns=["actions", "messages", "parse_failures"])
     ticks = pd.RangeIndex(int(messages["tick"].min()), int(messages["tick"].max()) + 1, name="tick")
-    g = messages.groupby("tick")
+    g = messages[~is_reflection(messages)].groupby("tick")
     out = pd.DataFrame(
         {
             "actions": g.size(),

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from agents.statistics import average_ranks, spearman
 from agents.typing import TRAIT_NAMES, TRAITS, Embedder
 from orchestrator.analysis.checks import CheckResult
 from orchestrator.analysis.stats import agent_profiles
@@ -190,15 +191,24 @@ def agent_text_scores(
 
 
 def _spearman(x: np.ndarray, y: np.ndarray, alternative: str) -> tuple[float, float]:
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan"), 1.0
-    res = stats.spearmanr(x, y, alternative=alternative)
-    return float(res.statistic), float(res.pvalue)
+    """rho (agents.statistics.spearman) and its p-value from the t approximation
+    with n - 2 degrees of freedom, as scipy.stats.spearmanr gives it; (NaN, 1)
+    where rho is undefined."""
+    rho = spearman(x, y)
+    if np.isnan(rho):
+        return rho, 1.0
+    dof = len(x) - 2
+    r = np.float64(rho)
+    with np.errstate(divide="ignore"):
+        t = r * np.sqrt(dof / ((1.0 + r) * (1.0 - r)))  # +-inf at |rho| = 1
+    dist = stats.t(dof)
+    p = {"greater": dist.sf(t), "less": dist.cdf(t), "two-sided": 2 * dist.sf(abs(t))}[alternative]
+    return rho, float(min(p, 1.0))
 
 
 def _zranks(x: np.ndarray) -> np.ndarray:
     """Column-wise ranks, standardised; constant columns become 0."""
-    r = np.apply_along_axis(stats.rankdata, 0, x)  # (n, k)
+    r = average_ranks(x, axis=0)  # (n, k)
     sd = r.std(axis=0)
     return (r - r.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 

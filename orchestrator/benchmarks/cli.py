@@ -1,0 +1,189 @@
+"""`python scripts/benchmark.py {engine,batching,memory,gpu} [options]`: the
+benchmarks' one command line. Each subcommand runs one benchmark module,
+prints its numbers and, with `--json PATH`, writes them as JSON (`-` =
+stdout). None asserts a target; the targets and results are in docs/."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from orchestrator.analysis.cli_support import (
+    JSON_HELP,
+    new_app,
+    run_app,
+    text_console,
+    write_json,
+)
+from orchestrator.errors import SteersimError
+
+app = new_app(no_args_is_help=True, help=__doc__)
+
+JsonOption = Annotated[str | None, typer.Option("--json", metavar="PATH", help=JSON_HELP)]
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise SteersimError(f"{option} takes positive integers separated by commas, got {text!r}")
+    return values
+
+
+def _emit(result: dict[str, Any], json_dest: str | None, table: list[str] | None = None) -> None:
+    """The result as `key: value` lines (or the given table), then --json."""
+    out = text_console(json_dest)
+    lines = table or [f"{k:>24}: {v}" for k, v in result.items() if not isinstance(v, list)]
+    for line in lines:
+        out.print(line, markup=False)
+    if json_dest:
+        path = write_json(result, json_dest)
+        if path:
+            out.print(f"saved {path}", markup=False)
+
+
+@app.command()
+def engine(
+    agents: Annotated[int, typer.Option(min=1, help="Agents in the mock run.")] = 100,
+    ticks: Annotated[int, typer.Option(min=1, help="Ticks of the mock run.")] = 200,
+    max_events: Annotated[int, typer.Option(min=1, help="Events per tick at most.")] = 24,
+    json_dest: JsonOption = None,
+) -> None:
+    """The engine's own overhead: a mock run (no model, no live view); target < 20 s."""
+    from orchestrator.benchmarks.engine import bench_engine
+
+    _emit(bench_engine(agents=agents, ticks=ticks, max_events=max_events), json_dest)
+
+
+@app.command()
+def batching(
+    model: Annotated[str, typer.Option(help="Model folder, or the embedded default.")] = (
+        "smollm2-135m"
+    ),
+    storage_root: Annotated[
+        str, typer.Option("--storage-root", "--storage", help="Where converted models live.")
+    ] = "storage",
+    requests: Annotated[int, typer.Option(min=1, help="Requests in the tick.")] = 16,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 48,
+    no_steering: Annotated[bool, typer.Option("--no-steering")] = False,
+    json_dest: JsonOption = None,
+) -> None:
+    """One tick of agent requests in ONE batched call vs one at a time (SmolLM2 on CPU)."""
+    from orchestrator.benchmarks.batching import bench_batching
+
+    result = bench_batching(
+        model=model,
+        storage_root=storage_root,
+        requests=requests,
+        max_new_tokens=max_new_tokens,
+        steering=not no_steering,
+    )
+    _emit(result, json_dest)
+
+
+@app.command()
+def memory(
+    agents: Annotated[int, typer.Option(min=1, help="Agents in the retrieval test.")] = 1000,
+    memories: Annotated[int, typer.Option(min=10, help="Memories per agent.")] = 500,
+    dims: Annotated[str, typer.Option(help="Embedding sizes, comma separated.")] = "384,256",
+    ticks: Annotated[int, typer.Option(min=1, help="Timed retrieval ticks.")] = 20,
+    run_agents: Annotated[int, typer.Option(min=1, help="Agents in the footprint run.")] = 100,
+    run_ticks: Annotated[int, typer.Option(min=1, help="Ticks of the footprint run.")] = 1000,
+    skip_run: Annotated[bool, typer.Option("--skip-run", help="No footprint run.")] = False,
+    skip_retrieval: Annotated[
+        bool, typer.Option("--skip-retrieval", help="Only the footprint run.")
+    ] = False,
+    json_dest: JsonOption = None,
+) -> None:
+    """Retrieval time at 1,000 agents x 500 memories; the RSS of a long mock run."""
+    from orchestrator.benchmarks.memory import bench_memory
+
+    result = bench_memory(
+        agents=agents,
+        memories=memories,
+        dims=_ints(dims, "--dims"),
+        ticks=ticks,
+        run_agents=run_agents,
+        run_ticks=run_ticks,
+        retrieval=not skip_retrieval,
+        footprint=not skip_run,
+    )
+    table = [
+        f"retrieval {r['agents']} agents x {r['memories']} memories, dim {r['dim']}: "
+        f"median {r['median_ms']} ms/tick (min {r['min_ms']}); relevance {r['relevance_ms']}, "
+        f"scores {r['scores_ms']}, top-k {r['topk_ms']} ms"
+        for r in result["retrieval"]
+    ]
+    if f := result["footprint"]:
+        table.append(
+            f"mock run {f['agents']} agents x {f['ticks']} ticks: {f['wall_s']} s wall, "
+            f"{f['tick_ms']} ms/tick (memory {f['memory_ms_per_tick']} ms); RSS first "
+            f"{f['rss_first_mb']} MB, at 10% {f['rss_at_10pct_mb']} MB, last "
+            f"{f['rss_last_mb']} MB, max {f['rss_max_mb']} MB"
+        )
+    _emit(result, json_dest, table)
+
+
+@app.command()
+def gpu(
+    arch: Annotated[str, typer.Option(help="tiny, smollm2-135m, llama-1b or llama-8b.")] = (
+        "llama-8b"
+    ),
+    batches: Annotated[str, typer.Option(help="Batch sizes, comma separated.")] = (
+        "1,16,32,64,128"
+    ),
+    new_tokens: Annotated[int, typer.Option(min=1)] = 48,
+    repeats: Annotated[int, typer.Option(min=1)] = 3,
+    device: Annotated[str | None, typer.Option(help="Default: cuda when present.")] = None,
+    quant_arch: Annotated[
+        str, typer.Option(help="Arch of the bf16 vs NF4 comparison ('' = skip).")
+    ] = "llama-1b",
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Tokenizer folder; default storage/models/smollm2-135m-instruct (the "
+            "converted SmolLM2), else a byte-level one with ~3x longer prompts.",
+        ),
+    ] = None,
+    json_dest: JsonOption = None,
+) -> None:
+    """HF backend throughput on a GPU with random-weight real architectures
+    (`--arch tiny --batches 1,4 --device cpu` is a smoke run)."""
+    from agents.random_models import ARCHS
+    from orchestrator.benchmarks.gpu import bench_gpu
+
+    for name, value in (("--arch", arch), ("--quant-arch", quant_arch)):
+        if value and value not in ARCHS:
+            raise SteersimError(f"{name} must be one of {', '.join(ARCHS)}, got {value!r}")
+    result = bench_gpu(
+        arch=arch,
+        batches=_ints(batches, "--batches"),
+        new_tokens=new_tokens,
+        repeats=repeats,
+        device=device,
+        quant_arch=quant_arch or None,
+        tokenizer=tokenizer,
+    )
+    table = [
+        f"tokenizer: {result['tokenizer']}",
+        f"{'config':34} {'batch':>5} {'prompt':>7} {'tick s':>8} {'tok/s':>9} "
+        f"{'x one-at-a-time':>16} {'GiB':>6}",
+    ]
+    table += [
+        f"{r['config']:34} {r['batch']:>5} {r['prompt_tokens_mean']:>7} {r['tick_s']:>8} "
+        f"{r['tokens_per_s']:>9} {r['speedup_vs_one_at_a_time'] or '':>16} "
+        f"{r['peak_gpu_gib'] or '':>6}"
+        for r in result["rows"]
+    ]
+    _emit(result, json_dest, table)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run_app(app)

@@ -1,0 +1,60 @@
+"""The engine's own overhead: a mock run (no model, no live view) of the fast
+config at a given size, timed end to end and broken down with the run's own
+perf.parquet (engine step, mock generation, memory, I/O and checkpoints)."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from orchestrator.benchmarks import FAST_CONFIG
+
+
+class _Quiet:
+    """A View that shows nothing: the benchmark times the engine, not the terminal."""
+
+    def start(self, *, first_tick: int, total_ticks: int) -> None: ...
+    def on_tick(self, result: object) -> None: ...
+    def finish(self, summary: object) -> None: ...
+
+
+def bench_engine(*, agents: int = 100, ticks: int = 200, max_events: int = 24) -> dict[str, Any]:
+    """One mock run of `agents` x `ticks` with at most `max_events` events per tick."""
+    from orchestrator.config_loader import load_config
+    from orchestrator.runner import run_simulation
+
+    with tempfile.TemporaryDirectory() as tmp:
+        resolved = load_config(
+            FAST_CONFIG,
+            [
+                "model.backend=mock",
+                f"population.agents={agents}",
+                f"ticks={ticks}",
+                f"max_events_per_tick={max_events}",
+                f"storage.root={tmp}",
+                "run_id=bench",
+            ],
+        )
+        start = time.perf_counter()
+        run_simulation(resolved, _Quiet())
+        wall = time.perf_counter() - start
+        perf = pd.read_parquet(Path(tmp) / "dumps" / "bench" / "perf.parquet")
+    step_s = float(perf["tick_s"].sum())
+    return {
+        "benchmark": "engine",
+        "agents": agents,
+        "ticks": ticks,
+        "max_events": max_events,
+        "requests": int(perf["requests"].sum()),
+        "wall_s": round(wall, 2),
+        "per_tick_ms": round(1000 * wall / ticks, 2),
+        "engine_step_s": round(step_s, 2),
+        "generate_mock_s": round(float(perf["generate_s"].sum()), 2),
+        "memory_s": round(float(perf["memory_s"].sum()), 2),
+        "io_and_checkpoint_s": round(wall - step_s, 2),
+        "peak_rss_mb": round(float(perf["rss_mb"].max()), 1),
+    }
