@@ -267,9 +267,10 @@ def _as_list(x: Any) -> list:
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def build_hf_backend(spec: BackendSpec) -> HFBackend:
-    """Load the model and the steering vectors a backend spec asks for."""
-    lm = load_model(spec.model, spec.optimization, spec.storage_root)
+def build_hf_backend(spec: BackendSpec, lm: LoadedModel | None = None) -> HFBackend:
+    """Load the model (unless given, e.g. a tensor-parallel slice) and the
+    steering vectors a backend spec asks for."""
+    lm = lm or load_model(spec.model, spec.optimization, spec.storage_root)
     s = spec.steering
     vectors, vectors_file = None, None
     if s.enabled:

@@ -201,16 +201,40 @@ def _from_pretrained_kwargs(
     return kwargs, quantized
 
 
+def tensor_parallel_kwargs() -> dict[str, Any]:
+    """from_pretrained's arguments for transformers' own tensor parallelism
+    (the model's predefined plan over every rank of the initialised process
+    group): `distributed_config=DistributedConfig(tp_plan="auto")` where
+    transformers has it, else the older `tp_plan="auto"`."""
+    try:
+        from transformers.distributed import DistributedConfig
+
+        return {"distributed_config": DistributedConfig(tp_plan="auto")}
+    except (ImportError, TypeError):
+        return {"tp_plan": "auto"}
+
+
 def load_model(
-    model_cfg: ModelConfig, opt: OptimizationConfig, storage_root: str | Path
+    model_cfg: ModelConfig,
+    opt: OptimizationConfig,
+    storage_root: str | Path,
+    *,
+    tensor_parallel: bool = False,
 ) -> LoadedModel:
-    """Load model and tokenizer as the config says (offline unless allowed)."""
+    """Load model and tokenizer as the config says (offline unless allowed).
+    With `tensor_parallel`, every rank of the process group calls this
+    together and holds a slice of each weight matrix (no quantization or
+    offload then)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(model_cfg, Path(storage_root))
     device = resolve_device(model_cfg.device)
     dtype = resolve_dtype(model_cfg.dtype, device)
     kwargs, quantized = _from_pretrained_kwargs(model_cfg, opt, device, dtype)
+    if tensor_parallel:
+        kwargs.pop("device_map", None)  # transformers places each rank's slice itself
+        kwargs.pop("max_memory", None)
+        kwargs.update(tensor_parallel_kwargs())
     offline = isinstance(path, Path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
@@ -220,7 +244,7 @@ def load_model(
     except (OSError, ValueError, ImportError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load model {model_cfg.name_or_path!r}: {first}") from None
-    if "device_map" not in kwargs:
+    if "device_map" not in kwargs and not tensor_parallel:
         model.to(device)
     model.eval()
     tokenizer.padding_side = "left"

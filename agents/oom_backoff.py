@@ -32,7 +32,13 @@ class OOMBackoff:
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.name = inner.name
-        self.splits = 0  # total batch splits since creation
+        self._own_splits = 0
+
+    @property
+    def splits(self) -> int:
+        """Batch splits since creation, this wrapper's plus those of a wrapped
+        backend that counts its own (e.g. a distributed backend's ranks)."""
+        return self._own_splits + int(getattr(self.inner, "splits", 0))
 
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
         try:
@@ -46,7 +52,7 @@ class OOMBackoff:
                     "one request alone does not fit in GPU memory: lower inference.max_new_tokens or "
                     "inference.max_prompt_tokens, or set optimization.use_quantization: true"
                 ) from None
-            self.splits += 1
+            self._own_splits += 1
             half = len(requests) // 2
             log.warning(
                 "CUDA out of memory at batch %d: retrying as %d + %d",

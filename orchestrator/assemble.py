@@ -21,7 +21,7 @@ from agents.memory_stream import build_memory_stream
 from agents.oom_backoff import OOMBackoff
 from agents.reflection import Reflector
 from agents.typing import Backend, MemoryStore, ReflectiveMemory
-from orchestrator.checkpoint import Checkpoint, CheckpointStore, config_hash
+from orchestrator.checkpoint import RESUMABLE_KEYS, Checkpoint, CheckpointStore, config_hash
 from orchestrator.config_loader import ResolvedConfig, validate
 from orchestrator.config_schema import RunConfig
 from orchestrator.engine import EngineSettings, Simulation
@@ -123,8 +123,6 @@ def build_reflector(cfg: RunConfig, backend: Backend, memory: MemoryStore) -> Re
 def new_run(resolved: ResolvedConfig, *, overwrite: bool, backend: Backend | None = None) -> Run:
     """A fresh run: refuses an existing run dir unless overwrite."""
     cfg = resolved.config
-    if cfg.distributed.enabled:
-        log.warning("distributed.enabled: multi-GPU runs are not implemented yet; one process runs")
     run_dir = RunDir(run_dir_for(cfg.storage.root, cfg.run_id))
     check_writable_root(cfg.storage.root)
     if run_dir.path.is_dir():
@@ -373,7 +371,7 @@ def _vectors_hash(model_record: dict[str, Any]) -> str | None:
 def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
     keys = []
     for k in sorted(set(old) | set(new)):
-        if not prefix and k in ("run_id", "storage"):
+        if not prefix and k in RESUMABLE_KEYS:
             continue
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):

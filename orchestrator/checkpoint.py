@@ -76,9 +76,14 @@ class Checkpoint:
     perf: list[dict[str, Any]] = field(default_factory=list)  # perf rows so far
 
 
+RESUMABLE_KEYS = ("run_id", "storage", "distributed", "limits")
+
+
 def config_hash(config: dict[str, Any]) -> str:
-    """Hash of the resolved config minus the keys that may change on resume."""
-    relevant = {k: v for k, v in config.items() if k not in ("run_id", "storage")}
+    """Hash of the resolved config minus the keys that may change on resume
+    (`distributed`: a run may continue on another number of ranks; `limits`
+    change no result)."""
+    relevant = {k: v for k, v in config.items() if k not in RESUMABLE_KEYS}
     text = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

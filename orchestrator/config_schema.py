@@ -89,8 +89,16 @@ class WorldConfig(Section):
 
 
 class DistributedConfig(Section):
+    """Several processes through torch.distributed (docs/distributed.md)."""
+
     enabled: bool = False
-    world_size: Literal["auto"] | PositiveInt = "auto"
+    world_size: Literal["auto"] | PositiveInt = "auto"  # auto: the visible GPUs
+    # data: a replica per rank, each tick's requests split across them;
+    # tensor: every weight matrix split across the ranks (models too big for one GPU);
+    # auto: tensor when the model does not fit one GPU, else data
+    mode: Literal["auto", "data", "tensor"] = "auto"
+    # a rank that does not answer within this many seconds ends the run
+    timeout_s: float = Field(default=1800.0, gt=0)
 
 
 class StorageConfig(Section):
@@ -142,6 +150,23 @@ class RunConfig(Section):
                         f"duplicate persona name {name!r} (also population.traits"
                         f"[{names.index(name)}]); give every persona its own name",
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _tensor_parallel_loads_plainly(self) -> RunConfig:
+        opt = self.optimization
+        if self.distributed.mode == "tensor" and (
+            opt.use_quantization
+            or opt.max_gpu_memory_gb is not None
+            or opt.max_cpu_memory_gb is not None
+            or opt.offload_folder is not None
+        ):
+            raise CrossFieldError(
+                "distributed.mode",
+                "tensor parallelism splits the weights across GPUs and cannot be combined "
+                "with optimization.use_quantization or memory limits/offload; drop those or "
+                "use mode: data",
+            )
         return self
 
     @model_validator(mode="after")

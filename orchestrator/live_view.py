@@ -47,9 +47,11 @@ def render_row(row: MessageRow) -> Text:
     return line
 
 
-def render_tick(result: TickResult) -> RenderableType:
+def render_tick(result: TickResult, parallel: str | None = None) -> RenderableType:
+    """`parallel` names the ranks of a distributed run, e.g. '2 ranks, data parallel'."""
+    ranks = f" | {parallel}" if parallel else ""
     header = Text(
-        f"TICK {result.tick} | {len(result.events)} events scheduled", style="bold yellow"
+        f"TICK {result.tick} | {len(result.events)} events scheduled{ranks}", style="bold yellow"
     )
     rows = [render_row(r) for r in result.rows]
     reflect = f", reflection {result.reflect_s:.2f} s" if result.reflect_s else ""
@@ -91,8 +93,16 @@ class TicksPerSecond(ProgressColumn):
 class ConsoleView:
     """Prints tick renderings (live) or a progress bar, then the summary panel."""
 
-    def __init__(self, *, live: bool, no_color: bool, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        live: bool,
+        no_color: bool,
+        console: Console | None = None,
+        parallel: str | None = None,  # a distributed run's ranks and mode
+    ) -> None:
         self.live = live
+        self.parallel = parallel
         self.console = console or Console(
             no_color=no_color,
             highlight=False,
@@ -106,7 +116,7 @@ class ConsoleView:
         if self.live:
             return
         self._progress = Progress(
-            TextColumn("[bold]ticks"),
+            TextColumn(f"[bold]ticks[/bold] ({self.parallel})" if self.parallel else "[bold]ticks"),
             BarColumn(),
             MofNCompleteColumn(),
             TicksPerSecond(),
@@ -121,7 +131,7 @@ class ConsoleView:
 
     def on_tick(self, result: TickResult) -> None:
         if self.live:
-            self.console.print(render_tick(result))
+            self.console.print(render_tick(result, self.parallel))
         elif self._progress is not None:
             self._progress.advance(self._task)
 

@@ -3,7 +3,7 @@ documented output contract that the analysis scripts read."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import pyarrow as pa
 
@@ -181,6 +181,13 @@ class PerfRow:
     parse_failures: int
     oom_splits: int
     rss_mb: float
+    # distributed runs (orchestrator.distributed): ranks, rank 0's seconds in
+    # scatter/gather, and per rank (index = rank) its rows, new tokens and generate seconds
+    world_size: int = 1
+    comm_s: float = 0.0
+    rank_requests: list[int] = field(default_factory=list)
+    rank_completion_tokens: list[int] = field(default_factory=list)
+    rank_generate_s: list[float] = field(default_factory=list)
 
 
 PERF_SCHEMA = pa.schema(
@@ -199,11 +206,25 @@ PERF_SCHEMA = pa.schema(
         ("parse_failures", pa.int32()),
         ("oom_splits", pa.int32()),
         ("rss_mb", pa.float64()),
+        ("world_size", pa.int32()),
+        ("comm_s", pa.float64()),
+        ("rank_requests", pa.list_(pa.int32())),
+        ("rank_completion_tokens", pa.list_(pa.int64())),
+        ("rank_generate_s", pa.list_(pa.float64())),
     ]
 )
 
 # Columns that measure time and so differ between otherwise identical runs.
-TIMING_COLUMNS = ("latency_ms", "generate_s", "reflect_s", "memory_s", "tick_s", "rss_mb")
+TIMING_COLUMNS = (
+    "latency_ms",
+    "generate_s",
+    "reflect_s",
+    "memory_s",
+    "tick_s",
+    "rss_mb",
+    "comm_s",
+    "rank_generate_s",
+)
 
 
 def to_table(rows: list, schema: pa.Schema) -> pa.Table:

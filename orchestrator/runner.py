@@ -9,10 +9,12 @@ import logging
 import shlex
 import time
 from pathlib import Path
+from typing import Any
 
 from agents.typing import Backend
 from orchestrator.assemble import Run, new_run, resumed_run
 from orchestrator.config_loader import ResolvedConfig
+from orchestrator.distributed.backend import take_rank_perf
 from orchestrator.errors import StorageError
 from orchestrator.interrupts import StopFlag, graceful_interrupt, silence_stdout
 from orchestrator.manifest import now_iso
@@ -78,7 +80,11 @@ def drive(run: Run, view: View) -> RunSummary:
                     TickOutput(
                         tick=result.tick,
                         rows=result.rows,
-                        perf=perf_row(result, run.backend.splits - splits_before),
+                        perf=perf_row(
+                            result,
+                            run.backend.splits - splits_before,
+                            **take_rank_perf(run.backend),
+                        ),
                         run_id=run.run_id,
                         prompts=result.prompts if run.sim.settings.record_prompts else None,
                         memories=result.memories,
@@ -177,7 +183,8 @@ class PipeSafeView:
             log.warning("stdout was closed: finishing the current tick, then stopping")
 
 
-def perf_row(result: TickResult, oom_splits: int) -> PerfRow:
+def perf_row(result: TickResult, oom_splits: int, **ranks: Any) -> PerfRow:
+    """`ranks`: a distributed run's per-rank fields (see take_rank_perf)."""
     return PerfRow(
         tick=result.tick,
         events=len(result.events),
@@ -192,6 +199,7 @@ def perf_row(result: TickResult, oom_splits: int) -> PerfRow:
         parse_failures=sum(not r.parse_ok for r in result.rows),
         oom_splits=oom_splits,
         rss_mb=rss_mb(),
+        **ranks,
     )
 
 

@@ -125,6 +125,7 @@ def run(
     from orchestrator.runner import resume_simulation, run_simulation
 
     view = ConsoleView(live=live, no_color=no_color)
+    root = None
     if resume is not None:
         if config is None and overrides:
             raise ConfigError(
@@ -137,6 +138,21 @@ def run(
         except ValueError as exc:
             raise ConfigError("--resume", None, str(exc)) from None
         root = storage_root or (resolved.config.storage.root if resolved else "storage")
+    from orchestrator.distributed.entry import Invocation, dispatch
+
+    invocation = Invocation(
+        resolved=resolved,
+        resume=resume,
+        storage_root=root,
+        overwrite=overwrite,
+        force=force,
+        live=live,
+        no_color=no_color,
+    )
+    code = dispatch(invocation)  # None: this one process runs it (not distributed)
+    if code is not None:  # a rank's part, or the launcher's, is done
+        raise typer.Exit(code)
+    if resume is not None:
         summary = resume_simulation(resume, view, storage_root=root, resolved=resolved, force=force)
     else:
         summary = run_simulation(resolved, view, overwrite=overwrite)

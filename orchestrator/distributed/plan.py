@@ -1,0 +1,106 @@
+"""How many ranks a run gets and which mode they work in.
+
+World size: `auto` is the number of visible GPUs; a number is taken as
+given (on GPUs it must not exceed what this machine shows; on CPU any number
+of gloo processes runs, e.g. for tests). Fewer than two ranks means one
+ordinary process.
+
+Mode `auto`: tensor when the model does not fit one GPU (its weights take
+more than FIT_SHARE of the card), data otherwise. Tensor parallelism only
+pays on a graph-captured decode step (measured on 2 H200s, 8B shape, B=32:
+the eager loop was 1.75x SLOWER under tensor parallelism, a captured step
+1.37x faster), and the decode loop has none for tensor-parallel models yet,
+so small batches stay in data mode too; see docs/distributed.md. On CPU and
+for the mock backend, always data.
+
+Knows nothing about processes; reads the config and the hardware."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orchestrator.distributed.messages import Mode
+from orchestrator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from orchestrator.config_schema import RunConfig
+
+log = logging.getLogger(__name__)
+
+FIT_SHARE = 0.8  # weights above this share of one GPU's memory leave too little for the KV cache
+_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def uses_cuda(cfg: RunConfig) -> bool:
+    """Whether the run's model goes on GPUs (so each rank takes its own)."""
+    if cfg.model.backend != "hf" or cfg.model.device in ("cpu", "mps"):
+        return False
+    return visible_gpus() > 0
+
+
+def world_size(cfg: RunConfig, source: str = "config") -> int:
+    """The number of ranks this machine starts for the run."""
+    asked = cfg.distributed.world_size
+    gpus = visible_gpus()
+    if asked == "auto":
+        return gpus
+    if uses_cuda(cfg) and asked > gpus:
+        raise ConfigError(
+            source,
+            "distributed.world_size",
+            f"{asked} ranks need {asked} GPUs and this machine shows {gpus}; lower it, use "
+            "auto, or run several nodes with torchrun",
+        )
+    return asked
+
+
+def model_bytes(folder: Path, dtype: str) -> int | None:
+    """The weights' size at run time, from the folder's config.json (a Llama-style
+    count), else from its safetensors files; None when neither is there."""
+    try:
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cfg = {}
+    cfg = cfg.get("text_config", cfg)
+    per = _DTYPE_BYTES.get(dtype if dtype != "auto" else "bfloat16", 2)
+    try:
+        h, n_layers, vocab = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+        inter = cfg.get("intermediate_size", 4 * h)
+        heads = cfg.get("num_attention_heads", 1)
+        kv = cfg.get("num_key_value_heads", heads)
+        attn = h * h * (2 + 2 * kv / heads)  # q, o and the grouped k, v
+        embed = vocab * h * (1 if cfg.get("tie_word_embeddings") else 2)
+        return int((n_layers * (attn + 3 * h * inter) + embed) * per)
+    except (KeyError, TypeError):
+        files = list(folder.glob("*.safetensors"))
+        return sum(f.stat().st_size for f in files) or None
+
+
+def resolve_mode(cfg: RunConfig, model_folder: Path | None) -> Mode:
+    """The mode the ranks work in (see the module docstring)."""
+    asked = cfg.distributed.mode
+    if asked != "auto":
+        return asked
+    if not uses_cuda(cfg) or model_folder is None:
+        return "data"
+    import torch
+
+    need = model_bytes(model_folder, cfg.model.dtype)
+    card = torch.cuda.get_device_properties(0).total_memory
+    if need is not None and need > FIT_SHARE * card:
+        log.info(
+            "distributed.mode auto: the model's %.0f GiB do not fit one %.0f GiB GPU: tensor",
+            need / 2**30,
+            card / 2**30,
+        )
+        return "tensor"
+    return "data"
