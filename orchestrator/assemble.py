@@ -29,6 +29,7 @@ from orchestrator.errors import ResumeError, StorageError
 from orchestrator.manifest import new_manifest, now_iso
 from orchestrator.population import build_agents
 from orchestrator.resume_check import problem_with, read_manifest, verify_tick_files
+from orchestrator.run_assets import carry_model_record
 from orchestrator.run_lock import RunLock, check_free
 from orchestrator.storage import (
     DumpWriter,
@@ -145,7 +146,8 @@ def new_run(resolved: ResolvedConfig, *, overwrite: bool, backend: Backend | Non
             config_file=str(resolved.source),
             seed=cfg.seed,
         )
-        manifest["model"] = inner.describe()
+        # the vectors travel with the run: copied in, named relative to the folder
+        manifest["model"] = carry_model_record(inner.describe(), run_dir.path)
         manifest["config_hash"] = config_hash(resolved.as_dict())
         try:
             writer.write_agents([agent_row(a) for a in agents])

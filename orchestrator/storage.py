@@ -44,7 +44,7 @@ TICK_FILE_RE = re.compile(r"tick_(\d{6,})\.parquet")
 # what a run killed before its manifest was written may hold: --overwrite clears
 # a folder without a manifest.json only if it holds nothing else
 EARLY_ENTRIES = frozenset(
-    {"messages", "prompts", "memories", "positions", "checkpoint", "agents.parquet"}
+    {"messages", "prompts", "memories", "positions", "checkpoint", "agents.parquet", "vectors"}
 )
 
 

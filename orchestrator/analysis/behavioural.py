@@ -76,13 +76,15 @@ def _section(d: Any, key: str) -> dict[str, Any]:
 
 
 def _locate(path: str, run_dir: Path, configured_root: str | None) -> Path:
-    """A path the run recorded, found from here: as written, then relative to
-    the directory the run was started in (its storage root minus the
-    configured relative root), then relative to the storage root itself."""
+    """A path the run recorded, found from here: relative to the run folder
+    (where runs keep their steering vectors now, so a copied or moved run
+    still finds them), as written, then relative to the directory the run was
+    started in (its storage root minus the configured relative root), then
+    relative to the storage root itself."""
     p = Path(path)
     if p.is_absolute():
         return p
-    candidates = [p]
+    candidates = [run_dir / p, p]
     root = storage_root_of(run_dir)
     if root is not None:
         if configured_root and not Path(configured_root).is_absolute():
