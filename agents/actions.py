@@ -1,12 +1,12 @@
-"""The action grammar and its parser. Any text becomes an Action: text that
-does not follow the grammar becomes a recorded fallback (parse_ok=False),
-never an exception.
+"""The lenient parser of actions. Any text becomes an Action: text that does
+not follow the action grammar (agents.grammar, which owns the verbs and their
+arguments) becomes a recorded fallback (parse_ok=False), never an exception.
 
-Grammar (one line, verb case-insensitive, optional "Action:" prefix):
-    MOVE <location>      go to one of the world's locations
-    SAY <text>           speak to the agents in the same event
-    WORK <text>          work on one's goal
-    REST                 do nothing for a while
+With constrained decoding every output is a sentence of the grammar and parses;
+the parser is the safety net for free text (inference.constrained: false, or a
+backend without constraints) and keeps counting failures. It is more lenient
+than the grammar: any case, an "Action:" prefix, "GO" for MOVE, "the Community
+Center." for community_center, the first line with a verb among other lines.
 Fallback: free text becomes SAY (parse_ok=False); empty text becomes IDLE."""
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-ActionKind = Literal["MOVE", "SAY", "WORK", "REST", "IDLE"]
-ACTION_KINDS: tuple[str, ...] = ("MOVE", "SAY", "WORK", "REST", "IDLE")
-MAX_CONTENT_CHARS = 500
+from agents.grammar import ACTION_KINDS, MAX_CONTENT_CHARS, VERBS, ActionKind, verb
+
+__all__ = ["ACTION_KINDS", "MAX_CONTENT_CHARS", "Action", "clean_text", "match_location", "parse"]
+
+_SPELLINGS = "|".join(n.lower() for v in VERBS for n in (v.name, *v.aliases))
 _VERB_RE = re.compile(
-    r"^[\W_]*(?:action\s*[:\-]\s*)?(move|go|say|work|rest)\b[\s*:\-]*(.*)$", re.IGNORECASE
+    rf"^[\W_]*(?:action\s*[:\-]\s*)?({_SPELLINGS})\b[\s*:\-]*(.*)$", re.IGNORECASE
 )
 _MOVE_FILLER = re.compile(r"^(?:to\s+)?(?:the\s+)?", re.IGNORECASE)
 
@@ -50,17 +51,14 @@ def parse(text: str, locations: Sequence[str]) -> Action:
         m = _VERB_RE.match(line.strip())
         if not m:
             continue
-        verb, arg = m.group(1).upper(), clean_text(m.group(2)).strip("\"' ")
-        if verb in ("MOVE", "GO"):
+        v, arg = verb(m.group(1)), clean_text(m.group(2)).strip("\"' ")
+        if v.argument == "place":
             target = match_location(arg, locations)
             if target is not None:
-                return Action(kind="MOVE", target=target, content="", parse_ok=True)
-        elif verb == "SAY" and arg:
-            return Action(kind="SAY", target=None, content=arg, parse_ok=True)
-        elif verb == "WORK":
-            return Action(kind="WORK", target=None, content=arg, parse_ok=True)
-        elif verb == "REST":
-            return Action(kind="REST", target=None, content="", parse_ok=True)
+                return Action(kind=v.name, target=target, content="", parse_ok=True)
+        elif v.argument == "none" or arg or v.argument == "optional_text":
+            content = "" if v.argument == "none" else arg
+            return Action(kind=v.name, target=None, content=content, parse_ok=True)
         break  # a verb with a bad argument: the whole text is the fallback
     content = clean_text(raw)
     if content:

@@ -13,7 +13,8 @@ from agents.typing import Backend
 @dataclass(frozen=True, kw_only=True)
 class BackendSpec:
     """What building a backend reads: four config sections and where caches
-    (converted models, steering vectors) live."""
+    (converted models, steering vectors) live. The mock reads steering
+    (enabled, strength) and inference.constrained too."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     optimization: OptimizationConfig = field(default_factory=OptimizationConfig)
@@ -24,7 +25,7 @@ class BackendSpec:
 
 def build_backend(spec: BackendSpec) -> Backend:
     if spec.model.backend == "mock":
-        return MockBackend()
+        return MockBackend(steering=spec.steering, constrained=spec.inference.constrained)
     from agents.hf_backend import build_hf_backend  # torch and transformers load here
 
     return build_hf_backend(spec)

@@ -48,6 +48,9 @@ class InferenceConfig(Section):
     temperature: float = Field(default=0.8, ge=0.0, le=5.0)  # 0 = greedy
     top_p: float = Field(default=0.9, gt=0.0, le=1.0)
     max_prompt_tokens: PositiveInt = 1024  # longer prompts are truncated from the left
+    # decode under the answer's grammar (agents.grammar) with llguidance, so every
+    # action and reflection has the grammar's form; false = free text + the parser
+    constrained: bool = True
 
     def tokens_for(self, kind: str) -> int:
         return getattr(self.max_new_tokens_by_action, kind, None) or self.max_new_tokens

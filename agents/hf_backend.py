@@ -8,6 +8,11 @@ its own `max_new_tokens`. Sampling (temperature, top-p) uses Gumbel-max with
 noise hashed from (request seed, step, token id), so a row's output depends
 only on its own request, never on its batch mates or on a global RNG.
 Steering: the row's trait coefficients set its delta in `SteeringHooks`.
+Constraints (inference.constrained): a row whose request carries a grammar is
+masked, step by step, to the tokens that keep it inside that grammar
+(agents.constraint); it also stops when its grammar is complete. Each step
+has exactly one host sync: the sampled ids, which the matchers and the stop
+rules (EOS, budget, grammar complete) read on the host.
 
 This module owns decoding and the backend contract; loading lives in
 agents.model_loading, vectors and hooks in agents.steering."""
@@ -26,6 +31,7 @@ import torch
 
 from agents.backends import BackendSpec
 from agents.config import InferenceConfig, SteeringConfig
+from agents.constraint import GrammarCompiler, GrammarConstraint, apply_bitmask
 from agents.model_loading import LoadedModel, describe_loaded, load_model
 from agents.steering.chat import (
     digit_token_ids,
@@ -103,8 +109,17 @@ class HFBackend:
             self.hooks = SteeringHooks(self.model, vectors, steering.strength)
         self.device = next(self.model.parameters()).device
         eos = {self.tokenizer.eos_token_id, *_as_list(self.model.generation_config.eos_token_id)}
-        self.eos = torch.tensor(sorted(e for e in eos if e is not None), device=self.device)
+        self.eos_ids = frozenset(int(e) for e in eos if e is not None)
         self.pad_id = int(self.tokenizer.pad_token_id)
+        self.grammars: GrammarCompiler | None = None
+        if inference.constrained:
+            self.grammars = GrammarCompiler(
+                self.tokenizer,
+                vocab_size=int(self.model.config.vocab_size),
+                eos_ids=sorted(self.eos_ids),
+            )
+            # the mask kernel compiles itself on first use (seconds on CUDA): not in tick 0
+            self.grammars.warm_up(self.device, next(self.model.parameters()).dtype)
         params = inspect.signature(self.model.forward).parameters
         self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
         # transformers 5.24 renamed `past_key_values` to `cache` (the old name goes in 5.40)
@@ -136,20 +151,25 @@ class HFBackend:
         self.hooks.set_token_mask(mask)  # prefill: padding stays unsteered
         return self.hooks
 
+    def _constraint(self, requests: Sequence[Request]) -> GrammarConstraint | None:
+        """The batch's grammar masks, or None when nothing is constrained."""
+        if self.grammars is None or all(r.grammar is None for r in requests):
+            return None
+        return self.grammars.constraint([r.grammar for r in requests])
+
     @torch.no_grad()
     def _generate_batch(self, requests: list[Request]) -> list[Generation]:
         t0 = time.perf_counter()
         prompts = [self._prompt_ids(r.prompt) for r in requests]
         ids, mask, pos = (t.to(self.device) for t in left_pad(prompts, self.pad_id))  # (B, T)
         n = len(requests)
-        budgets = torch.tensor([r.max_new_tokens for r in requests], device=self.device)  # (B,)
+        budgets = [r.max_new_tokens for r in requests]
         seeds = torch.tensor([r.seed & (2**63 - 1) for r in requests], device=self.device)  # (B,)
-        max_new = int(budgets.max())
-        tokens = torch.full((n, max_new), self.pad_id, dtype=torch.long, device=self.device)
-        produced = torch.zeros(n, dtype=torch.long, device=self.device)  # (B,)
-        done = torch.zeros(n, dtype=torch.bool, device=self.device)  # (B,)
+        constraint = self._constraint(requests)
+        bitmask = self.grammars.allocate(n) if constraint is not None else None  # (B, V/32) host
+        tokens: list[list[int]] = [[] for _ in range(n)]
         finished_at = [0.0] * n
-        n_done = 0
+        active = list(range(n))  # rows still generating; finished rows run on, ignored
         with self._steer([r.traits for r in requests], mask):
             out = self.model(
                 input_ids=ids,
@@ -160,19 +180,24 @@ class HFBackend:
             )
             if self.hooks is not None:
                 self.hooks.set_token_mask(None)  # generated tokens: every row steered
-            for step in range(max_new):
-                nxt = sample_next(out.logits[:, -1], seeds, step, self.temperature, self.top_p)
-                nxt = torch.where(done, self.pad_id, nxt)  # (B,)
-                tokens[:, step] = nxt
-                produced += (~done).long()
-                newly = ~done & (torch.isin(nxt, self.eos) | (produced >= budgets))
-                done |= newly
+            for step in range(max(budgets)):
+                logits = out.logits[:, -1]  # (B, V)
+                if constraint is not None:
+                    constraint.fill(bitmask, active)  # host, Rust threads
+                    apply_bitmask(logits, bitmask.to(self.device, non_blocking=True))
+                nxt = sample_next(logits, seeds, step, self.temperature, self.top_p)  # (B,)
+                host = nxt.tolist()  # the one host sync per step
+                complete = constraint.consume(host, active) if constraint is not None else set()
                 now = time.perf_counter() - t0
-                finished = newly.nonzero().flatten().tolist()  # the one host sync per step
-                for b in finished:
-                    finished_at[b] = now
-                n_done += len(finished)
-                if n_done == n:  # counted on the host: no second sync for done.all()
+                still = []
+                for b in active:
+                    tokens[b].append(host[b])
+                    if host[b] in self.eos_ids or len(tokens[b]) >= budgets[b] or b in complete:
+                        finished_at[b] = now
+                    else:
+                        still.append(b)
+                active = still
+                if not active:
                     break
                 mask = torch.cat([mask, mask.new_ones(n, 1)], dim=1)  # (B, T+step+1)
                 pos = pos[:, -1:] + 1  # (B, 1)
@@ -186,13 +211,12 @@ class HFBackend:
         layers = tuple(self.hooks.layers) if self.hooks is not None else ()
         gens = []
         for b, req in enumerate(requests):
-            k = int(produced[b])
-            text = self.tokenizer.decode(tokens[b, :k].tolist(), skip_special_tokens=True)
+            text = self.tokenizer.decode(tokens[b], skip_special_tokens=True)
             gens.append(
                 Generation(
                     text=text.strip(),
                     prompt_tokens=len(prompts[b]),
-                    completion_tokens=k,
+                    completion_tokens=len(tokens[b]),
                     latency_s=finished_at[b],
                     steer=req.traits if self.hooks is not None else Traits(),
                     steer_layers=layers,
@@ -245,6 +269,8 @@ class HFBackend:
             **describe_loaded(self.lm),
             "temperature": self.temperature,
             "top_p": self.top_p,
+            "constrained": self.grammars is not None,
+            "grammar_library": self.grammars.library if self.grammars is not None else None,
             "steering": steering,
         }
 

@@ -1,21 +1,40 @@
 """A language backend without a model: deterministic per request seed,
-instant, and its output follows the action grammar and visibly depends on the
-traits (extraverts talk more and longer, conscientious agents keep working on
-their goal, open agents wander, agreeable and neurotic agents sound like it).
-It reads the places, goal and companions from the prompt, as a model would."""
+instant, and honest about steering. Its answers are sentences of the
+request's grammar (agents.grammar): actions for the world's locations, PLAN
+and INSIGHT lines for a reflection.
+
+Steering works as in a real backend, through coefficient x strength: with
+steering on, extraversion raises SAY, conscientiousness WORK, openness MOVE
+and neuroticism REST (ACTION_GAIN log-odds per unit of coefficient x
+strength), and the traits colour what is said; with steering off, or at
+strength 0, every agent behaves alike and the recorded steer_* are 0. It reads
+the goal and the companions from the prompt, as a model would. Without a
+grammar constraint (inference.constrained: false) a small share of answers is
+malformed, like a small model's, so that the parser's safety net is exercised."""
 
 from __future__ import annotations
 
+import hashlib
+import math
 import random
 import re
 import time
 from collections.abc import Sequence
 
-from agents.typing import Generation, Request
+import numpy as np
 
-_PLACES_RE = re.compile(r"go to one of: (.+)$", re.MULTILINE)
+from agents.config import SteeringConfig
+from agents.grammar import ActionGrammar, ReflectionGrammar
+from agents.typing import TRAITS, Generation, KeyedStatement, Message, Request, Traits
+
 _GOAL_RE = re.compile(r"^Your goal: (.+?)\.?$", re.MULTILINE)
 _WITH_RE = re.compile(r"^With you: (.+?)\.$", re.MULTILINE)
+
+# Log-odds per unit of coefficient x strength: at the default strength 0.17
+# a trait at +-1 moves its action's log-odds by about +-1.7.
+ACTION_GAIN = 10.0
+MALFORMED_RATE = 0.03  # share of malformed answers without a grammar constraint
+_FREE = ReflectionGrammar()
 
 _WARM = [
     "It's so good to see you!",
@@ -44,6 +63,18 @@ _CALM = ["Things are fine, really.", "No need to hurry."]
 _SMALL_TALK = ["Nice weather today.", "The market was busy this morning.", "Have you eaten yet?"]
 
 
+# Statement scores (steersim interview): the log-probability gained per unit of
+# tanh(coefficient x strength x ACTION_GAIN) by a statement keyed to that pole.
+STATEMENT_GAIN = 1.0
+_MEMORY_RE = re.compile(r"^- (.+)$", re.MULTILINE)
+
+
+def _hash01(text: str) -> float:
+    """A stable number in [0, 1) from text (the same in every process)."""
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2.0**64
+
+
 def _unit(x: float) -> float:
     """[-1, 1] -> [0, 1]."""
     return (x + 1.0) / 2.0
@@ -52,8 +83,20 @@ def _unit(x: float) -> float:
 class MockBackend:
     name = "mock"
 
-    def __init__(self, *, malformed_rate: float = 0.03) -> None:
-        self.malformed_rate = malformed_rate
+    def __init__(
+        self,
+        *,
+        steering: SteeringConfig | None = None,
+        constrained: bool = True,
+        malformed_rate: float | None = None,
+    ) -> None:
+        steering = steering if steering is not None else SteeringConfig()
+        self.steering_enabled = steering.enabled
+        self.strength = steering.strength if steering.enabled else 0.0
+        self.constrained = constrained
+        self.malformed_rate = (
+            malformed_rate if malformed_rate is not None else 0.0 if constrained else MALFORMED_RATE
+        )
         self.calls = 0  # generate() calls, for tests that check batching
 
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
@@ -62,77 +105,126 @@ class MockBackend:
         for req in requests:
             start = time.perf_counter()
             text = self._respond(req)
-            words = text.split()
-            words = words[: max(1, req.max_new_tokens)]  # honour the token budget
-            text = " ".join(words) if len(words) < len(text.split()) else text
+            words = text.split(" ")
+            if len(words) > req.max_new_tokens:  # honour the token budget (a word a token)
+                text = " ".join(words[: max(1, req.max_new_tokens)])
             out.append(
                 Generation(
                     text=text,
                     prompt_tokens=len(req.prompt_text().split()),
-                    completion_tokens=len(words),
+                    completion_tokens=min(len(words), req.max_new_tokens),
                     latency_s=time.perf_counter() - start,
-                    steer=req.traits,
+                    steer=req.traits if self.steering_enabled else Traits(),
                 )
             )
         return out
 
     def describe(self) -> dict:
-        return {"backend": self.name}
+        return {
+            "backend": self.name,
+            "constrained": self.constrained,
+            "steering": {"enabled": self.steering_enabled, "strength": self.strength},
+        }
 
     def close(self) -> None:
         pass
 
+    def statement_logprobs(
+        self,
+        prompts: Sequence[tuple[Message, ...]],
+        statements: Sequence[KeyedStatement],
+        traits: Sequence[Traits],
+    ) -> np.ndarray:
+        """agents.typing.StatementScorer without a model: a statement's base
+        likelihood (from its text), a small context term (from the whole chat)
+        and, under steering, STATEMENT_GAIN x key x the steered pole of the
+        trait it measures. Deterministic; flat in the traits with steering off."""
+        out = np.empty((len(prompts), len(statements)))
+        for i, (prompt, t) in enumerate(zip(prompts, traits, strict=True)):
+            tone = dict(zip(TRAITS, (math.tanh(x) for x in self.effective(t)), strict=True))
+            context = "\n".join(m.content for m in prompt)
+            for j, s in enumerate(statements):
+                base = -2.0 - 2.0 * _hash01(s.text)
+                jitter = 0.2 * (_hash01(context + "\0" + s.text) - 0.5)
+                out[i, j] = base + jitter + STATEMENT_GAIN * s.key * tone.get(s.trait, 0.0)
+        return out
+
+    def effective(self, traits: Traits) -> tuple[float, ...]:
+        """Per trait, coefficient x strength x ACTION_GAIN: what steering does
+        to this agent (all 0 with steering off)."""
+        return tuple(ACTION_GAIN * self.strength * v for v in traits.as_tuple())
+
+    def action_weights(self, traits: Traits, kind: str) -> dict[str, float]:
+        """Unnormalised probabilities of SAY, WORK, MOVE, REST for one request."""
+        e, _a, c, o, n = self.effective(traits)
+        logits = {
+            "SAY": e + (1.0 if kind == "encounter" else -1.0),
+            "WORK": c,
+            "MOVE": o - 0.3,
+            "REST": n - 0.7,
+        }
+        top = max(logits.values())
+        return {k: math.exp(v - top) for k, v in logits.items()}
+
     def _respond(self, req: Request) -> str:
         rng = random.Random(req.seed)
-        t = req.traits
+        tone = tuple(math.tanh(x) for x in self.effective(req.traits))  # (E, A, C, O, N) in (-1, 1)
         prompt = req.prompt_text()
         goal = (_GOAL_RE.search(prompt) or [None, "my goal"])[1]
         if req.kind == "reflection":
-            return self._reflect(rng, t, goal)
-        if rng.random() < self.malformed_rate * (1.5 - _unit(t.C)):
+            grammar = req.grammar if isinstance(req.grammar, ReflectionGrammar) else _FREE
+            return self._reflect(tone, goal, grammar)
+        if req.kind == "interview":
+            return self._answer(rng, tone, prompt)
+        if rng.random() < self.malformed_rate * (1.5 - _unit(tone[2])):
             return rng.choice(["hmm... not sure", "", "I think that I would maybe", "MOVE nowhere"])
-        places = [p.strip() for p in (_PLACES_RE.search(prompt) or [None, "home"])[1].split(",")]
-        talk = 0.5 + 3.0 * _unit(t.E) + (1.5 if req.kind == "encounter" else -0.3)
-        work = 0.3 + 2.5 * _unit(t.C)
-        move = 0.2 + 1.8 * _unit(t.O)
-        rest = 0.1 + 1.2 * _unit(t.N) * (1.0 - 0.5 * _unit(t.E))
-        kind = rng.choices(["SAY", "WORK", "MOVE", "REST"], weights=[talk, work, move, rest])[0]
+        grammar = req.grammar if isinstance(req.grammar, ActionGrammar) else None
+        weights = self.action_weights(req.traits, req.kind)
+        if grammar is None:  # no locations known: nowhere to go
+            weights["MOVE"] = 0.0
+        kind = rng.choices(list(weights), weights=list(weights.values()))[0]
         if kind == "SAY":
-            return "SAY " + self._speech(rng, req, prompt)
-        if kind == "WORK":
-            if rng.random() < _unit(t.C):
-                return f"WORK I keep working on my plan to {goal}."
-            return f"WORK I start on {goal}, but get distracted."
-        if kind == "MOVE":
-            return f"MOVE {rng.choice(places)}"
-        return "REST"
+            text = self._speech(rng, tone, prompt)
+        elif kind == "WORK":
+            if rng.random() < _unit(tone[2]):
+                text = f"I keep working on my plan to {goal}."
+            else:
+                text = f"I start on {goal}, but get distracted."
+        elif kind == "MOVE":
+            text = rng.choice(grammar.locations)
+        else:
+            text = ""
+        return grammar.format(kind, text) if grammar is not None else f"{kind} {text}".strip()
 
-    def _speech(self, rng: random.Random, req: Request, prompt: str) -> str:
-        t = req.traits
+    def _answer(self, rng: random.Random, tone: tuple[float, ...], prompt: str) -> str:
+        """A free interview answer: trait-coloured talk, and what it remembers first."""
+        memories = _MEMORY_RE.findall(prompt)
+        said = self._speech(rng, tone, "")
+        return f"{said} I keep thinking of this: {memories[0]}" if memories else said
+
+    def _speech(self, rng: random.Random, tone: tuple[float, ...], prompt: str) -> str:
+        e, a, _c, o, n = tone
         companions = (_WITH_RE.search(prompt) or [None, ""])[1].split(", ")
-        n = 1 + round(3 * _unit(t.E) + rng.random())
+        count = 1 + round(3 * _unit(e) + rng.random())
         pools = [
-            (_WARM if t.A >= 0 else _COLD, 0.5 + 2 * abs(t.A)),
-            (_OPEN, 0.2 + 2 * max(t.O, 0.0)),
-            (_ANXIOUS if t.N >= 0 else _CALM, 0.2 + 2 * abs(t.N)),
+            (_WARM if a >= 0 else _COLD, 0.5 + 2 * abs(a)),
+            (_OPEN, 0.2 + 2 * max(o, 0.0)),
+            (_ANXIOUS if n >= 0 else _CALM, 0.2 + 2 * abs(n)),
             (_SMALL_TALK, 0.5),
         ]
         sentences: list[str] = []
-        for _ in range(n):
+        for _ in range(count):
             pool = rng.choices([p for p, _ in pools], weights=[w for _, w in pools])[0]
             fresh = [s for s in pool if s not in sentences]
             if fresh:
                 sentences.append(rng.choice(fresh))
         who = rng.choice(companions) if companions[0] else ""
-        greeting = f"{who}, " if who and t.E > 0 else ""
+        greeting = f"{who}, " if who and e > 0 else ""
         return greeting + " ".join(sentences)
 
-    def _reflect(self, rng: random.Random, t, goal: str) -> str:
-        mood = "hopeful" if t.N < 0 else "uneasy"
-        social = "People here matter to me." if t.A > 0 else "I should rely on myself."
-        focus = (
-            f"Tomorrow I will make real progress on: {goal}."
-            if t.C > 0
-            else f"Maybe I will get to {goal} later."
-        )
-        return f"INSIGHT I feel {mood} about how things are going.\nINSIGHT {social}\nPLAN {focus}"
+    def _reflect(self, tone: tuple[float, ...], goal: str, grammar: ReflectionGrammar) -> str:
+        _e, a, c, _o, n = tone
+        mood = "uneasy" if n > 0 else "hopeful"
+        social = "People here matter to me." if a >= 0 else "I should rely on myself."
+        plan = f"make real progress on: {goal}." if c >= 0 else f"maybe get to {goal} later."
+        return grammar.format(plan, [f"I feel {mood} about how things are going.", social])

@@ -6,15 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from agents.grammar import action_grammar
 from agents.typing import Message, Request, RequestKind, Traits
-
-ACTION_HELP = (
-    "Reply with exactly one action on one line, one of:\n"
-    "MOVE <place> - go to one of: {places}\n"
-    "SAY <words> - speak to the people with you\n"
-    "WORK <what you do> - work on your goal\n"
-    "REST - take a break"
-)
 
 
 def system_prompt(
@@ -26,7 +19,7 @@ def system_prompt(
     ]
     if plan:
         lines.append(f"Your current plan: {plan}")
-    lines.append(ACTION_HELP.format(places=", ".join(places)))
+    lines.append(action_grammar(tuple(places)).help_text())
     return "\n".join(lines)
 
 
@@ -81,4 +74,5 @@ def action_request(
         max_new_tokens=max_new_tokens,
         seed=seed,
         kind=kind,
+        grammar=action_grammar(tuple(places)),
     )

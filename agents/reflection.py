@@ -1,7 +1,9 @@
 """Lazy reflection (after Park et al. 2023): every `reflect_every_n_ticks`
 ticks, and optionally when the importance an agent has lived through since it
 last reflected passes a threshold, each agent that has new memories looks at
-its recent ones and writes a few INSIGHT lines and a PLAN line. All agents due
+its recent ones and writes a PLAN line and a few INSIGHT lines (the shape is
+agents.grammar.ReflectionGrammar's; with constrained decoding the answer
+always has it, so the plan is always a plan). All agents due
 in a tick reflect in ONE batched generate. Insights become reflection memories;
 the plan goes back to the caller, which keeps it in the world so that the
 agent's next prompts show it.
@@ -19,13 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agents.actions import clean_text
+from agents.grammar import MAX_INSIGHTS, MAX_LINE_CHARS, ReflectionGrammar
 from agents.seeding import REFLECTION, derive_seed
 from agents.typing import Backend, Generation, Message, Person, ReflectiveMemory, Request
 
 log = logging.getLogger(__name__)
 
-MAX_INSIGHTS = 3
-MAX_LINE_CHARS = 200
+GRAMMAR = ReflectionGrammar(max_insights=MAX_INSIGHTS)
 RECENT_MEMORIES = 12  # memories shown in a reflection prompt
 
 _INTENT_RE = re.compile(
@@ -130,12 +132,7 @@ def reflection_prompt(person: Person, memories: Sequence[str], tick: int) -> tup
     user.extend(f"- {m}" for m in memories)
     if not memories:
         user.append("- (nothing notable)")
-    user += [
-        "What do these memories tell you, and what will you do next? Answer with up to "
-        "three lines that start with INSIGHT: and then one line that starts with PLAN:.",
-        "INSIGHT: I ...",
-        "PLAN: I will ...",
-    ]
+    user += ["What will you do next, and what do these memories tell you?", GRAMMAR.help_text()]
     return (
         Message(role="system", content="\n".join(system)),
         Message(role="user", content="\n".join(user)),
@@ -186,6 +183,7 @@ class Reflector:
                 max_new_tokens=self.max_new_tokens,
                 seed=derive_seed(self.run_seed, REFLECTION, tick, p.index),
                 kind="reflection",
+                grammar=GRAMMAR,
             )
             for p in people
         ]

@@ -65,16 +65,32 @@ class Message:
     content: str
 
 
+@runtime_checkable
+class OutputGrammar(Protocol):
+    """The form an answer must take (agents.grammar's ActionGrammar and
+    ReflectionGrammar): a backend that can, constrains its decoding to it."""
+
+    def lark(self) -> str:
+        """The grammar in llguidance's Lark dialect."""
+        ...
+
+    def matches(self, text: str) -> bool:
+        """Whether `text` is exactly a sentence of the grammar."""
+        ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class Request:
     """One generation asked of a backend: a chat prompt, the personality to
-    steer it with, a token budget and the seed that makes it reproducible."""
+    steer it with, a token budget, the seed that makes it reproducible and
+    the grammar its answer must follow (None: free text)."""
 
     prompt: tuple[Message, ...]
     traits: Traits
     max_new_tokens: int
     seed: int
     kind: RequestKind = "solo"
+    grammar: OutputGrammar | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
