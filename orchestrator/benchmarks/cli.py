@@ -184,6 +184,61 @@ def gpu(
     _emit(result, json_dest, table)
 
 
+@app.command()
+def distributed(
+    cases: Annotated[
+        str, typer.Option(help="Cases, comma separated: data-1b, tensor-8b, tensor-70b.")
+    ] = "data-1b,tensor-8b,tensor-70b",
+    new_tokens: Annotated[int, typer.Option(min=1)] = 128,
+    repeats: Annotated[int, typer.Option(min=1)] = 2,
+    device: Annotated[str | None, typer.Option(help="Default: cuda when present.")] = None,
+    arch: Annotated[
+        str | None, typer.Option(help="Override every case's architecture (e.g. tiny).")
+    ] = None,
+    requests: Annotated[
+        int | None, typer.Option(min=1, help="Override every case's requests per tick.")
+    ] = None,
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option(metavar="DIR", help="Tokenizer folder (as for the gpu benchmark)."),
+    ] = None,
+    json_dest: JsonOption = None,
+) -> None:
+    """Distributed runs: s/tick on 1 rank vs 2 (data mode, 1B shape, 512 requests;
+    tensor mode, 8B shape, 32 requests) and a 70B shape on 2 ranks
+    (`--arch tiny --device cpu --requests 8 --new-tokens 4` is a CPU smoke run)."""
+    from orchestrator.benchmarks.distributed import CASES, bench_distributed
+
+    names = [c.strip() for c in cases.split(",") if c.strip()]
+    unknown = [c for c in names if c not in CASES]
+    if unknown or not names:
+        raise SteersimError(f"--cases takes {', '.join(CASES)}; got {cases!r}")
+    result = bench_distributed(
+        cases=names,
+        new_tokens=new_tokens,
+        repeats=repeats,
+        device=device,
+        tokenizer=tokenizer,
+        arch=arch,
+        requests=requests,
+    )
+    table = [
+        f"{result['gpu_name'] or result['device']}, tokenizer {result['tokenizer']}",
+        f"{'case':11} {'arch':10} {'req':>4} {'ranks':>5} {'s/tick':>8} {'tok/s':>9} "
+        f"{'x 1 rank':>8} {'comm s':>7} {'GiB':>6}",
+    ]
+    for r in result["rows"]:
+        head = f"{r['name']:11} {r['arch']:10} {r['requests']:>4} {r['world_size']:>5}"
+        if "tick_s" not in r:
+            table.append(f"{head} {r.get('skipped') or r.get('error')}")
+            continue
+        table.append(
+            f"{head} {r['tick_s']:>8} {r['tokens_per_s']:>9} {r.get('speedup_vs_1') or '':>8} "
+            f"{r['comm_s_per_tick']:>7} {r['peak_gpu_gib'] or '':>6}"
+        )
+    _emit(result, json_dest, table)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run_app(app)
