@@ -121,3 +121,48 @@ def test_save_prompts_false_writes_no_prompts(tmp_path: Path) -> None:
     assert not list((run / "prompts").glob("*.parquet"))
     assert len(list((run / "memories").glob("tick_*.parquet"))) == 3
     assert len(list((run / "positions").glob("tick_*.parquet"))) == 3
+
+
+class PlainMemory:
+    """A MemoryStore without ids or scores (only the contract's methods)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, list[str]] = {}
+
+    def add(self, agent_id: str, tick: int, text: str, kind: str) -> None:
+        self.items.setdefault(agent_id, []).append(text)
+
+    def end_tick(self, tick: int) -> None: ...
+
+    def retrieve(self, queries: dict[str, str], tick: int) -> dict[str, list[str]]:
+        return {a: self.items.get(a, [])[-2:] for a in queries}
+
+    def get_state(self) -> dict:
+        return {}
+
+    def set_state(self, state: dict) -> None: ...
+
+
+def test_a_memory_store_without_ids_still_records_prompts() -> None:
+    from agents.mock_backend import MockBackend
+    from agents.typing import RecordedMemory
+    from orchestrator.assemble import engine_settings
+    from orchestrator.config_schema import RunConfig
+    from orchestrator.engine import Simulation
+    from orchestrator.population import build_agents
+    from orchestrator.world import World
+
+    cfg = RunConfig(run_id="p", population={"agents": 6}, model={"backend": "mock"})
+    memory = PlainMemory()
+    assert not isinstance(memory, RecordedMemory)
+    world = World(cfg.world.locations, build_agents(cfg.population, cfg.world, cfg.seed))
+    sim = Simulation(
+        settings=engine_settings(cfg), world=world, backend=MockBackend(), memory=memory
+    )
+    results = [sim.step() for _ in range(3)]
+    last = results[-1]
+    assert len(last.prompts) == len(last.rows) > 0
+    assert all(p.memory_ids == [] and p.memory_scores == [] for p in last.prompts)
+    assert any("You remember:" in p.user for p in last.prompts)  # the memories are still shown
+    assert all(r.memories == [] for r in results)
+    assert set(last.positions) == {a.id for a in world.agents}
