@@ -10,17 +10,23 @@ from agents.grammar import action_grammar
 from agents.typing import Message, Request, RequestKind, Traits
 
 
-def system_prompt(
-    *, name: str, age: int, home: str, goal: str, plan: str | None, places: Sequence[str]
-) -> str:
+def persona_prompt(*, name: str, age: int, home: str, goal: str, plan: str | None) -> str:
+    """Who the agent is and what it is after: the system turn without the
+    action instructions (an interview asks it other things)."""
     lines = [
         f"You are {name}, a {age}-year-old who lives in a small town; your home is the {home}.",
         f"Your goal: {goal}.",
     ]
     if plan:
         lines.append(f"Your current plan: {plan}")
-    lines.append(action_grammar(tuple(places)).help_text())
     return "\n".join(lines)
+
+
+def system_prompt(
+    *, name: str, age: int, home: str, goal: str, plan: str | None, places: Sequence[str]
+) -> str:
+    persona = persona_prompt(name=name, age=age, home=home, goal=goal, plan=plan)
+    return persona + "\n" + action_grammar(tuple(places)).help_text()
 
 
 def situation_prompt(

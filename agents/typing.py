@@ -19,7 +19,8 @@ TRAIT_NAMES: dict[str, str] = {
     "N": "neuroticism",
 }
 
-RequestKind = Literal["solo", "encounter", "reflection"]
+# interview: a question put to an agent after (or outside) the run (steersim interview)
+RequestKind = Literal["solo", "encounter", "reflection", "interview"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,6 +232,33 @@ class ReflectiveMemory(Protocol):
     def last_reflection(self, agent_id: str) -> int: ...
 
     def mark_reflected(self, agent_id: str, tick: int) -> None: ...
+
+
+class KeyedStatement(Protocol):
+    """A questionnaire statement (agents.steering.data.QuestionnaireItem fits):
+    its text, the trait it measures and its key (+1: agreeing means high)."""
+
+    text: str
+    trait: str
+    key: int
+
+
+@runtime_checkable
+class StatementScorer(Protocol):
+    """The statement-likelihood measure in any context: for each row, the mean
+    per-token log-probability of each statement as the assistant's reply to
+    that row's chat, under that row's steering. Only the statements' text
+    reaches a model; the mock backend, which has no model, uses their
+    trait and key instead."""
+
+    def statement_logprobs(
+        self,
+        prompts: Sequence[tuple[Message, ...]],
+        statements: Sequence[KeyedStatement],
+        traits: Sequence[Traits],
+    ) -> np.ndarray:
+        """(len(prompts), len(statements)) float64."""
+        ...
 
 
 @runtime_checkable

@@ -370,6 +370,57 @@ def _vectors_hash(model_record: dict[str, Any]) -> str | None:
     return (model_record.get("steering") or {}).get("vectors_hash")
 
 
+# -- a run's state, for reading (steersim interview) -----------------------------
+
+
+@dataclass(kw_only=True)
+class RunState:
+    """A run as its last checkpoint left it, with its backend rebuilt from the
+    manifest as --resume would rebuild it. Read only: nothing is written to the
+    run folder and no lock is taken."""
+
+    run_id: str
+    seed: int
+    next_tick: int  # ticks completed: the state is the one after tick next_tick - 1
+    world: World
+    memory: MemoryStore
+    backend: Backend
+    vectors_match: bool  # the rebuilt steering vectors hash as the run's did
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def open_run_state(run_path: Path, *, backend: Backend | None = None) -> RunState:
+    """The state of the run at `run_path`; ResumeError (one line) when its
+    manifest or checkpoint is unreadable. Model caches are looked up under the
+    run's own storage root (the folder holding dumps/) when it has one."""
+    run_dir = RunDir(run_path)
+    manifest = read_manifest(run_dir, run_path.name)
+    cfg = validate(manifest["config"], {}, str(run_dir.manifest))
+    if run_path.parent.name == "dumps":
+        storage = cfg.storage.model_copy(update={"root": str(run_path.parent.parent)})
+        cfg = cfg.model_copy(update={"storage": storage})
+    ckpt = CheckpointStore(run_dir.checkpoint).load()
+    inner = backend or build_backend(backend_spec(cfg))
+    try:
+        memory = build_memory(cfg, inner)
+        world = _restore(cfg.run_id, cfg, ckpt, memory)
+        recorded = ckpt.vectors_hash if ckpt else _vectors_hash(manifest.get("model") or {})
+        return RunState(
+            run_id=cfg.run_id,
+            seed=cfg.seed,
+            next_tick=ckpt.next_tick if ckpt else 0,
+            world=world,
+            memory=memory,
+            backend=inner,
+            vectors_match=_vectors_hash(inner.describe()) == recorded,
+        )
+    except BaseException:
+        inner.close()
+        raise
+
+
 def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
     keys = []
     for k in sorted(set(old) | set(new)):

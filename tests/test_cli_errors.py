@@ -76,7 +76,7 @@ def test_subprocess_has_no_traceback(tmp_path):
 def test_help_lists_the_commands():
     proc = cli("--help")
     assert proc.returncode == 0
-    for command in ("run", "view", "analyze", "verify", "sweep", "compare"):
+    for command in ("run", "view", "analyze", "verify", "sweep", "compare", "interview"):
         assert f"  {command} " in proc.stdout
 
 

@@ -128,7 +128,7 @@ def plan_sweep(
     for point in expand(name, axes, repeat_seeds):
         try:
             resolved = load_config(
-                config, overrides + point.overrides() + [f"run_id={point.run_id}"]
+                config, overrides + point.overrides() + [f"run_id='{point.run_id}'"]
             )
         except ConfigError as exc:
             runs.append(
