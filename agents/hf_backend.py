@@ -32,6 +32,8 @@ import torch
 from agents.backends import BackendSpec
 from agents.config import InferenceConfig, SteeringConfig
 from agents.constraint import GrammarCompiler, GrammarConstraint, apply_bitmask
+from agents.decode.backend_path import generate_fast
+from agents.decode.decoder import FastDecoder, fast_decoder_for
 from agents.model_loading import LoadedModel, describe_loaded, load_model
 from agents.steering.chat import (
     digit_token_ids,
@@ -125,6 +127,17 @@ class HFBackend:
         # transformers 5.24 renamed `past_key_values` to `cache` (the old name goes in 5.40)
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self._digit_ids: dict[str, torch.Tensor] = {}
+        # CUDA, a Llama-family model held whole: static cache + graph-replayed step
+        # (agents.decode); None keeps the loop below (CPU, 4-bit, offload; logged once)
+        self.fast: FastDecoder | None = fast_decoder_for(
+            self.model,
+            quantized=lm.quantized,
+            pad_id=self.pad_id,
+            eos_ids=sorted(self.eos_ids),
+            temperature=self.temperature,
+            top_p=self.top_p,
+            hooks=self.hooks,
+        )
 
     # -- prompts -------------------------------------------------------------
 
@@ -140,7 +153,11 @@ class HFBackend:
         """All requests in one batched decode, results in request order. (CUDA
         out-of-memory back-off is a wrapper: agents.oom_backoff.)"""
         requests = list(requests)
-        return self._generate_batch(requests) if requests else []
+        if not requests:
+            return []
+        if self.fast is not None:
+            return generate_fast(self, requests)
+        return self._generate_batch(requests)
 
     def _steer(
         self, traits: Sequence[Traits], mask: torch.Tensor
@@ -275,6 +292,9 @@ class HFBackend:
         }
 
     def close(self) -> None:
+        if self.fast is not None:
+            self.fast.release()
+        self.fast = None
         self.hooks = None
         self.model = self.lm = None  # drop the references; memory goes with the last one
         if torch.cuda.is_available():

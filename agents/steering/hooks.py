@@ -101,7 +101,10 @@ class SteeringHooks:
         if self._delta and self._delta[0].shape[0] >= batch:
             return
         h = self.vectors.hidden_size
+        old = self._delta
         self._delta = [torch.zeros(batch, h, device=d, dtype=t) for d, t in self._where]
+        for new, prev in zip(self._delta, old, strict=False):  # deltas already set survive
+            new[: prev.shape[0]].copy_(prev)
 
     def set_coefficients(self, coefs: torch.Tensor) -> None:
         """coefs (B, 5) in [-1, 1] -> delta[l] = (coefs * strength * norm[l]) @ V[l]."""
@@ -116,6 +119,12 @@ class SteeringHooks:
             buf.zero_()
             buf[:batch].copy_(d)  # in place: hooks and captured graphs see the new values
 
+    def delta_buffers(self) -> dict[int, torch.Tensor]:
+        """{decoder layer: its (max_batch, H) delta buffer}, for a decode step that
+        adds the deltas itself (agents.decode) rather than through the hooks. The
+        buffers are replaced only when `ensure_batch` grows them."""
+        return dict(zip(self.vectors.layers, self._delta, strict=True))
+
     def set_token_mask(self, mask: torch.Tensor | None) -> None:
         """(B, T) with 1 on real tokens and 0 on padding; None steers every position."""
         self._mask = mask
@@ -124,9 +133,12 @@ class SteeringHooks:
         def hook(module: nn.Module, args: tuple, output):
             hidden = output[0] if isinstance(output, tuple) else output  # (B, T, H)
             batch, seq = hidden.shape[:2]
-            delta = self._delta[i][:batch, None, :].to(hidden.dtype)  # (B, 1, H)
+            # Follow the output: an offloaded block (accelerate) may run on another
+            # device than the one its buffers were made for; a no-op when they agree.
+            delta = self._delta[i][:batch, None, :].to(hidden.device, hidden.dtype)  # (B, 1, H)
             if self._mask is not None:
-                delta = delta * self._mask[:batch, -seq:, None].to(hidden.dtype)  # (B, T, H)
+                mask = self._mask[:batch, -seq:, None].to(hidden.device, hidden.dtype)
+                delta = delta * mask  # (B, T, H)
             hidden = hidden + delta
             return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
@@ -160,9 +172,22 @@ def model_hidden_size(model: nn.Module) -> int:
 
 
 def _param_device_dtype(block: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Where the block's activations live: the device and float dtype of its
-    first floating parameter (4-bit weights are uint8; their norms are not)."""
+    """Where the block's activations live: the device accelerate runs it on when
+    it is dispatched (an offloaded block's parameters sit on `meta` between
+    passes), else the device of its first floating parameter; and that float
+    dtype (4-bit weights are uint8; their norms are not)."""
     params = list(block.parameters())
     floats = [p for p in params if p.dtype.is_floating_point]
     p = floats[0] if floats else params[0]
-    return p.device, p.dtype if p.dtype.is_floating_point else torch.float16
+    device = _execution_device(block) or p.device
+    if device.type == "meta":  # no values can live there; the hook moves them anyway
+        device = torch.device("cpu")
+    return device, p.dtype if p.dtype.is_floating_point else torch.float16
+
+
+def _execution_device(block: nn.Module) -> torch.device | None:
+    """accelerate's execution device for a dispatched block (an int means a CUDA index)."""
+    dev = getattr(getattr(block, "_hf_hook", None), "execution_device", None)
+    if dev is None:
+        return None
+    return torch.device("cuda", dev) if isinstance(dev, int) else torch.device(dev)

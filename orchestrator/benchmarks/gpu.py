@@ -54,8 +54,17 @@ def load_tokenizer(folder: Path) -> tuple[Any, str]:
     return byte_tokenizer(), BYTE_LEVEL
 
 
-def backend_for(model, tok, *, layers: list[int], steer: bool, quantized: bool = False):
-    """An HFBackend over an in-memory model, with random unit steering directions."""
+def backend_for(
+    model,
+    tok,
+    *,
+    layers: list[int],
+    steer: bool,
+    quantized: bool = False,
+    constrained: bool | None = None,
+):
+    """An HFBackend over an in-memory model, with random unit steering directions
+    (`constrained`: inference.constrained, None = its default)."""
     from agents.config import InferenceConfig, SteeringConfig
     from agents.hf_backend import HFBackend
     from agents.model_loading import LoadedModel
@@ -77,7 +86,11 @@ def backend_for(model, tok, *, layers: list[int], steer: bool, quantized: bool =
     )
     return HFBackend(
         lm,
-        inference=InferenceConfig(temperature=0.8, top_p=0.9),
+        inference=InferenceConfig(
+            temperature=0.8,
+            top_p=0.9,
+            **({} if constrained is None else {"constrained": constrained}),
+        ),
         steering=SteeringConfig(enabled=steer, layers=layers, strength=0.2),
         vectors=vectors if steer else None,
     )

@@ -1,0 +1,346 @@
+"""Triton kernels of the one-token decode step, each replacing several small
+PyTorch kernels (the step is a few hundred launches long, so launches count):
+
+- `add_rmsnorm`: residual add (+ an optional per-row steering delta) and RMSNorm;
+- `rope_to_cache`: rotary embedding of q and k at each row's position, k and v
+  written into the static cache at the current slot (read from a device scalar);
+- `decode_attention`: split-K attention of one query token per row over the
+  grouped K/V cache, in place (no repeat of K/V per query head), each row from
+  its own first valid slot to the current one (both read on the device, so a
+  captured graph serves every step), then a combine of the splits;
+- `silu_mul`: the gated MLP's silu(gate) * up.
+
+Rounding follows the PyTorch modules where it is cheap to (the residual adds
+and the norm's weight product round to the model dtype as PyTorch does).
+Every wrapper takes and returns tensors; nothing here knows about models,
+steering or sampling. Importing this module needs triton (CUDA, or the CPU
+interpreter with TRITON_INTERPRET=1 in tests)."""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _add_rmsnorm_kernel(
+    x_ptr,
+    res_ptr,
+    delta_ptr,
+    w_ptr,
+    out_ptr,
+    H,
+    eps,
+    HAS_RES: tl.constexpr,
+    HAS_DELTA: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK)
+    inside = cols < H
+    x = tl.load(x_ptr + row * H + cols, mask=inside, other=0.0)
+    dtype = x.dtype
+    if HAS_RES:  # h = residual + x, rounded to the model dtype as a PyTorch add is
+        r = tl.load(res_ptr + row * H + cols, mask=inside, other=0.0)
+        x = (r.to(tl.float32) + x.to(tl.float32)).to(dtype)
+    if HAS_DELTA:  # the steering hook's add, after the block's own
+        d = tl.load(delta_ptr + row * H + cols, mask=inside, other=0.0).to(dtype)
+        x = (x.to(tl.float32) + d.to(tl.float32)).to(dtype)
+    if HAS_RES or HAS_DELTA:
+        tl.store(res_ptr + row * H + cols, x, mask=inside)  # the residual stream, in place
+    xf = x.to(tl.float32)
+    var = tl.sum(xf * xf, axis=0) / H
+    y = (xf * tl.rsqrt(var + eps)).to(dtype)
+    w = tl.load(w_ptr + cols, mask=inside, other=0.0)
+    tl.store(out_ptr + row * H + cols, (y.to(tl.float32) * w.to(tl.float32)).to(dtype), mask=inside)
+
+
+def add_rmsnorm(
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    weight: torch.Tensor,
+    eps: float,
+    out: torch.Tensor,
+    delta: torch.Tensor | None = None,
+) -> None:
+    """residual <- residual + x (+ delta); out <- rmsnorm(residual) * weight.
+    Without a residual, out <- rmsnorm(x (+ delta)) (x is updated when delta is given)."""
+    batch, hidden = x.shape
+    res = residual if residual is not None else x
+    _add_rmsnorm_kernel[(batch,)](
+        x,
+        res,
+        delta if delta is not None else x,
+        weight,
+        out,
+        hidden,
+        eps,
+        HAS_RES=residual is not None,
+        HAS_DELTA=delta is not None,
+        BLOCK=triton.next_power_of_2(hidden),
+        num_warps=8 if hidden >= 2048 else 4,
+    )
+
+
+@triton.jit
+def _rope_to_cache_kernel(
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    cos_ptr,
+    sin_ptr,
+    pos_ptr,
+    slot_ptr,
+    q_out_ptr,
+    kc_ptr,
+    vc_ptr,
+    s_cb,
+    s_ch,
+    s_cl,
+    HQ: tl.constexpr,
+    HKV: tl.constexpr,
+    D: tl.constexpr,
+):
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    i = tl.arange(0, D)
+    half: tl.constexpr = D // 2
+    partner = tl.where(i < half, i + half, i - half)  # rotate_half's source index
+    sign = tl.where(i < half, -1.0, 1.0)
+    pos = tl.load(pos_ptr + b)
+    slot = tl.load(slot_ptr)
+    cos = tl.load(cos_ptr + pos * D + i).to(tl.float32)
+    sin = tl.load(sin_ptr + pos * D + i).to(tl.float32)
+    if h < HQ:
+        base = q_ptr + (b * HQ + h) * D
+        x = tl.load(base + i)
+        xr = tl.load(base + partner).to(tl.float32) * sign
+        y = x.to(tl.float32) * cos + xr * sin
+        tl.store(q_out_ptr + (b * HQ + h) * D + i, y.to(x.dtype))
+    elif h < HQ + HKV:
+        kh = h - HQ
+        base = k_ptr + (b * HKV + kh) * D
+        x = tl.load(base + i)
+        xr = tl.load(base + partner).to(tl.float32) * sign
+        y = x.to(tl.float32) * cos + xr * sin
+        tl.store(kc_ptr + b.to(tl.int64) * s_cb + kh * s_ch + slot * s_cl + i, y.to(x.dtype))
+    else:
+        vh = h - HQ - HKV
+        x = tl.load(v_ptr + (b * HKV + vh) * D + i)
+        tl.store(vc_ptr + b.to(tl.int64) * s_cb + vh * s_ch + slot * s_cl + i, x)
+
+
+def rope_to_cache(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    pos: torch.Tensor,
+    slot: torch.Tensor,
+    q_out: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+) -> None:
+    """q (B, HQ*D), k and v (B, HKV*D), cos/sin (L, D) tables, pos (B,), slot ()
+    -> q_out (B, HQ*D) rotated; k rotated and v written at `slot` of the caches
+    (B, HKV, L, D), which must share strides."""
+    batch, hkv, _, d = k_cache.shape
+    hq = q.shape[1] // d
+    assert k_cache.stride() == v_cache.stride() and k_cache.stride(-1) == 1
+    _rope_to_cache_kernel[(batch, hq + 2 * hkv)](
+        q,
+        k,
+        v,
+        cos,
+        sin,
+        pos,
+        slot,
+        q_out,
+        k_cache,
+        v_cache,
+        k_cache.stride(0),
+        k_cache.stride(1),
+        k_cache.stride(2),
+        HQ=hq,
+        HKV=hkv,
+        D=d,
+        num_warps=1 if d <= 64 else 2,
+    )
+
+
+@triton.jit
+def _attn_split_kernel(
+    q_ptr,
+    kc_ptr,
+    vc_ptr,
+    start_ptr,
+    slot_ptr,
+    o_ptr,
+    m_ptr,
+    l_ptr,
+    s_cb,
+    s_ch,
+    s_cl,
+    qk_scale,
+    HKV: tl.constexpr,
+    G: tl.constexpr,
+    BLOCK_G: tl.constexpr,
+    D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    SPLITS: tl.constexpr,
+    IEEE: tl.constexpr,
+):
+    bh = tl.program_id(0)
+    sp = tl.program_id(1)
+    b = bh // HKV
+    kvh = bh % HKV
+    start = tl.load(start_ptr + b).to(tl.int32)
+    end = tl.load(slot_ptr).to(tl.int32) + 1
+    chunk = tl.cdiv(tl.cdiv(end - start, SPLITS), BLOCK_N) * BLOCK_N
+    lo = start + sp * chunk
+    hi = tl.minimum(lo + chunk, end)
+    g = tl.arange(0, BLOCK_G)
+    d = tl.arange(0, D)
+    # the G query heads that share this K/V head, padded to a tl.dot-sized tile
+    q_rows = (b * HKV + kvh) * G + g
+    q = tl.load(q_ptr + q_rows[:, None] * D + d[None, :], mask=(g < G)[:, None], other=0.0)
+    m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([BLOCK_G, D], tl.float32)
+    base = b.to(tl.int64) * s_cb + kvh * s_ch  # the pool can pass 2**31 elements
+    for s0 in range(lo, hi, BLOCK_N):
+        n = s0 + tl.arange(0, BLOCK_N)
+        valid = n < hi
+        offs = base + n[:, None] * s_cl + d[None, :]
+        k = tl.load(kc_ptr + offs, mask=valid[:, None], other=0.0)  # (BLOCK_N, D)
+        if IEEE:
+            s = tl.dot(q, tl.trans(k), input_precision="ieee")
+        else:
+            s = tl.dot(q, tl.trans(k))
+        s = tl.where(valid[None, :], s * qk_scale, float("-inf"))  # (BLOCK_G, BLOCK_N), log2
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        p = tl.exp2(s - m_new[:, None])
+        alpha = tl.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(vc_ptr + offs, mask=valid[:, None], other=0.0)  # (BLOCK_N, D)
+        if IEEE:
+            pv = tl.dot(p.to(v.dtype), v, input_precision="ieee")
+        else:
+            pv = tl.dot(p.to(v.dtype), v)
+        acc = acc * alpha[:, None] + pv
+        m_i = m_new
+    part = (bh * SPLITS + sp) * G + g  # (BLOCK_G,)
+    keep = g < G
+    tl.store(o_ptr + part[:, None] * D + d[None, :], acc, mask=keep[:, None])
+    tl.store(m_ptr + part, m_i, mask=keep)
+    tl.store(l_ptr + part, l_i, mask=keep)
+
+
+@triton.jit
+def _attn_combine_kernel(
+    o_ptr,
+    m_ptr,
+    l_ptr,
+    out_ptr,
+    HQ: tl.constexpr,
+    G: tl.constexpr,
+    D: tl.constexpr,
+    SPLITS: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
+    pid = tl.program_id(0)  # b * HQ + h, and h = kv head * G + g
+    b = pid // HQ
+    h = pid % HQ
+    s = tl.arange(0, BLOCK_S)
+    d = tl.arange(0, D)
+    inside = s < SPLITS
+    part = ((b * (HQ // G) + h // G) * SPLITS + s) * G + h % G  # (BLOCK_S,)
+    m = tl.load(m_ptr + part, mask=inside, other=float("-inf"))
+    w = tl.exp2(m - tl.max(m, 0))  # empty splits (m = -inf) weigh 0
+    w = tl.where(inside, w, 0.0)
+    l_sum = tl.sum(tl.load(l_ptr + part, mask=inside, other=0.0) * w, 0)
+    o = tl.load(o_ptr + part[:, None] * D + d[None, :], mask=inside[:, None], other=0.0)
+    y = tl.sum(o * w[:, None], 0) / l_sum
+    tl.store(out_ptr + pid * D + d, y.to(out_ptr.dtype.element_ty))
+
+
+def attention_splits(batch: int, kv_heads: int, sm_count: int) -> int:
+    """Splits of the sequence per (row, K/V head): enough programs to fill the
+    chip about four times over, at most 16."""
+    return max(1, min(16, -(-4 * sm_count // (batch * kv_heads))))
+
+
+def decode_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    start: torch.Tensor,
+    slot: torch.Tensor,
+    scale: float,
+    out: torch.Tensor,
+    work: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> None:
+    """q (B, HQ*D) (one token per row) attends to cache slots start[b]..slot of
+    k_cache/v_cache (B, HKV, L, D) -> out (B, HQ*D). `work` holds the split
+    partials: o (B*HKV*S*G*D,), m and l (B*HKV*S*G,) float32, S = splits."""
+    batch, hkv, _, d = k_cache.shape
+    hq = q.shape[1] // d
+    group = hq // hkv
+    o_part, m_part, l_part = work
+    splits = m_part.numel() // (batch * hkv * group)
+    _attn_split_kernel[(batch * hkv, splits)](
+        q,
+        k_cache,
+        v_cache,
+        start,
+        slot,
+        o_part,
+        m_part,
+        l_part,
+        k_cache.stride(0),
+        k_cache.stride(1),
+        k_cache.stride(2),
+        scale * LOG2E,
+        HKV=hkv,
+        G=group,
+        BLOCK_G=max(16, triton.next_power_of_2(group)),
+        D=d,
+        BLOCK_N=64 if d <= 64 else 32,
+        SPLITS=splits,
+        IEEE=q.dtype == torch.float32,
+        num_warps=4,
+    )
+    _attn_combine_kernel[(batch * hq,)](
+        o_part,
+        m_part,
+        l_part,
+        out,
+        HQ=hq,
+        G=group,
+        D=d,
+        SPLITS=splits,
+        BLOCK_S=max(2, triton.next_power_of_2(splits)),
+        num_warps=1,
+    )
+
+
+@triton.jit
+def _silu_mul_kernel(g_ptr, u_ptr, out_ptr, N, BLOCK: tl.constexpr):
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    inside = i < N
+    g = tl.load(g_ptr + i, mask=inside, other=0.0)
+    u = tl.load(u_ptr + i, mask=inside, other=0.0)
+    gf = g.to(tl.float32)
+    act = (gf / (1.0 + tl.exp(-gf))).to(g.dtype)  # rounded like F.silu's output
+    tl.store(out_ptr + i, (act.to(tl.float32) * u.to(tl.float32)).to(g.dtype), mask=inside)
+
+
+def silu_mul(gate: torch.Tensor, up: torch.Tensor, out: torch.Tensor) -> None:
+    """out <- silu(gate) * up, elementwise (contiguous tensors of one shape)."""
+    n = gate.numel()
+    block = 1024
+    _silu_mul_kernel[(triton.cdiv(n, block),)](gate, up, out, n, BLOCK=block, num_warps=4)

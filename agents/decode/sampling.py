@@ -1,0 +1,71 @@
+"""The fast path's sampler: greedy at temperature 0, else Gumbel-max over a
+top-k shortlist with top-p applied inside it, float32 noise hashed from (row
+seed, step, token id). A row's token depends only on its own seed, the step
+and its logits (never on its batch mates or a global RNG), as with the
+reference sampler (agents.hf_backend.sample_next); the two differ in that
+top-p here is taken over the SHORTLIST most likely tokens, renormalised.
+
+Every operation has a fixed shape and no host sync, so the sampler runs
+inside a captured CUDA graph; `step` may be a device scalar that the graph
+advances. An optional per-row bitmask (llguidance's layout: int32 words, bit j
+of word w allows token 32*w + j) removes disallowed tokens first.
+
+Knows nothing about models, caches or prompts."""
+
+from __future__ import annotations
+
+import torch
+
+SHORTLIST = 64  # tokens considered per row; top-p is applied within them
+
+_M32 = 0xFFFFFFFF
+
+
+def _pcg(x: torch.Tensor) -> torch.Tensor:
+    """PCG hash of 32-bit values held in int64 (no overflow: products < 2**62)."""
+    state = (x * 747796405 + 2891336453) & _M32
+    word = (((state >> ((state >> 28) + 4)) ^ state) * 277803737) & _M32
+    return ((word >> 22) ^ word) & _M32
+
+
+def gumbel32(seeds: torch.Tensor, step: torch.Tensor | int, tokens: torch.Tensor) -> torch.Tensor:
+    """(B, K) float32 Gumbel noise for token ids `tokens` (B, K): a pure function
+    of (seeds[b], step, token id). The uniform draw keeps 24 bits, all of which
+    float32 holds exactly, so u is never 0 or 1."""
+    lo, hi = seeds & _M32, (seeds >> 32) & _M32  # (B,)
+    key = _pcg(_pcg(_pcg(lo) ^ hi) ^ step)  # (B,)
+    bits = _pcg(key[:, None] ^ tokens)  # (B, K)
+    u = ((bits >> 8).float() + 0.5) * (1.0 / 2**24)  # (B, K) in (0, 1)
+    return -torch.log(-torch.log(u))
+
+
+def unpack_bitmask(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
+    """(B, W) int32 words -> (B, vocab) bool, True where the token is allowed."""
+    tok = torch.arange(vocab, device=bitmask.device, dtype=torch.int32)  # (V,)
+    words = bitmask.index_select(1, tok >> 5)  # (B, V) int32
+    return ((words >> (tok & 31)) & 1).bool()  # an arithmetic shift keeps bit 0 right
+
+
+def shortlist_sample(
+    logits: torch.Tensor,
+    seeds: torch.Tensor,
+    step: torch.Tensor | int,
+    *,
+    temperature: float,
+    top_p: float,
+    allowed: torch.Tensor | None = None,
+    shortlist: int = SHORTLIST,
+) -> torch.Tensor:
+    """(B, V) logits -> (B,) token ids. `allowed` (B, V) bool masks tokens out."""
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, float("-inf"))
+    if temperature <= 0:
+        return logits.argmax(-1)
+    vals, ids = logits.topk(min(shortlist, logits.shape[-1]), dim=-1)  # (B, K), descending
+    scores = vals.float() / temperature  # (B, K)
+    if top_p < 1.0:
+        probs = scores.softmax(-1)
+        keep = probs.cumsum(-1) - probs < top_p  # the mass before it is still short of top_p
+        scores = scores.masked_fill(~keep, float("-inf"))
+    choice = (scores + gumbel32(seeds, step, ids)).argmax(-1, keepdim=True)  # (B, 1)
+    return ids.gather(-1, choice).squeeze(-1)

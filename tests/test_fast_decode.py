@@ -1,0 +1,336 @@
+"""The fast decode path (agents.decode) against the reference loop of
+agents.hf_backend on the tiny random Llama: token for token under greedy
+decoding, with left padding, with and without steering, under grammar-like
+masks; buckets reused across ticks of different sizes; the grouped decode
+attention (PyTorch and Triton) against sdpa; the shortlist sampler's contract.
+
+On CPU the step runs as PyTorch operations without graphs; the Triton kernels
+run where triton is importable and either CUDA is present or
+TRITON_INTERPRET=1 (the CPU interpreter); CUDA graphs only on CUDA."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from types import SimpleNamespace
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from agents.config import InferenceConfig, SteeringConfig  # noqa: E402
+from agents.decode.attention import grouped_attention  # noqa: E402
+from agents.decode.backend_path import generate_fast  # noqa: E402
+from agents.decode.cache import bucket_size  # noqa: E402
+from agents.decode.decoder import FastDecoder  # noqa: E402
+from agents.decode.sampling import gumbel32, shortlist_sample, unpack_bitmask  # noqa: E402
+from agents.hf_backend import HFBackend  # noqa: E402
+from agents.model_loading import LoadedModel  # noqa: E402
+from agents.random_models import byte_tokenizer, tiny_llama  # noqa: E402
+from agents.steering.vectors import SteeringVectors  # noqa: E402
+from agents.typing import Message, Request, Traits  # noqa: E402
+
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+TRITON = importlib.util.find_spec("triton") is not None and (
+    CUDA or os.environ.get("TRITON_INTERPRET") == "1"
+)
+needs_triton = pytest.mark.skipif(not TRITON, reason="triton on CUDA (or TRITON_INTERPRET=1)")
+needs_cuda = pytest.mark.skipif(not CUDA, reason="CUDA graphs need a GPU")
+
+# (kernels, graphs): the PyTorch step everywhere; Triton kernels and graphs where they run
+VARIANTS = [
+    pytest.param(False, False, id="torch"),
+    pytest.param(True, False, id="triton", marks=needs_triton),
+    pytest.param(True, True, id="triton-graphs", marks=[needs_triton, needs_cuda]),
+]
+
+PROMPTS = [
+    "Hi.",
+    "You are at the cafe with Bob and Ann. What do you do now, exactly?",
+    "Tell me something.",
+    "A much longer prompt that has a lot of words in it so that the padding differs a lot.",
+    "Go.",
+]
+TRAITS = [Traits(E=1.0, N=-0.5), Traits(), Traits(A=-1.0, O=0.7), Traits(C=0.4), Traits(N=1.0)]
+
+
+def make_backend(*, steering: bool, temperature: float = 0.0) -> HFBackend:
+    """The reference backend (its fast decoder switched off) over the tiny model."""
+    model = tiny_llama().to(DEVICE)
+    lm = LoadedModel(
+        model=model,
+        tokenizer=byte_tokenizer(),
+        name_or_path="tiny",
+        resolved_path="tiny",
+        identity="tiny",
+        dtype="float32",
+        device=DEVICE,
+        quantized=False,
+    )
+    g = torch.Generator().manual_seed(0)
+    dirs = torch.nn.functional.normalize(torch.randn(2, 5, 64, generator=g), dim=-1)
+    vectors = SteeringVectors(layers=(1, 2), directions=dirs, norms=torch.full((2,), 8.0))
+    backend = HFBackend(
+        lm,
+        inference=InferenceConfig(temperature=temperature, top_p=0.9, constrained=False),
+        steering=SteeringConfig(enabled=steering, layers=[1, 2], strength=1.0, trait_layers={}),
+        vectors=vectors if steering else None,
+    )
+    backend.fast = None
+    return backend
+
+
+def attach_fast(backend: HFBackend, *, fused: bool, graphs: bool) -> FastDecoder:
+    backend.fast = FastDecoder(
+        backend.model,
+        pad_id=backend.pad_id,
+        eos_ids=sorted(backend.eos_ids),
+        temperature=backend.temperature,
+        top_p=backend.top_p,
+        hooks=backend.hooks,
+        graphs=graphs,
+        fused=fused,
+    )
+    return backend.fast
+
+
+def requests(idx, budgets=None) -> list[Request]:
+    return [
+        Request(
+            prompt=(Message(role="user", content=PROMPTS[i]),),
+            traits=TRAITS[i],
+            max_new_tokens=(budgets or {}).get(i, 6 + 2 * i),
+            seed=1000 + i,
+        )
+        for i in idx
+    ]
+
+
+def texts(gens) -> list[tuple[str, int]]:
+    return [(g.text, g.completion_tokens) for g in gens]
+
+
+@pytest.mark.parametrize(("fused", "graphs"), VARIANTS)
+@pytest.mark.parametrize("steering", [False, True], ids=["plain", "steered"])
+def test_fast_equals_reference_greedy(steering: bool, fused: bool, graphs: bool) -> None:
+    backend = make_backend(steering=steering)
+    reqs = requests(range(5))  # prompts of very different lengths: left padding
+    reference = backend.generate(reqs)
+    attach_fast(backend, fused=fused, graphs=graphs)
+    fast = generate_fast(backend, reqs)
+    assert texts(fast) == texts(reference)
+    assert [g.steer for g in fast] == [g.steer for g in reference]
+
+
+def test_steering_changes_the_fast_path() -> None:
+    """The deltas really enter the fast step (not only the prefill)."""
+    reqs = requests(range(5))
+    steered = make_backend(steering=True)
+    attach_fast(steered, fused=False, graphs=False)
+    plain = make_backend(steering=False)
+    attach_fast(plain, fused=False, graphs=False)
+    assert texts(generate_fast(steered, reqs)) != texts(generate_fast(plain, reqs))
+
+
+@pytest.mark.parametrize(("fused", "graphs"), VARIANTS)
+def test_buckets_are_reused_across_ticks(fused: bool, graphs: bool) -> None:
+    backend = make_backend(steering=True)
+    ticks = [[0, 1, 2], [3, 4], [4, 0, 2, 1], [1]]
+    reference = [backend.generate(requests(t)) for t in ticks]
+    fast = attach_fast(backend, fused=fused, graphs=graphs)
+    seen = {}
+    pool = None
+    for tick, ref in zip(ticks, reference, strict=True):
+        assert texts(generate_fast(backend, requests(tick))) == texts(ref)
+        size = bucket_size(len(tick))
+        bucket = fast.buckets[size]
+        assert seen.setdefault(size, bucket) is bucket  # the same buffers (and graphs) again
+        pool = pool or fast.pool
+        assert fast.pool is pool  # no tick needed a larger pool
+    assert sorted(seen) == [1, 2, 4]
+    if graphs:
+        assert len(fast.captures) == 3  # one capture per bucket, none on reuse
+
+
+def test_pool_grows_for_a_longer_tick() -> None:
+    backend = make_backend(steering=False)
+    fast = attach_fast(backend, fused=False, graphs=False)
+    generate_fast(backend, requests([0, 1]))
+    small = fast.pool
+    long = requests([0], budgets={0: 250})  # prompt + 250 tokens: past the first 256 slots
+    assert texts(generate_fast(backend, long)) == texts(backend_reference(backend, long))
+    assert fast.pool is not small and fast.pool.length > small.length
+
+
+def backend_reference(backend: HFBackend, reqs):
+    fast, backend.fast = backend.fast, None
+    try:
+        return backend.generate(reqs)
+    finally:
+        backend.fast = fast
+
+
+class AllowOnly:
+    """A stand-in for agents.constraint.GrammarConstraint: row b may only take
+    tokens whose id is congruent to b mod 3, and its 'grammar' completes after
+    `length` tokens."""
+
+    def __init__(self, vocab: int, length: int) -> None:
+        self.vocab, self.length = vocab, length
+        self.count: dict[int, int] = {}
+
+    def fill(self, bitmask: torch.Tensor, active) -> None:
+        bitmask.fill_(-1)
+        for b in active:
+            allowed = torch.zeros(bitmask.shape[1] * 32, dtype=torch.bool)
+            allowed[b % 3 : self.vocab : 3] = True
+            bits = allowed.view(-1, 32).long() << torch.arange(32)
+            words = bits.sum(-1)
+            bitmask[b] = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+
+    def consume(self, tokens, active) -> set[int]:
+        done = set()
+        for b in active:
+            assert tokens[b] % 3 == b % 3, "a masked-out token was sampled"
+            self.count[b] = self.count.get(b, 0) + 1
+            if self.count[b] >= self.length:
+                done.add(b)
+        return done
+
+
+@pytest.mark.parametrize(("fused", "graphs"), VARIANTS)
+def test_fast_equals_reference_under_masks(fused: bool, graphs: bool) -> None:
+    backend = make_backend(steering=True)
+    vocab = backend.model.config.vocab_size
+    reqs = requests(range(5))
+    if not hasattr(backend, "_constraint"):
+        pytest.skip("this backend has no grammar constraints")
+    backend._constraint = lambda _reqs: AllowOnly(vocab, length=4)  # type: ignore[method-assign]
+    width = -(-vocab // 32)
+    backend.grammars = SimpleNamespace(allocate=lambda n: torch.zeros(n, width, dtype=torch.int32))
+    reference = backend.generate(reqs)
+    attach_fast(backend, fused=fused, graphs=graphs)
+    fast = generate_fast(backend, reqs)
+    assert texts(fast) == texts(reference)
+    assert all(g.completion_tokens <= 4 for g in fast)
+
+
+# -- attention ------------------------------------------------------------------
+
+
+def sdpa_reference(q, k_cache, v_cache, start, slot, scale):
+    """Repeat K/V per query head and mask: what transformers' sdpa path computes."""
+    batch, hkv, length, d = k_cache.shape
+    group = q.shape[1] // (hkv * d)
+    k = k_cache.repeat_interleave(group, dim=1)
+    v = v_cache.repeat_interleave(group, dim=1)
+    j = torch.arange(length, device=q.device)
+    valid = (j[None] >= start[:, None]) & (j[None] <= slot)  # (B, L)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q.view(batch, hkv * group, 1, d), k, v, attn_mask=valid[:, None, None, :], scale=scale
+    )
+    return out.reshape(batch, -1)
+
+
+def random_cache(batch, hkv, group, d, length, dtype, device, seed):
+    g = torch.Generator().manual_seed(seed)
+    k = torch.randn(batch, hkv, length, d, generator=g).to(device, dtype)
+    v = torch.randn(batch, hkv, length, d, generator=g).to(device, dtype)
+    q = torch.randn(batch, hkv * group * d, generator=g).to(device, dtype)
+    slot = torch.tensor(length - 7, device=device)
+    start = torch.randint(0, length - 7, (batch,), generator=g).to(device, torch.int32)
+    start[0] = 0
+    start[-1] = length - 7  # a row with a single valid slot
+    return q, k, v, start, slot
+
+
+@pytest.mark.parametrize("group", [1, 3, 4])
+def test_grouped_attention_equals_sdpa(group: int) -> None:
+    q, k, v, start, slot = random_cache(5, 2, group, 32, 90, torch.float32, DEVICE, seed=group)
+    got = grouped_attention(q, k, v, start, slot, 0.17)
+    want = sdpa_reference(q, k, v, start, slot, 0.17)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+@needs_triton
+@pytest.mark.parametrize("splits", [1, 3])
+@pytest.mark.parametrize(("group", "d"), [(4, 64), (3, 32)])
+def test_triton_attention_equals_sdpa(group: int, d: int, splits: int) -> None:
+    from agents.decode.kernels import decode_attention
+
+    dtypes = [torch.float32] + ([torch.bfloat16] if CUDA else [])
+    for dtype in dtypes:
+        q, k, v, start, slot = random_cache(4, 2, group, d, 150, dtype, DEVICE, seed=splits)
+        n = 4 * 2 * group * splits
+        work = (
+            torch.empty(n * d, device=DEVICE),
+            torch.empty(n, device=DEVICE),
+            torch.empty(n, device=DEVICE),
+        )
+        out = torch.full_like(q, float("nan"))
+        decode_attention(q, k, v, start, slot, d**-0.5, out, work)
+        want = sdpa_reference(q.float(), k.float(), v.float(), start, slot, d**-0.5)
+        err = (out.float() - want).norm() / want.norm()
+        assert err < (1e-5 if dtype == torch.float32 else 1e-2), (dtype, float(err))
+
+
+# -- sampling -------------------------------------------------------------------
+
+
+def test_shortlist_sample_depends_only_on_row() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 300, generator=g) * 3
+    seeds = torch.arange(6) * 7919
+    batch = shortlist_sample(logits, seeds, 4, temperature=0.8, top_p=0.9)
+    for b in range(6):
+        alone = shortlist_sample(logits[b : b + 1], seeds[b : b + 1], 4, temperature=0.8, top_p=0.9)
+        assert int(alone) == int(batch[b])
+    step_tensor = shortlist_sample(logits, seeds, torch.tensor(4), temperature=0.8, top_p=0.9)
+    assert torch.equal(step_tensor, batch)  # a device step counter gives the same draws
+    other_step = shortlist_sample(logits, seeds, 5, temperature=0.8, top_p=0.9)
+    assert not torch.equal(other_step, batch)
+
+
+def test_shortlist_sample_follows_the_distribution() -> None:
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0] + [-30.0] * 100])
+    draws = torch.stack(
+        [
+            shortlist_sample(logits, torch.tensor([s]), 0, temperature=1.0, top_p=1.0)
+            for s in range(3000)
+        ]
+    ).flatten()
+    freq = torch.bincount(draws, minlength=4)[:4].float() / len(draws)
+    assert torch.allclose(freq, logits[0, :4].softmax(-1), atol=0.03)
+    # top-p 0.6 keeps only the first token (its mass 0.64 reaches 0.6)
+    top = [
+        int(shortlist_sample(logits, torch.tensor([s]), 0, temperature=1.0, top_p=0.6))
+        for s in range(50)
+    ]
+    assert set(top) == {0}
+
+
+def test_sampler_respects_bitmask() -> None:
+    vocab = 70
+    allowed = torch.zeros(2, 96, dtype=torch.bool)
+    allowed[0, [5, 69]] = True
+    allowed[1, 40] = True
+    words = (allowed.view(2, -1, 32).long() << torch.arange(32)).sum(-1)
+    bitmask = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+    assert torch.equal(unpack_bitmask(bitmask, vocab), allowed[:, :vocab])
+    logits = torch.randn(2, vocab)
+    for s in range(20):
+        tok = shortlist_sample(
+            logits, torch.tensor([s, s]), s, temperature=1.0, top_p=0.9, allowed=allowed[:, :vocab]
+        )
+        assert int(tok[0]) in (5, 69) and int(tok[1]) == 40
+
+
+def test_gumbel32_is_a_pure_function() -> None:
+    seeds = torch.tensor([3, 2**40 + 5])
+    toks = torch.arange(50).expand(2, 50)
+    n1 = gumbel32(seeds, 3, toks)
+    assert torch.equal(n1[1], gumbel32(seeds[1:], 3, toks[1:])[0])
+    assert not torch.equal(n1[0], gumbel32(seeds[:1], 4, toks[:1])[0])
+    assert torch.isfinite(n1).all()
