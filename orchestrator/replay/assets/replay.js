@@ -117,11 +117,11 @@
   function buildMap() {
     const root = $('map');
     const n = meta.locations.length;
-    const cols = Math.max(1, Math.min(n, Math.ceil(Math.sqrt(n * 1.6))));
+    const cols = Math.max(1, Math.min(n, Math.ceil(Math.sqrt(n * 1.2))));
     const rows = Math.ceil(n / cols);
     const gap = 12, boxW = (map.width - gap * (cols + 1)) / cols;
-    // room for a crowd of about 2.5 times the average, in dots of the size drawMap picks
-    const crowd = Math.min(agents.length, Math.ceil((2.5 * agents.length) / n));
+    // room for a crowd of about 1.6 times the average, in dots of the size drawMap picks
+    const crowd = Math.min(agents.length, Math.ceil((1.6 * agents.length) / n));
     const cell = cellSize(boxW, 260, crowd);
     const across = Math.max(1, Math.floor((boxW - 20) / cell));
     const boxH = Math.max(90, Math.min(260, 40 + Math.ceil(crowd / across) * cell));
@@ -258,28 +258,34 @@
     const counts = {};
     const byEvent = new Map();
     for (const row of p.rows) {
-      if (!visible(row.a)) continue;
       const key = row.k === 'reflection' ? 'reflection' : row.e;
       if (!byEvent.has(key)) byEvent.set(key, []);
       byEvent.get(key).push(row);
-      counts[row.act] = (counts[row.act] || 0) + 1;
     }
     const nodes = [];
+    let shown = 0;
     for (const [key, rows] of byEvent) {
+      const mine = rows.filter((r) => visible(r.a));
+      if (!mine.length) continue; // the filter hides everyone in this event
+      shown += 1;
       const ev = el('div', 'event');
       let head;
       if (key === 'reflection') head = 'Reflections';
       else if (rows[0].k === 'encounter') {
+        // everyone in the encounter, so that one sees whom the shown agents spoke to
         head = `Encounter at the ${place(meta.locations[rows[0].l])} · ${rows.map((r) => agents[r.a].name).join(', ')}`;
       } else head = `Alone at the ${place(meta.locations[rows[0].l])}`;
       ev.append(el('div', 'head', head));
-      for (const row of rows) ev.append(rowLine(row));
+      for (const row of mine) {
+        ev.append(rowLine(row));
+        counts[row.act] = (counts[row.act] || 0) + 1;
+      }
       nodes.push(ev);
     }
     if (!nodes.length) nodes.push(el('div', 'muted', state.filter ? 'No event of the shown agents in this tick.' : 'No events in this tick.'));
     box.replaceChildren(...nodes);
     const parts = Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${v} ${k}`);
-    $('tick-summary').textContent = parts.length ? `· ${byEvent.size} events · ${parts.join(', ')}` : '';
+    $('tick-summary').textContent = parts.length ? `· ${shown} events · ${parts.join(', ')}` : '';
   }
 
   // -- the agent panel -------------------------------------------------------
