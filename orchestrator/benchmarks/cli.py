@@ -52,12 +52,19 @@ def engine(
     agents: Annotated[int, typer.Option(min=1, help="Agents in the mock run.")] = 100,
     ticks: Annotated[int, typer.Option(min=1, help="Ticks of the mock run.")] = 200,
     max_events: Annotated[int, typer.Option(min=1, help="Events per tick at most.")] = 24,
+    no_save_prompts: Annotated[
+        bool,
+        typer.Option("--no-save-prompts", help="storage.save_prompts: false (no prompts/)."),
+    ] = False,
     json_dest: JsonOption = None,
 ) -> None:
     """The engine's own overhead: a mock run (no model, no live view); target < 20 s."""
     from orchestrator.benchmarks.engine import bench_engine
 
-    _emit(bench_engine(agents=agents, ticks=ticks, max_events=max_events), json_dest)
+    result = bench_engine(
+        agents=agents, ticks=ticks, max_events=max_events, save_prompts=not no_save_prompts
+    )
+    _emit(result, json_dest)
 
 
 @app.command()
