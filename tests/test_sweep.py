@@ -215,3 +215,41 @@ def test_resume_after_a_killed_sweep(tmp_path):
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert_same_dumps(dumps / ids[1], dumps / "straight")
+
+
+def test_each_job_gets_its_own_gpu():
+    """Jobs that run at the same time never share a GPU (CUDA_VISIBLE_DEVICES)."""
+    from orchestrator.experiments.launchers import Job, LocalLauncher
+
+    code = (
+        "import os, sys, time; t = time.time(); time.sleep(0.4); "
+        "sys.stderr.write(f\"{os.environ['CUDA_VISIBLE_DEVICES']} {t} {time.time()}\")"
+    )
+    jobs = [Job(key=f"j{i}", argv=(sys.executable, "-c", code)) for i in range(6)]
+    ended = []
+    LocalLauncher(jobs=2, gpus=["3", "5"]).run(jobs, lambda job: None, ended.append)
+    assert sorted(o.key for o in ended) == [f"j{i}" for i in range(6)]
+    spans = []
+    for outcome in ended:
+        gpu, start, end = outcome.stderr_tail.split()
+        spans.append((gpu, float(start), float(end)))
+    assert {gpu for gpu, _, _ in spans} <= {"3", "5"}
+    overlapping = 0
+    for i, (g1, s1, e1) in enumerate(spans):
+        for g2, s2, e2 in spans[i + 1 :]:
+            if s1 < e2 and s2 < e1:  # ran at the same time
+                overlapping += 1
+                assert g1 != g2
+    assert overlapping > 0  # two at a time did happen
+
+
+def test_submitit_launcher_runs_the_sweep(tmp_path):
+    """--slurm through submitit; without SLURM here, submitit's local executor."""
+    pytest.importorskip("submitit")
+    cfg = _config(tmp_path, ticks=1)
+    proc = cli("sweep", str(cfg), "--name", "sl", "--grid", "seed=1,2", *SMALL, "--slurm",
+               "--slurm-param", "timeout_min=5", timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    index = _index(tmp_path, "sl")
+    assert (index["status"] == "complete").all() and index["wall_s"].gt(0).all()
+    assert (tmp_path / "st" / "sweeps" / "sl" / "submitit").is_dir()
