@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,6 +160,9 @@ def _serve(channel: Channel) -> int:
     from orchestrator.distributed.backend import serve
     from orchestrator.distributed.replicas import build_worker
 
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl+C is rank 0's to handle: it finishes the tick and stops this rank
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     built = build_worker(channel)
     if built is None:
         channel.close()

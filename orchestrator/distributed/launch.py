@@ -3,10 +3,11 @@
 torch.distributed's elastic launch (what torchrun runs; a free local port,
 no restarts) and waits for them.
 
-Each rank runs `python -m orchestrator.distributed.rank INVOCATION.json`.
-Ctrl+C: the launcher ignores the first two (the terminal sends each to every
-rank: rank 0 finishes the tick, then stops every rank; the second stops rank
-0 at once); a third ends every rank through the launcher. A rank that fails
+Each rank runs `python -m orchestrator.distributed.rank INVOCATION.json`
+(torch starts every rank in its own session, so the terminal's Ctrl+C
+reaches the launcher only). Ctrl+C: the launcher passes the first two on to
+rank 0 (the first: finish the tick, then stop every rank; the second: stop
+now); a third, or one before rank 0 is up, ends every rank. A rank that fails
 ends the others; its error is printed once (by the rank itself, or here when
 it died of a signal) and its exit code is the launcher's.
 
@@ -30,15 +31,19 @@ log = logging.getLogger(__name__)
 RANK_MODULE = "orchestrator.distributed.rank"
 MONITOR_INTERVAL_S = 0.2  # how often the launcher looks at its ranks
 STOP_AFTER_INTERRUPTS = 3  # the Ctrl+C that makes the launcher end every rank
+RANK0_PID_FILE = "rank0.pid"  # beside the invocation file: where Ctrl+C goes
 
 
 def launch(
     nproc: int,
     entrypoint: str | Callable[..., Any],
     args: Sequence[Any] = (),
+    *,
+    rank0_pid_file: Path | None = None,
 ) -> int:
     """Run `entrypoint(*args)` (a program, or a picklable function) on `nproc`
-    local ranks; the exit code of the run (0 when every rank succeeded)."""
+    local ranks; the exit code of the run (0 when every rank succeeded).
+    Ctrl+C goes to the pid rank 0 wrote into `rank0_pid_file` (see above)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -57,7 +62,7 @@ def launch(
         options["signals_to_handle"] = "SIGTERM,SIGHUP,SIGQUIT"
     os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = "SIGTERM,SIGHUP,SIGQUIT"
     logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
-    previous = signal.signal(signal.SIGINT, _interrupt_counter())
+    previous = signal.signal(signal.SIGINT, _interrupt_forwarder(rank0_pid_file))
     try:
         elastic_launch(LaunchConfig(**options), entrypoint)(*args)
         return 0
@@ -76,16 +81,26 @@ def launch_invocation(nproc: int, invocation_json: str) -> int:
         os.environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (root, os.environ.get("PYTHONPATH")) if p
         )
-        return launch(nproc, sys.executable, ["-m", RANK_MODULE, str(path)])
+        return launch(
+            nproc,
+            sys.executable,
+            ["-m", RANK_MODULE, str(path)],
+            rank0_pid_file=path.with_name(RANK0_PID_FILE),
+        )
 
 
-def _interrupt_counter() -> Callable[[int, Any], None]:
+def _interrupt_forwarder(pid_file: Path | None) -> Callable[[int, Any], None]:
     seen = [0]
 
     def handler(signum: int, _frame: Any) -> None:
         seen[0] += 1
-        if seen[0] >= STOP_AFTER_INTERRUPTS:
-            signal.raise_signal(signal.SIGTERM)  # the elastic agent ends every rank
+        if seen[0] < STOP_AFTER_INTERRUPTS and pid_file is not None:
+            try:
+                os.kill(int(pid_file.read_text(encoding="utf-8")), signal.SIGINT)
+                return
+            except (OSError, ValueError):
+                pass  # rank 0 is not up (or gone): end every rank
+        signal.raise_signal(signal.SIGTERM)  # the elastic agent ends every rank
 
     return handler
 

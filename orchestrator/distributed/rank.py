@@ -4,13 +4,14 @@ part (orchestrator.distributed.entry.run_rank) and turns an error into one
 line on stderr, as the command line does: exit 2 for a SteersimError, 1 for
 anything else, 130 when interrupted.
 
-Ctrl+C reaches every rank from the terminal: rank 0 handles it (finish the
-tick, then stop every rank); the others ignore it and stop when rank 0 says
-so, or when the launcher ends them."""
+Rank 0 writes its pid beside the invocation file, so that the launcher can
+pass Ctrl+C on to it (finish the tick, then stop every rank); the others
+ignore SIGINT and stop when rank 0 says so, or when the launcher ends them."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -28,9 +29,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write("usage: run by orchestrator.distributed.launch, not by hand\n")
         raise SystemExit(2)
     if env.rank == 0:
+        from orchestrator.distributed.launch import RANK0_PID_FILE
+
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    else:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        Path(args[0]).with_name(RANK0_PID_FILE).write_text(str(os.getpid()), encoding="utf-8")
     try:
         inv = Invocation.from_json(Path(args[0]).read_text(encoding="utf-8"))
         code = run_rank(inv, env)
