@@ -30,7 +30,6 @@ from orchestrator.config_schema import RunConfig
 from orchestrator.distributed.messages import Op
 from orchestrator.distributed.plan import resolve_mode, uses_cuda, world_size
 from orchestrator.distributed.ranks import Channel, RankEnv, rank_env
-from orchestrator.errors import ResumeError
 from orchestrator.storage import RunDir, run_dir_for
 
 log = logging.getLogger(__name__)
@@ -75,10 +74,10 @@ def effective_config(inv: Invocation) -> RunConfig:
     """The config the run will use: the given one, else the resumed run's own."""
     if inv.resolved is not None:
         return inv.resolved.config
+    from orchestrator.resume_check import read_manifest
+
     run_dir = RunDir(run_dir_for(inv.storage_root or "storage", inv.resume or ""))
-    if not run_dir.manifest.exists():
-        raise ResumeError(f"--resume {inv.resume}: no run found at {run_dir.path}")
-    manifest = json.loads(run_dir.manifest.read_text(encoding="utf-8"))
+    manifest = read_manifest(run_dir, inv.resume or "")  # one line for a missing or odd file
     return validate(manifest["config"], {}, str(run_dir.manifest))
 
 
