@@ -13,5 +13,6 @@ the control channel), `partition` (balanced split of a batch), `messages`
 (what crosses the control channel), `backend` (rank 0's Backend wrapper and
 the workers' serve loop), `replicas` (building every rank's backend, vectors
 built once), `plan` (world size and mode), `launch` (the built-in launcher),
-`entry` (what the run command calls). Nothing here knows about the world,
+`rank` (the program each launched rank runs), `entry` (what the run command
+calls). Nothing here knows about the world,
 the scheduler or the dumps; the run side sees one Backend."""
