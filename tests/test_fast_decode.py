@@ -154,14 +154,18 @@ def test_buckets_are_reused_across_ticks(fused: bool, graphs: bool) -> None:
         assert len(fast.captures) == 3  # one capture per bucket, none on reuse
 
 
-def test_pool_grows_for_a_longer_tick() -> None:
+@pytest.mark.parametrize(("fused", "graphs"), VARIANTS)
+def test_pool_grows_for_a_longer_tick(fused: bool, graphs: bool) -> None:
     backend = make_backend(steering=False)
-    fast = attach_fast(backend, fused=False, graphs=False)
+    fast = attach_fast(backend, fused=fused, graphs=graphs)
     generate_fast(backend, requests([0, 1]))
     small = fast.pool
     long = requests([0], budgets={0: 250})  # prompt + 250 tokens: past the first 256 slots
     assert texts(generate_fast(backend, long)) == texts(backend_reference(backend, long))
     assert fast.pool is not small and fast.pool.length > small.length
+    wide = requests(range(5))  # more rows than the pool had: it grows again, graphs re-captured
+    assert texts(generate_fast(backend, wide)) == texts(backend_reference(backend, wide))
+    assert fast.pool.rows == 8
 
 
 def backend_reference(backend: HFBackend, reqs):

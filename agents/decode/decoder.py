@@ -53,6 +53,7 @@ class DecodeOutput:
     steps: int  # forward steps run (the first token comes from the prefill)
     prefill_s: float  # from t0 until the first token was seen: prompts, prefill, sampling
     decode_s: float  # from then until the last token was seen
+    mask_s: float = 0.0  # host time in the grammar matchers (consume + fill), all steps
 
 
 def offload_or_quantized(model: nn.Module, quantized: bool) -> str | None:
@@ -143,6 +144,8 @@ class FastDecoder:
         """Drop the pool, the buckets and their graphs (memory goes with them)."""
         self.buckets.clear()
         self.pool = None
+        if self.graphs:  # the old pool dies with its last graph: new captures need a new one
+            self._graph_pool = torch.cuda.graph_pool_handle()
         if self.shape.device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -331,8 +334,9 @@ class FastDecoder:
                 record(s + 1)
                 s += 1
             host_finish: dict[int, int] = {}
+            mask_s = 0.0
         else:
-            s, host_finish = self._masked_loop(b, n, max_new, masks, record, seen, status)
+            s, host_finish, mask_s = self._masked_loop(b, n, max_new, masks, record, seen, status)
         steps = s + 1
         out = b.out[:n].cpu()
         produced = b.produced[:n].tolist()
@@ -344,9 +348,10 @@ class FastDecoder:
             steps=steps,
             prefill_s=step_time[0],
             decode_s=step_time[steps - 1] - step_time[0],
+            mask_s=mask_s,
         )
 
-    def _masked_loop(self, b, n, max_new, masks, record, seen, status) -> tuple[int, dict]:
+    def _masked_loop(self, b, n, max_new, masks, record, seen, status) -> tuple[int, dict, float]:
         """The loop under grammar masks: each step's forward is launched before
         the host reads the previous token, feeds it to the matchers and uploads
         the next masks, so the mask work overlaps the model. Rows whose grammar
@@ -357,7 +362,9 @@ class FastDecoder:
         forced_host = torch.zeros(n, dtype=torch.bool, pin_memory=cuda)
         active = list(range(n))
         finish: dict[int, int] = {}  # rows completed by their grammar -> step of their last token
+        t = time.perf_counter()
         masks.fill(mask_host, active)
+        mask_s = time.perf_counter() - t
         b.bitmask[:n].copy_(mask_host)
         self._run(b, "sample_masked")  # token 0, from the prefill's logits
         record(0)
@@ -367,6 +374,7 @@ class FastDecoder:
             if more:
                 self._run(b, "forward")
             seen(s)
+            t = time.perf_counter()
             tokens = status[s, :n].tolist()
             done = status[s, size : size + n].tolist()
             for i in masks.consume(tokens, active):
@@ -374,8 +382,9 @@ class FastDecoder:
                 forced_host[i] = True
             active = [i for i in active if not done[i] and i not in finish]
             if not active or not more:
-                return s, finish
+                return s, finish, mask_s + time.perf_counter() - t
             masks.fill(mask_host, active)
+            mask_s += time.perf_counter() - t
             b.bitmask[:n].copy_(mask_host, non_blocking=True)
             b.forced[:n].copy_(forced_host, non_blocking=True)
             self._run(b, "sample_masked")

@@ -120,19 +120,21 @@ def _fast_rows(backend, batch: int, reqs: list[Request], repeats: int) -> dict[s
     before = len(fast.captures)
     first = _timed(lambda: backend.generate(reqs))
     capture_s = sum(s for _, s in fast.captures[before:])
-    ticks, steps_ms, prefill = [], [], []
+    ticks, steps_ms, prefill, mask_ms = [], [], [], []
     for _ in range(repeats):
         gens: list = []
         ticks.append(_timed(lambda gens=gens: gens.extend(backend.generate(reqs))))
         rec = fast.last
         steps_ms.append(rec.decode_s / max(1, rec.steps - 1) * 1e3)
         prefill.append(rec.prefill_s * 1e3)
+        mask_ms.append(rec.mask_s / rec.steps * 1e3)
     return {
         "tick_s": statistics.median(ticks),
         "first_tick_s": first,
         "capture_s": capture_s,
         "step_ms": statistics.median(steps_ms),
         "prefill_ms": statistics.median(prefill),
+        "mask_host_ms_per_step": statistics.median(mask_ms),
         "steps": fast.last.steps,
         "bucket": fast.last.bucket,
         "prompt_tokens_mean": sum(g.prompt_tokens for g in gens) / batch,
@@ -227,6 +229,8 @@ def _grammar_cost(on, model, tok, layer, rows, grammar_batch, new_tokens, repeat
         "step_ms_grammar": round(g["step_ms"], 3),
         "step_ms_free": free["step_ms"] if free else None,
         "grammar_ms_per_step": round(g["step_ms"] - free["step_ms"], 3) if free else None,
+        "matcher_host_ms_per_step": round(g["mask_host_ms_per_step"], 3),
+        "steps": g["steps"],
         "completion_tokens_mean": round(g["completion_tokens_mean"], 1),
         "capture_s": round(g["capture_s"], 2),
     }
