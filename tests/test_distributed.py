@@ -109,6 +109,95 @@ def test_rank_env_reads_torchrun_variables() -> None:
     assert (env.rank, env.world_size, env.local_rank, env.local_world_size) == (3, 4, 1, 2)
 
 
+class _InlineChannel:
+    """Two ranks in one process: rank 1's ops are answered by `serve`'s own
+    code (_answer) with its backend when rank 0 gathers."""
+
+    rank, world_size = 0, 2
+
+    def __init__(self, worker, mode: str) -> None:
+        from agents.oom_backoff import OOMBackoff
+
+        self.worker, self.mode, self.pending = OOMBackoff(worker), mode, None
+        self.closed_clean: bool | None = None
+
+    def scatter(self, ops):
+        self.pending = ops[1]
+        return ops[0]
+
+    def gather(self, reply):
+        from orchestrator.distributed.backend import _answer
+        from orchestrator.distributed.messages import Reply
+
+        op = self.pending
+        if op.kind == "stop":
+            return [reply]
+        try:
+            theirs = _answer(op, self.worker, 1, self.mode)
+        except Exception as exc:
+            theirs = Reply(rank=1, error=f"{type(exc).__name__}: {exc}")
+        return [reply, theirs]
+
+    def close(self, *, clean: bool = True) -> None:
+        self.closed_clean = clean
+
+
+def _rows(gens) -> list[tuple]:
+    """What a generation says, without its timing."""
+    return [(g.text, g.prompt_tokens, g.completion_tokens, g.steer) for g in gens]
+
+
+def _requests(n: int) -> list[Request]:
+    from orchestrator.benchmarks.workload import tick_requests
+
+    return tick_requests(n, 16, seed=3)
+
+
+def test_data_mode_puts_rows_back_in_request_order() -> None:
+    from agents.mock_backend import MockBackend
+    from orchestrator.distributed.backend import distributed_backend, take_rank_perf
+
+    channel = _InlineChannel(MockBackend(), "data")
+    backend = distributed_backend(MockBackend(), channel, mode="data")
+    reqs = _requests(9)
+    assert _rows(backend.generate(reqs)) == _rows(MockBackend().generate(reqs))
+    assert backend.generate([]) == []
+    perf = take_rank_perf(backend)
+    assert perf["world_size"] == 2 and sum(perf["rank_requests"]) == 9
+    assert min(perf["rank_requests"]) >= 3  # balanced, not all on one rank
+    assert take_rank_perf(backend)["rank_requests"] == [0, 0]  # taken once per tick
+    backend.close()
+    assert channel.closed_clean is True
+
+
+def test_a_worker_error_is_raised_by_rank_0_as_one_line() -> None:
+    from agents.mock_backend import MockBackend
+    from orchestrator.distributed.backend import distributed_backend
+    from orchestrator.distributed.messages import DistributedError
+
+    backend = distributed_backend(
+        MockBackend(), _InlineChannel(_Failing(False), "data"), mode="data"
+    )
+    with pytest.raises(DistributedError, match="^rank 1 failed: RuntimeError: boom on this rank$"):
+        backend.generate(_requests(4))
+
+
+def test_tensor_mode_keeps_rank_0_rows_and_warns_on_a_mismatch(caplog) -> None:
+    from agents.mock_backend import MockBackend
+    from orchestrator.distributed.backend import distributed_backend
+
+    reqs = _requests(4)
+    same = distributed_backend(
+        MockBackend(), _InlineChannel(MockBackend(), "tensor"), mode="tensor"
+    )
+    assert _rows(same.generate(reqs)) == _rows(MockBackend().generate(reqs))
+    assert not [r for r in caplog.records if "different texts" in r.getMessage()]
+    other = MockBackend(malformed_rate=1.0)  # another "rank" that writes other texts
+    odd = distributed_backend(MockBackend(), _InlineChannel(other, "tensor"), mode="tensor")
+    assert _rows(odd.generate(reqs)) == _rows(MockBackend().generate(reqs))
+    assert len([r for r in caplog.records if "different texts" in r.getMessage()]) == 1
+
+
 def test_tensor_mode_refuses_quantization() -> None:
     from pydantic import ValidationError
 
@@ -150,6 +239,7 @@ def test_data_mode_mock_equals_one_process(tmp_path, write_yaml, world) -> None:
     for config in (one, many):
         done = _run(config)
         assert done.returncode == 0, done.stderr
+    assert f"{world} ranks, data parallel" in done.stdout  # the view names them
     _same_run(root / "dumps" / "one", root / "dumps" / "many")
     perf = pd.read_parquet(root / "dumps" / "many" / "perf.parquet")
     assert (perf.world_size == world).all()
