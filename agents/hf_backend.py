@@ -286,6 +286,8 @@ class HFBackend:
             **describe_loaded(self.lm),
             "temperature": self.temperature,
             "top_p": self.top_p,
+            # which decode loop ran: their samplers differ (agents.decode.sampling)
+            "decode_path": "fast" if self.fast is not None else "reference",
             "constrained": self.grammars is not None,
             "grammar_library": self.grammars.library if self.grammars is not None else None,
             "steering": steering,

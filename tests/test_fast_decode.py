@@ -338,3 +338,11 @@ def test_gumbel32_is_a_pure_function() -> None:
     assert torch.equal(n1[1], gumbel32(seeds[1:], 3, toks[1:])[0])
     assert not torch.equal(n1[0], gumbel32(seeds[:1], 4, toks[:1])[0])
     assert torch.isfinite(n1).all()
+
+
+def test_describe_names_the_decode_path() -> None:
+    """The manifest says which loop (and so which sampler) produced a run."""
+    backend = make_backend(steering=False)
+    assert backend.describe()["decode_path"] == "reference"
+    attach_fast(backend, fused=False, graphs=False)
+    assert backend.describe()["decode_path"] == "fast"
