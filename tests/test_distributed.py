@@ -198,6 +198,25 @@ def test_tensor_mode_keeps_rank_0_rows_and_warns_on_a_mismatch(caplog) -> None:
     assert len([r for r in caplog.records if "different texts" in r.getMessage()]) == 1
 
 
+@pytest.mark.parametrize(
+    ("shape", "billions"),
+    [
+        ("llama-8b", 8.03),  # Llama-3.1-8B: 8.03 B parameters
+        ("llama-70b", 70.55),  # Llama-3.1-70B: 70.55 B parameters
+    ],
+)
+def test_model_size_from_config(tmp_path, shape, billions) -> None:
+    """mode auto's 'does it fit one GPU' reads the size off config.json."""
+    from orchestrator.benchmarks.distributed import shape_of
+    from orchestrator.distributed.plan import model_bytes
+
+    (tmp_path / "config.json").write_text(json.dumps(shape_of(shape)))
+    size = model_bytes(tmp_path, "bfloat16")
+    assert size == pytest.approx(2 * billions * 1e9, rel=0.01)
+    assert model_bytes(tmp_path, "float32") == 2 * size
+    assert model_bytes(tmp_path / "nowhere", "auto") is None
+
+
 def test_tensor_mode_refuses_quantization() -> None:
     from pydantic import ValidationError
 
