@@ -346,3 +346,19 @@ def test_describe_names_the_decode_path() -> None:
     assert backend.describe()["decode_path"] == "reference"
     attach_fast(backend, fused=False, graphs=False)
     assert backend.describe()["decode_path"] == "fast"
+
+
+def test_fast_path_declines_what_graphs_cannot_hold() -> None:
+    from agents.decode.decoder import fast_decoder_for, offload_or_quantized
+
+    model = tiny_llama()
+    assert offload_or_quantized(model, quantized=False) is None
+    assert "4-bit" in offload_or_quantized(model, quantized=True)
+    model.hf_device_map = {"model.embed_tokens": 0, "model.layers": "cpu"}
+    assert "offloaded" in offload_or_quantized(model, quantized=False)
+    del model.hf_device_map
+    model._tp_size = 2
+    assert "tensor-parallel" in offload_or_quantized(model, quantized=False)
+    # a model on the CPU keeps the reference loop, without a word
+    kwargs = dict(quantized=False, pad_id=0, eos_ids=[2], temperature=0.0, top_p=1.0, hooks=None)
+    assert fast_decoder_for(tiny_llama(), **kwargs) is None

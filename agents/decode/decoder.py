@@ -63,8 +63,14 @@ def offload_or_quantized(model: nn.Module, quantized: bool) -> str | None:
     device_map = getattr(model, "hf_device_map", None)
     if device_map and len({str(d) for d in device_map.values()}) > 1:
         return "layers offloaded or spread by accelerate"
-    if any(p.device.type == "meta" for p in model.parameters()):
+    params = list(model.parameters())
+    if any(p.device.type == "meta" for p in params):
         return "offloaded weights"
+    tp_size = getattr(model, "_tp_size", None)
+    if (isinstance(tp_size, int) and tp_size > 1) or any(
+        type(p).__name__ == "DTensor" for p in params
+    ):
+        return "tensor-parallel weights (each rank holds a slice)"
     return None
 
 
