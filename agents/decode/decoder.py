@@ -86,9 +86,11 @@ def fast_decoder_for(
 ) -> FastDecoder | None:
     """The fast decoder when it applies (CUDA), else None after one log line."""
     device = next(model.parameters()).device
-    reason = None
     if device.type != "cuda":
         return None  # the reference loop is the CPU path; nothing to report
+    # cuDNN's attention plans itself per shape: seconds of stall at each new prefill
+    # shape, in either loop; the other sdpa backends cost nothing measurable here
+    torch.backends.cuda.enable_cudnn_sdp(False)
     reason = offload_or_quantized(model, quantized) or unsupported_reason(model)
     if reason is None:
         try:
@@ -139,8 +141,7 @@ class FastDecoder:
         self.last: DecodeOutput | None = None  # the latest batch's record, for the benchmark
         self._graph_pool = torch.cuda.graph_pool_handle() if self.graphs else None
         if self.shape.device.type == "cuda":
-            # cuDNN attention plans per shape: seconds of stall at each new prefill shape
-            torch.backends.cuda.enable_cudnn_sdp(False)
+            torch.backends.cuda.enable_cudnn_sdp(False)  # see fast_decoder_for
             props = torch.cuda.get_device_properties(self.shape.device)
             self._sms = props.multi_processor_count
         else:
