@@ -104,12 +104,13 @@ def _embedded(html: str, block: str) -> object:
 
 def test_data_holds_every_row_with_its_prompt(hostile_run: Path) -> None:
     data = build_replay_data(hostile_run)
+    parts = list(data.parts())
     msgs = pd.read_parquet(hostile_run / "messages")
     prompts = pd.read_parquet(hostile_run / "prompts").set_index(["tick", "request_id"])
     assert data.meta["ticks"] == list(range(TICKS))
-    assert sum(len(p["rows"]) for p in data.ticks) == len(msgs) > 0
+    assert sum(len(p["rows"]) for p in parts) == len(msgs) > 0
     names = [a["name"] for a in data.meta["agents"]]
-    for part in data.ticks:
+    for part in parts:
         assert len(part["pos"]) == AGENTS and None not in part["pos"]
         for row in part["rows"]:
             want = prompts.loc[(part["tick"], row["r"])]
@@ -118,16 +119,16 @@ def test_data_holds_every_row_with_its_prompt(hostile_run: Path) -> None:
             assert row["p"]["s"].startswith(f"You are {names[row['a']]},")
     hostile = data.meta["agents"][0]
     assert (hostile["name"], hostile["goal"]) == (HOSTILE_NAME, HOSTILE_GOAL)
-    said = [r["c"] for p in data.ticks for r in p["rows"] if r["a"] == 0 and r["act"] == "SAY"]
+    said = [r["c"] for p in parts for r in p["rows"] if r["a"] == 0 and r["act"] == "SAY"]
     assert said and set(said) == {HOSTILE_SAY}
     acted = {t for t in msgs[msgs["agent_id"] == "agent-000"]["tick"]}
     assert hostile["acts"] == sorted(acted)
 
 
 def test_memories_shown_are_the_recorded_ones(hostile_run: Path) -> None:
-    data = build_replay_data(hostile_run)
+    parts = build_replay_data(hostile_run).parts()
     memories = pd.read_parquet(hostile_run / "memories").set_index("memory_id")
-    shown = [m for p in data.ticks for r in p["rows"] for m in r["p"]["m"]]
+    shown = [m for p in parts for r in p["rows"] for m in r["p"]["m"]]
     assert shown
     for mid, _score, made, kind, importance, text in shown:
         assert (made, kind, text) == (
@@ -146,9 +147,9 @@ def test_positions_rebuilt_for_old_runs_match_the_recorded_ones(
     old = tmp_path / "old"
     shutil.copytree(hostile_run, old, ignore=shutil.ignore_patterns("positions", "prompts"))
     recorded, rebuilt = build_replay_data(hostile_run), build_replay_data(old)
-    assert [p["pos"] for p in rebuilt.ticks] == [p["pos"] for p in recorded.ticks]
+    assert [p["pos"] for p in rebuilt.parts()] == [p["pos"] for p in recorded.parts()]
     assert rebuilt.meta["recorded"] == {"prompts": False, "memories": True, "positions": False}
-    assert all("p" not in r for p in rebuilt.ticks for r in p["rows"])
+    assert all("p" not in r for p in rebuilt.parts() for r in p["rows"])
 
 
 # -- the page ------------------------------------------------------------------

@@ -35,5 +35,5 @@ def write_replay(run_dir: Path, out: Path | None = None) -> ReplayWritten:
     atomic_write(path, lambda p: p.write_bytes(html))
     log.info("replay of %s: %s (%d bytes)", run_dir, path, len(html))
     return ReplayWritten(
-        path=path, bytes=len(html), agents=len(data.meta["agents"]), ticks=len(data.ticks)
+        path=path, bytes=len(html), agents=len(data.meta["agents"]), ticks=len(data.meta["ticks"])
     )

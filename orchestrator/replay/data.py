@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from agents.typing import TRAITS
-from orchestrator.dumps_reader import load_run, load_tick_folder
+from orchestrator.dumps_reader import DumpsError, load_run, load_tick_folder
 from orchestrator.records import MEMORY_SCHEMA, POSITION_SCHEMA, PROMPT_SCHEMA
 from orchestrator.storage import RunDir
 
@@ -31,13 +33,19 @@ log = logging.getLogger(__name__)
 FORMAT = "steersim-replay/1"
 
 
-@dataclass(frozen=True, kw_only=True)
 class ReplayData:
-    """The page's data: `meta` is embedded as it is; `ticks[i]` is the part of
-    tick `meta["ticks"][i]`."""
+    """The page's data: `meta`, embedded as it is, and `parts()`, the part of
+    each tick of `meta["ticks"]` in order, made one at a time when asked for:
+    the prompts of a 1,000-agent run are hundreds of MB as Python objects, so
+    only one tick's are ever held."""
 
-    meta: dict[str, Any]
-    ticks: list[dict[str, Any]]
+    def __init__(self, meta: dict[str, Any], make_part: Callable[[int], dict[str, Any]]) -> None:
+        self.meta = meta
+        self._make_part = make_part
+
+    def parts(self) -> Iterator[dict[str, Any]]:
+        for tick in self.meta["ticks"]:
+            yield self._make_part(tick)
 
 
 def build_replay_data(run_dir: Path) -> ReplayData:
@@ -45,9 +53,9 @@ def build_replay_data(run_dir: Path) -> ReplayData:
     dumps = load_run(run_dir)
     layout = RunDir(run_dir)
     msgs = dumps.messages
-    prompts = load_tick_folder(layout.prompts, PROMPT_SCHEMA)
     memories = load_tick_folder(layout.memories, MEMORY_SCHEMA)
     positions = load_tick_folder(layout.positions, POSITION_SCHEMA)
+    has_prompts = any(layout.prompts.glob("tick_*.parquet"))
 
     agents = _agents(dumps.agents, msgs)
     index = {a["id"]: i for i, a in enumerate(agents)}
@@ -62,30 +70,22 @@ def build_replay_data(run_dir: Path) -> ReplayData:
         else _rebuilt_positions(ticks, agents, msgs, index, loc_index)
     )
     memory_of = _memory_lookup(memories)
-    prompt_of = _prompt_lookup(prompts)
     new_memories = _memories_by_tick(memories, index)
+    rows_of = msgs.groupby("tick").indices if len(msgs) else {}  # tick -> row positions
 
-    parts: list[dict[str, Any]] = []
-    acts: list[list[int]] = [[] for _ in agents]
-    by_tick = {t: rows for t, rows in msgs.groupby("tick", sort=True)} if len(msgs) else {}
-    for tick in ticks:
-        rows = by_tick.get(tick)
+    def make_part(tick: int) -> dict[str, Any]:
+        prompt_of = _prompts_of_tick(layout, tick) if has_prompts else {}
         part_rows = []
-        if rows is not None:
-            for r in rows.itertuples(index=False):
+        at = rows_of.get(tick)
+        if at is not None:
+            for r in msgs.iloc[at].itertuples(index=False):
                 a = index.get(r.agent_id)
-                if a is None:
-                    continue
-                if not acts[a] or acts[a][-1] != tick:
-                    acts[a].append(tick)
-                part_rows.append(_row(r, a, loc_index, prompt_of, memory_of))
+                if a is not None:
+                    part_rows.append(_row(r, a, loc_index, prompt_of, memory_of))
         pos = where.get(tick) or [None] * len(agents)
-        parts.append(
-            {"tick": tick, "pos": pos, "rows": part_rows, "mem": new_memories.get(tick, [])}
-        )
+        return {"tick": tick, "pos": pos, "rows": part_rows, "mem": new_memories.get(tick, [])}
 
-    for a, agent in enumerate(agents):
-        agent["acts"] = acts[a]
+    _add_acts(agents, msgs, index)
     _add_plans(agents, msgs, index)
     model = dumps.manifest.get("model") or {}
     meta = {
@@ -100,13 +100,13 @@ def build_replay_data(run_dir: Path) -> ReplayData:
         "agents": agents,
         "ticks": ticks,
         "recorded": {
-            "prompts": prompts is not None,
+            "prompts": has_prompts,
             "memories": memories is not None,
             "positions": positions is not None,
         },
         "rows": len(msgs),
     }
-    return ReplayData(meta=meta, ticks=parts)
+    return ReplayData(meta, make_part)
 
 
 # -- the parts ---------------------------------------------------------------
@@ -237,11 +237,16 @@ def _memory_lookup(memories: pd.DataFrame | None) -> dict[int, tuple[int, str, f
     }
 
 
-def _prompt_lookup(prompts: pd.DataFrame | None) -> dict[tuple[int, int], Any]:
-    """(tick, request id) -> the prompt row."""
-    if prompts is None:
+def _prompts_of_tick(layout: RunDir, tick: int) -> dict[int, dict[str, Any]]:
+    """request id -> the prompt row of one tick (none when the file is absent)."""
+    path = layout.tick_file(tick, layout.prompts)
+    if not path.is_file():
         return {}
-    return {(int(p.tick), int(p.request_id)): p for p in prompts.itertuples(index=False)}
+    try:
+        rows = pq.read_table(path, columns=PROMPT_SCHEMA.names).to_pylist()
+    except (OSError, pa.ArrowException) as exc:
+        raise DumpsError(f"cannot read {path}: {exc}") from None
+    return {int(r["request_id"]): r for r in rows}
 
 
 def _memories_by_tick(
@@ -264,7 +269,7 @@ def _row(
     r: Any,
     a: int,
     loc_index: dict[str, int],
-    prompt_of: dict[tuple[int, int], Any],
+    prompt_of: dict[int, dict[str, Any]],
     memory_of: dict[int, tuple[int, str, float, str]],
 ) -> dict[str, Any]:
     """One message row as the page reads it (short keys: there are many)."""
@@ -281,14 +286,26 @@ def _row(
         "raw": str(r.raw_text),
         "g": str(r.goal),
     }
-    p = prompt_of.get((int(r.tick), int(r.request_id)))
+    p = prompt_of.get(int(r.request_id))
     if p is not None:
         recalled = []
-        for mid, score in zip(p.memory_ids, p.memory_scores, strict=True):
+        for mid, score in zip(p["memory_ids"], p["memory_scores"], strict=True):
             made, kind, importance, text = memory_of.get(int(mid), (None, "?", None, "?"))
             recalled.append([int(mid), round(float(score), 3), made, kind, importance, text])
-        out["p"] = {"s": str(p.system), "u": str(p.user), "m": recalled}
+        out["p"] = {"s": str(p["system"]), "u": str(p["user"]), "m": recalled}
     return out
+
+
+def _add_acts(agents: list[dict[str, Any]], msgs: pd.DataFrame, index: dict[str, int]) -> None:
+    """Each agent's `acts`: the ticks it has rows in (actions or reflections)."""
+    for agent in agents:
+        agent["acts"] = []
+    if not len(msgs):
+        return
+    for agent_id, ticks in msgs.groupby("agent_id")["tick"].unique().items():
+        a = index.get(agent_id)
+        if a is not None:
+            agents[a]["acts"] = sorted(int(t) for t in ticks)
 
 
 def _add_plans(agents: list[dict[str, Any]], msgs: pd.DataFrame, index: dict[str, int]) -> None:

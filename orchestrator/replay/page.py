@@ -82,7 +82,8 @@ def render(data: ReplayData) -> str:
         "STYLE": style,
         "SCRIPT": script,
         "META": script_json(data.meta),
-        "TICKS": script_json([pack(p) for p in data.ticks]),
+        # base64 needs no escaping; one tick's part is held at a time
+        "TICKS": "[" + ",".join(f'"{pack(p)}"' for p in data.parts()) + "]",
     }
     # one pass over the template: inserted text is never searched for markers again
     return _MARKER.sub(lambda m: pieces[m.group(1)], _asset("page.html"))
