@@ -401,6 +401,7 @@ def open_run_state(run_path: Path, *, backend: Backend | None = None) -> RunStat
     if run_path.parent.name == "dumps":
         storage = cfg.storage.model_copy(update={"root": str(run_path.parent.parent)})
         cfg = cfg.model_copy(update={"storage": storage})
+    cfg = _with_run_vectors(cfg, manifest.get("model") or {}, run_path)
     ckpt = CheckpointStore(run_dir.checkpoint).load()
     inner = backend or build_backend(backend_spec(cfg))
     try:
@@ -419,6 +420,27 @@ def open_run_state(run_path: Path, *, backend: Backend | None = None) -> RunStat
     except BaseException:
         inner.close()
         raise
+
+
+def _with_run_vectors(cfg: RunConfig, model_record: dict[str, Any], run_path: Path) -> RunConfig:
+    """Steer with the vectors the run applied, its own copy in <run>/vectors/
+    (hash checked), rather than rebuild them from a cache that may have
+    changed since. The copy holds exactly what was applied (per-trait layers
+    and orthogonalisation included), so it is used as it is."""
+    steer = model_record.get("steering") or {}
+    rel, layers = steer.get("vectors_file"), steer.get("layers")
+    if not cfg.steering.enabled or not isinstance(rel, str) or not layers:
+        return cfg
+    path = run_path / rel
+    if not path.is_file():
+        return cfg
+    from agents.steering.vectors import file_hash  # an hf run: torch is loading anyway
+
+    if steer.get("vectors_hash") and file_hash(path) != steer["vectors_hash"]:
+        return cfg
+    update = {"vectors": str(path), "layers": list(layers), "trait_layers": {}}
+    steering = cfg.steering.model_copy(update={**update, "orthogonalize": False})
+    return cfg.model_copy(update={"steering": steering})
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

@@ -181,6 +181,7 @@ def test_tiny_model_interview_uses_the_steering_measure(tmp_path):
         "ticks=2",
     ]
     run = _run(tmp_path, "tiny", *sets)
+    vectors.unlink()  # the interview steers with the run's own copy of what it applied
     q = _small_questionnaire(tmp_path / "items.json")
     plan = InterviewPlan(
         items=str(tmp_path / "items.json"),
@@ -191,7 +192,9 @@ def test_tiny_model_interview_uses_the_steering_measure(tmp_path):
     state = open_run_state(run)
     backend = state.backend
     try:
+        assert state.vectors_match
         result = interview(run, plan, backend=backend)
+        assert not result.notes
         items = result.rows[result.rows["kind"] == "item"]
         assert len(items) == 4 * 10 * 2 and items["score"].lt(0).all()
         texts = [it.text for it in q.items]
