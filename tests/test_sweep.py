@@ -253,3 +253,17 @@ def test_submitit_launcher_runs_the_sweep(tmp_path):
     index = _index(tmp_path, "sl")
     assert (index["status"] == "complete").all() and index["wall_s"].gt(0).all()
     assert (tmp_path / "st" / "sweeps" / "sl" / "submitit").is_dir()
+
+
+def test_a_resume_that_fails_is_recorded_as_failed(tmp_path):
+    cfg = _config(tmp_path, ticks=2)
+    assert cli("sweep", str(cfg), "--name", "r", "--grid", "seed=1", *SMALL).returncode == 0
+    run = tmp_path / "st" / "dumps" / "r-seed1"
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["status"] = "interrupted"  # as if stopped, but its checkpoint is damaged
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    (run / "checkpoint" / "LATEST").write_text("{not json")
+    proc = cli("sweep", str(cfg), "--name", "r", "--grid", "seed=1", *SMALL)
+    assert proc.returncode == 1
+    row = _index(tmp_path, "r").iloc[0]
+    assert row["status"] == "failed" and "LATEST" in row["error"]

@@ -363,9 +363,9 @@ def run_sweep(
         ticks = int(manifest.get("ticks_completed") or 0)
         if outcome.returncode == 0 and manifest.get("status") == "complete":
             status, error = "complete", None
-        elif outcome.returncode == 130 or manifest.get("status") == "interrupted":
+        elif outcome.returncode in (0, 130):  # stopped by a signal: resumable
             status, error = "interrupted", None
-        else:
+        else:  # the manifest may still say "interrupted" from before: the run did not start
             status, error = "failed", error_line(outcome)
         index.update(
             outcome.key, status=status, error=error, wall_s=outcome.wall_s, ticks_completed=ticks
