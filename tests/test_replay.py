@@ -123,6 +123,16 @@ def test_data_holds_every_row_with_its_prompt(hostile_run: Path) -> None:
     assert said and set(said) == {HOSTILE_SAY}
     acted = {t for t in msgs[msgs["agent_id"] == "agent-000"]["tick"]}
     assert hostile["acts"] == sorted(acted)
+    # each plan in an agent's timeline is the one its prompts showed from then on
+    plans = [
+        (a, t, plan) for a, agent in enumerate(data.meta["agents"]) for t, plan in agent["plans"]
+    ]
+    assert plans
+    systems = {
+        (p["tick"], r["a"]): r["p"]["s"] for p in parts for r in p["rows"] if r["k"] != "reflection"
+    }
+    for a, tick, plan in plans:
+        assert f"Your current plan: {plan}" in systems[(tick, a)]
 
 
 def test_memories_shown_are_the_recorded_ones(hostile_run: Path) -> None:

@@ -309,18 +309,20 @@ def _add_acts(agents: list[dict[str, Any]], msgs: pd.DataFrame, index: dict[str,
 
 
 def _add_plans(agents: list[dict[str, Any]], msgs: pd.DataFrame, index: dict[str, int]) -> None:
-    """Each agent's `plans`: [[tick, plan], ...] whenever the goal or plan its
-    prompt showed changed (the `plan` column where the run has one)."""
+    """Each agent's `plans`: [[tick, plan], ...] whenever the plan its prompt
+    showed changed: the row's `plan` where the run records one, else its
+    `goal` column (older runs wrote the plan there once there was one)."""
     for agent in agents:
         agent["plans"] = []
     if not len(msgs):
         return
-    column = "plan" if "plan" in msgs.columns else "goal"
     acting = msgs[msgs["event_kind"] != "reflection"]
-    for agent_id, tick, shown in zip(
-        acting["agent_id"], acting["tick"], acting[column], strict=True
+    plan_col = acting["plan"] if "plan" in acting.columns else [None] * len(acting)
+    for agent_id, tick, plan, goal in zip(
+        acting["agent_id"], acting["tick"], plan_col, acting["goal"], strict=True
     ):
         a = index.get(agent_id)
+        shown = plan if isinstance(plan, str) and plan else goal
         if a is None or not isinstance(shown, str) or not shown:
             continue
         agent = agents[a]
