@@ -158,16 +158,57 @@ def gpu(
             "converted SmolLM2), else a byte-level one with ~3x longer prompts.",
         ),
     ] = None,
+    classic: Annotated[
+        bool,
+        typer.Option("--classic", help="The tick-throughput table (steering on/off, bf16 vs NF4)."),
+    ] = False,
+    small_arch: Annotated[
+        str, typer.Option(help="Decode benchmark: the second shape ('' = skip).")
+    ] = "llama-1b",
+    small_batches: Annotated[str, typer.Option(help="Its batch sizes.")] = "256",
+    grammar_batch: Annotated[
+        int, typer.Option(min=0, help="Batch of the grammar-mask cost (0 = skip).")
+    ] = 128,
+    offload_arch: Annotated[
+        str, typer.Option(help="Shape of the offload (steering) run ('' = skip).")
+    ] = "llama-1b",
     json_dest: JsonOption = None,
 ) -> None:
-    """HF backend throughput on a GPU with random-weight real architectures
-    (`--arch tiny --batches 1,4 --device cpu` is a smoke run)."""
+    """On CUDA: the decode step against its memory-bandwidth floor per batch
+    size (prefill, step, floor, graph capture, reference loop and one request
+    at a time as ratios, steering cost, grammar masks, offload). With
+    --classic or on the CPU (`--arch tiny --batches 1,4 --device cpu` is a
+    smoke run): tick throughput, steering on and off, bf16 vs NF4."""
+    import torch
+
     from agents.random_models import ARCHS
     from orchestrator.benchmarks.gpu import bench_gpu
 
-    for name, value in (("--arch", arch), ("--quant-arch", quant_arch)):
+    for name, value in (
+        ("--arch", arch),
+        ("--quant-arch", quant_arch),
+        ("--small-arch", small_arch),
+        ("--offload-arch", offload_arch),
+    ):
         if value and value not in ARCHS:
             raise SteersimError(f"{name} must be one of {', '.join(ARCHS)}, got {value!r}")
+    if not classic and (device or "cuda").startswith("cuda") and torch.cuda.is_available():
+        from orchestrator.benchmarks.decode import bench_decode
+        from orchestrator.benchmarks.decode import table as decode_table
+
+        result = bench_decode(
+            arch=arch,
+            batches=_ints(batches, "--batches"),
+            small_arch=small_arch or None,
+            small_batches=_ints(small_batches, "--small-batches"),
+            new_tokens=new_tokens,
+            repeats=repeats,
+            grammar_batch=grammar_batch or None,
+            offload_arch=offload_arch or None,
+            tokenizer=tokenizer,
+        )
+        _emit(result, json_dest, decode_table(result))
+        return
     result = bench_gpu(
         arch=arch,
         batches=_ints(batches, "--batches"),
