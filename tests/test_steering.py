@@ -4,6 +4,11 @@ report's shape."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -13,7 +18,7 @@ from tiny_model import tiny_model, tiny_tokenizer  # noqa: E402
 
 from agents.errors import ModelError  # noqa: E402
 from agents.steering import SteeringHooks, SteeringVectors, load_pairs, load_questionnaire  # noqa: E402
-from agents.steering.data import pairs_hash  # noqa: E402
+from agents.steering.data import load_pairs_file, pairs_hash  # noqa: E402
 from agents.steering.evaluation import evaluate_steering  # noqa: E402
 from agents.steering.extract import build_vectors, vectors_for  # noqa: E402
 from agents.steering.hooks import decoder_layers  # noqa: E402
@@ -29,14 +34,60 @@ def random_vectors(layers=(1,), hidden=64, seed=0) -> SteeringVectors:
     )
 
 
+DATA = Path(__file__).resolve().parents[1] / "agents" / "data"
+# IPIP-50 keys per factor (+1 high-keyed), published order; N = Emotional Stability negated
+IPIP50_KEYS = {
+    "E": [1, -1, 1, -1, 1, -1, 1, -1, 1, -1],
+    "A": [-1, 1, -1, 1, -1, 1, -1, 1, 1, 1],
+    "C": [1, -1, 1, -1, 1, -1, 1, -1, 1, 1],
+    "O": [1, -1, 1, -1, 1, -1, 1, 1, 1, 1],
+    "N": [1, -1, 1, -1, 1, 1, 1, 1, 1, 1],
+}
+
+
 def test_shipped_data_sizes() -> None:
-    pairs, q = load_pairs(), load_questionnaire()
+    pairs, dev, test = load_pairs(), load_questionnaire("dev"), load_questionnaire("test")
+    assert (dev.split, test.split) == ("dev", "test")
+    assert load_questionnaire() == test  # reporting reads the test set unless told otherwise
     for t in TRAITS:
         assert sum(p.trait == t for p in pairs) >= 40
-        items = [i for i in q.items if i.trait == t]
-        assert len(items) >= 8 and sum(i.key == -1 for i in items) * 2 == len(items)
-    statements = {i.text for i in q.items}
-    assert not statements & {p.continuation for p in pairs}  # held out
+        items = [i for i in dev.items if i.trait == t]
+        assert len(items) == 12 and sum(i.key == -1 for i in items) == 6
+        assert [i.key for i in test.items if i.trait == t] == IPIP50_KEYS[t]
+    assert len(test.items) == 50
+
+
+def test_test_set_is_ipip50_by_one_rule() -> None:
+    """Every test statement is 'I ' + the IPIP stem with its first letter
+    lower-cased, and the file names its source and the rule."""
+    doc = json.loads((DATA / "questionnaire_test.json").read_text())
+    assert "Goldberg" in doc["source"] and "ipip.ori.org" in doc["source"]
+    assert "lower-cased" in doc["rephrasing_rule"]
+    for item in doc["items"]:
+        stem = item["ipip"]
+        assert item["text"] == "I " + stem[0].lower() + stem[1:]
+    assert len({i["ipip"] for i in doc["items"]}) == 50
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z' ]+", "", text.lower().replace("’", "'")).strip()
+
+
+def test_pairs_dev_and_test_share_no_item_text() -> None:
+    """Three disjoint sets: no statement in both questionnaires, and no
+    statement's predicate (the words after 'I') inside any pair text, for the
+    shipped pairs and every candidate pair set a sweep can compare."""
+    dev = {_norm(i.text) for i in load_questionnaire("dev").items}
+    test = {_norm(i.text) for i in load_questionnaire("test").items}
+    assert len(dev) == 60 and len(test) == 50
+    assert not dev & test
+    pair_sets = [load_pairs()] + [load_pairs_file(f) for f in sorted(DATA.glob("pair_sets/*.json"))]
+    assert len(pair_sets) >= 3
+    for pairs in pair_sets:
+        texts = {_norm(x) for p in pairs for x in (p.high, p.low, p.user, p.continuation)}
+        for statement in dev | test:
+            predicate = statement.removeprefix("i ")
+            assert not any(predicate in x for x in texts), statement
 
 
 def test_hook_adds_exact_delta_to_row_and_skips_padding() -> None:
@@ -223,3 +274,123 @@ def test_rating_measure_option() -> None:
         model, tok, vecs, None, 0.5, n_random=2, fluency=False, measure="rating"
     )
     assert rep.notes["measure"] == "rating" and rep.curves.shape == (5, 5, 5)
+
+
+def _report(effects, random_effects, coefs=(-1.0, -0.5, 0.0, 0.5, 1.0), bump=None):
+    """A SteeringReport whose own-trait curves are linear with the given effects."""
+    from agents.steering.evaluation import SteeringReport
+
+    c = np.array(coefs)
+    curves = np.zeros((5, len(c), 5))
+    for t in range(5):
+        curves[t, :, t] = effects[t] * c / 2
+    if bump is not None:
+        curves[bump, 1, bump] = curves[bump, 0, bump] - 0.01  # a dip at -0.5
+    return SteeringReport(
+        layers=(1,), strength=0.2, coefs=tuple(c), curves=curves, random_effects=random_effects
+    )
+
+
+def test_pass_rule_uses_the_lower_bootstrap_bound() -> None:
+    from agents.steering.evaluation import MIN_RATIO
+
+    rng = np.random.default_rng(1)
+    rand = rng.normal(0, 1, (100, 5))
+    rand /= rand.std(axis=0, ddof=1)  # spread exactly 1 per trait
+    rep = _report(np.array([10, 10, 10, 10, MIN_RATIO + 0.05]), rand)
+    ci = rep.ratio_ci
+    assert rep.ratios[4] >= MIN_RATIO  # the point ratio clears the bar...
+    assert ci[4, 0] < MIN_RATIO < ci[4, 1]  # ...its interval straddles it
+    assert not rep.passed  # so it fails
+    assert (ci[:, 0] < rep.ratios).all() and (rep.ratios < ci[:, 1]).all()
+    assert np.array_equal(ci, rep.ratio_ci)  # seeded: the same report, the same interval
+    assert _report(np.full(5, 10.0), rand).passed
+    # fewer controls: a wider interval around the same ratio
+    few = _report(np.full(5, 10.0), rand[:20] / rand[:20].std(axis=0, ddof=1))
+    assert (np.diff(few.ratio_ci, axis=1) > np.diff(rep.ratio_ci, axis=1)).all()
+    d = rep.to_dict()
+    assert d["ratio_ci"][4][0] == pytest.approx(ci[4, 0], abs=1e-4) and d["n_random"] == 100
+
+
+def test_monotone_means_every_step() -> None:
+    rand = np.random.default_rng(2).normal(0, 0.1, (50, 5))
+    rep = _report(np.full(5, 10.0), rand, bump=2)
+    assert rep.monotone.tolist() == [True, True, False, True, True] and not rep.passed
+
+
+def test_lda_discounts_a_direction_shared_by_noisy_pairs() -> None:
+    """Each trait's pairs differ along its own axis plus a large +-v term
+    (valence: favourable and unfavourable framings), with an imbalance that
+    leaves some v in every mean difference. mean_diff keeps that v; LDA, which
+    whitens by the spread of the differences, removes most of it."""
+    from agents.steering.extract import directions_from_diffs, lda_directions, ledoit_wolf
+
+    g = torch.Generator().manual_seed(0)
+    hidden, per = 32, 40
+    v = torch.nn.functional.normalize(torch.randn(hidden, generator=g), dim=0)
+    rows, trait_of = [], []
+    for t in range(5):
+        axis = torch.zeros(hidden)
+        axis[t] = 1.0
+        sign = torch.tensor([1.0] * 26 + [-1.0] * 14)  # unbalanced framing
+        d = axis + 3.0 * sign[:, None] * v + 0.1 * torch.randn(per, hidden, generator=g)
+        rows.append(d)
+        trait_of += [TRAITS[t]] * per
+    diffs = torch.cat(rows)[:, None]  # (P, 1, H)
+    lda, shrink = lda_directions(diffs, trait_of)
+    assert lda.shape == (1, 5, hidden) and 0 <= shrink[0] <= 1
+    for t in range(5):
+        mean = directions_from_diffs(
+            diffs[[i for i, x in enumerate(trait_of) if x == TRAITS[t]]], "mean_diff"
+        )
+        assert abs(float(mean[0] @ v)) > 0.5
+        assert abs(float(lda[0, t] @ v)) < 0.1
+        assert float(lda[0, t, t]) > 0.9  # the trait's own axis survives
+    cov, a = ledoit_wolf(torch.randn(10, 20, generator=g))
+    assert 0 < a <= 1 and torch.linalg.eigvalsh(cov).min() > 0  # invertible with n < H
+
+
+def test_scaled_traits_get_controls_of_their_own_size() -> None:
+    """A trait steered with a gain is compared with random directions of the
+    same gain: its controls move (about) gain times as much as a unit trait's."""
+    from agents.steering.evaluation import control_groups
+
+    model, tok = tiny_model(), tiny_tokenizer()
+    unit = random_vectors((1, 2)).for_traits({"O": [2]})
+    v = unit.scaled({"N": 2.0})
+    assert torch.allclose(v.directions[:, 4].norm(dim=-1), torch.tensor([2.0, 2.0]))
+    assert sorted(control_groups(v).values()) == [[0, 1, 2], [3], [4]]
+    assert sorted(control_groups(unit).values()) == [[0, 1, 2, 4], [3]]
+    kw = dict(n_random=6, fluency=False, coefs=(-1, 0, 1))
+    rep1 = evaluate_steering(model, tok, unit, None, 0.02, **kw)
+    rep2 = evaluate_steering(model, tok, v, None, 0.02, **kw)
+    np.testing.assert_allclose(rep2.random_effects[:, :4], rep1.random_effects[:, :4], atol=1e-9)
+    ratio = rep2.random_spread[4] / rep1.random_spread[4]  # the same directions, twice as large
+    assert 1.8 < ratio < 2.2
+
+
+def test_sweep_reads_the_dev_set_and_reuses_controls(monkeypatch, tmp_path) -> None:
+    import agents.steering.sweep as sw
+
+    model, tok = tiny_model(), tiny_tokenizer()
+    pairs = tuple(p for p in load_pairs() if p.continuation.startswith("Tomorrow"))
+    monkeypatch.setattr(sw, "_pairs", lambda name: pairs)
+    calls = []
+    real = sw.evaluate_steering
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["random_effects"] is None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sw, "evaluate_steering", spy)
+    settings = [
+        sw.Setting(method=m, layers=(1,), trait_layers={"O": (2,)}, strength=0.3)
+        for m in ("mean_diff", "lda")
+    ] + [sw.Setting(layers=(1, 2), strength=0.3)]
+    rows = sw.run_sweep(model, tok, settings, tmp_path / "s.jsonl", n_random=4, fluency=False)
+    assert [r["questionnaire"] for r in rows] == ["dev"] * 3
+    assert calls == [True, False, True]  # same placement: the controls are reused
+    assert rows[0]["random_effects"] == rows[1]["random_effects"]
+    assert rows[0]["effects"] != rows[1]["effects"]  # but the directions differ
+    lines = (tmp_path / "s.jsonl").read_text().splitlines()
+    assert [json.loads(x)["setting"]["method"] for x in lines] == ["mean_diff", "lda", "mean_diff"]

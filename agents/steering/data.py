@@ -1,7 +1,10 @@
-"""Loads the steering data that ships in agents/data/: the contrastive pairs
-that build the vectors and the held-out questionnaire that measures them. The
-two sets never mix: vectors are built from pairs only, and every measurement
-uses questionnaire items only. Knows nothing about models or tokenizers."""
+"""Loads the steering data that ships in agents/data/, three disjoint item sets
+with one job each: the contrastive pairs that build the vectors
+(contrastive_pairs.json), the DEV questionnaire on which every steering choice
+is made (questionnaire_dev.json, read by the sweep) and the TEST questionnaire
+that only reports (questionnaire_test.json: the public-domain IPIP-50 markers,
+read by evaluate_steering and the run verification). A test checks that the
+three share no item text. Knows nothing about models or tokenizers."""
 
 from __future__ import annotations
 
@@ -10,11 +13,14 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Literal
 
 from agents.typing import TRAITS
 
 TraitName = Literal["E", "A", "C", "O", "N"]
+Split = Literal["dev", "test"]
+SPLITS: tuple[Split, ...] = ("dev", "test")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +58,7 @@ class QuestionnaireItem:
 
 @dataclass(frozen=True, kw_only=True)
 class Questionnaire:
+    split: str  # "dev" (choices are made on it) or "test" (reporting only)
     system: str | None  # a trait-neutral system turn (None: the template's default)
     prompt: str  # the neutral user turn the statements answer
     items: tuple[QuestionnaireItem, ...]
@@ -63,19 +70,42 @@ def _read(name: str) -> bytes:
     return resources.files("agents").joinpath("data", name).read_bytes()
 
 
+def _pairs_from(doc: dict, where: str) -> tuple[ContrastivePair, ...]:
+    fields = ("trait", "high", "low", "user", "continuation", "framing")
+    try:
+        return tuple(ContrastivePair(**{k: p[k] for k in fields if k in p}) for p in doc["pairs"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: not a contrastive-pairs file ({exc})") from None
+
+
 @cache
 def load_pairs() -> tuple[ContrastivePair, ...]:
-    doc = json.loads(_read("contrastive_pairs.json"))
-    return tuple(ContrastivePair(**p) for p in doc["pairs"])
+    """The shipped pairs (agents/data/contrastive_pairs.json)."""
+    return _pairs_from(json.loads(_read("contrastive_pairs.json")), "contrastive_pairs.json")
+
+
+def load_pairs_file(path: str | Path) -> tuple[ContrastivePair, ...]:
+    """Pairs from another file of the same format (a candidate set in a sweep)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read pairs ({exc})") from None
+    return _pairs_from(doc, str(path))
 
 
 @cache
-def load_questionnaire() -> Questionnaire:
-    doc = json.loads(_read("questionnaire.json"))
+def load_questionnaire(split: Split = "test") -> Questionnaire:
+    """The DEV or the TEST questionnaire (see the module docstring)."""
+    if split not in SPLITS:
+        raise ValueError(f"questionnaire split must be one of {SPLITS}, got {split!r}")
+    doc = json.loads(_read(f"questionnaire_{split}.json"))
     return Questionnaire(
+        split=split,
         system=doc.get("system"),
         prompt=doc["prompt"],
-        items=tuple(QuestionnaireItem(**i) for i in doc["items"]),
+        items=tuple(
+            QuestionnaireItem(trait=i["trait"], key=i["key"], text=i["text"]) for i in doc["items"]
+        ),
         reference_prompt=doc["reference_prompt"],
         reference_texts=tuple(doc["reference_texts"]),
     )

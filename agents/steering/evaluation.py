@@ -1,14 +1,18 @@
 """Does the steering work? `evaluate_steering` sweeps each trait's coefficient,
-measures all five trait scores on the held-out questionnaire (statement
-likelihood), compares each trait's effect with the same change under random
-unit directions of equal strength, and prices the fluency cost on neutral
-text. The result is a `SteeringReport` with `passed`, `to_dict()` and
-`to_text()`; scripts and slow tests only call this.
+measures all five trait scores on a questionnaire (statement likelihood; the
+TEST set by default, the DEV set when a sweep makes choices), compares each
+trait's effect with the same change under random directions of equal norm at
+the same layers, and prices the fluency cost on neutral text. The result is a
+`SteeringReport` with `passed`, `to_dict()` and `to_text()`; scripts and slow
+tests only call this.
 
-Pass rule: for every trait the own score rises over coefficients -1, 0, +1,
-and its change from -1 to +1 is at least 2.5x the random-direction spread
-(std over the controls). Spearman alone is no test: random directions often
-give |rho| near 1, so it is reported, not relied on."""
+Pass rule: for every trait the own score rises strictly over every measured
+coefficient (-1, -0.5, 0, 0.5, 1), and the lower end of the 95% bootstrap
+interval of effect / random spread (resampling the controls) is at least
+MIN_RATIO. The interval makes the verdict stable against the control sample:
+with 20 controls a point ratio of 2.8 became 2.0 with 40. Spearman alone is
+no test: random directions often give |rho| near 1, so it is reported, not
+relied on."""
 
 from __future__ import annotations
 
@@ -20,13 +24,17 @@ import numpy as np
 import torch
 
 from agents.statistics import spearman as spearman_rho
+from agents.steering.data import Questionnaire, Split, load_questionnaire
 from agents.steering.hooks import SteeringHooks
 from agents.steering.questionnaire import FluencyMeasure, RatingMeasure, TraitMeasure
 from agents.steering.vectors import SteeringVectors
 from agents.typing import TRAITS
 
-MIN_RATIO = 2.5  # effect / random spread needed to pass
-MAX_FLUENCY_COST = 0.5  # nats/token at +-1, reported (the defaults must stay under it)
+MIN_RATIO = 3.0  # lower 95% bound of effect / random spread needed to pass
+MAX_FLUENCY_COST = 0.3  # nats/token at +-1, reported (the defaults must stay under it)
+N_RANDOM = 100  # random controls by default (fewer make the spread itself noisy)
+N_BOOTSTRAP = 2000  # resamples of the controls for the ratio's interval
+CI_LEVEL = 0.95
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +76,22 @@ class SteeringReport:
         return self.effects / self.random_spread
 
     @property
+    def ratio_ci(self) -> np.ndarray:
+        """(5, 2) percentile bootstrap interval (CI_LEVEL) of effect / random
+        spread, resampling the random controls with replacement (fixed seed, so
+        the same report gives the same interval)."""
+        rand = np.asarray(self.random_effects, dtype=float)  # (n, 5)
+        n = len(rand)
+        if n < 3:
+            return np.full((len(TRAITS), 2), np.nan)
+        idx = np.random.default_rng(0).integers(0, n, size=(N_BOOTSTRAP, n))  # (B, n)
+        sd = rand[idx].std(axis=1, ddof=1)  # (B, 5)
+        tail = 100 * (1 - CI_LEVEL) / 2
+        with np.errstate(divide="ignore", invalid="ignore"):  # identical resamples: sd 0
+            boot = self.effects[None] / sd  # (B, 5)
+            return np.percentile(boot, [tail, 100 - tail], axis=0).T  # (5, 2)
+
+    @property
     def z_scores(self) -> np.ndarray:
         return (self.effects - self.random_effects.mean(axis=0)) / self.random_spread
 
@@ -79,9 +103,9 @@ class SteeringReport:
 
     @property
     def monotone(self) -> np.ndarray:
-        lo, mid, hi = self._at(-1.0), self._at(0.0), self._at(1.0)
-        own = [self.curves[t, :, t] for t in range(len(TRAITS))]
-        return np.array([c[lo] < c[mid] < c[hi] for c in own])
+        """(5,) the own score rises strictly over every measured coefficient."""
+        own = [self.curves[t, :, t] for t in range(len(TRAITS))]  # coefs ascending
+        return np.array([bool(np.all(np.diff(c) > 0)) for c in own])
 
     @property
     def spillover(self) -> np.ndarray:
@@ -101,7 +125,11 @@ class SteeringReport:
 
     @property
     def passed(self) -> bool:
-        return bool(self.monotone.all() and (self.ratios >= MIN_RATIO).all())
+        return bool(self.monotone.all() and (self.ratio_ci[:, 0] >= MIN_RATIO).all())
+
+    @property
+    def worst_fluency(self) -> float | None:
+        return None if self.fluency is None else float(np.max(self.fluency))
 
     def to_dict(self) -> dict[str, Any]:
         def arr(a: np.ndarray | None) -> Any:
@@ -118,6 +146,9 @@ class SteeringReport:
             "random_spread": arr(self.random_spread),
             "random_p95": arr(self.random_p95),
             "ratios": arr(self.ratios),
+            "ratio_ci": arr(self.ratio_ci),
+            "min_ratio": MIN_RATIO,
+            "n_random": len(self.random_effects),
             "z_scores": arr(self.z_scores),
             "spearman": arr(self.spearman),
             "matrix": arr(self.matrix),
@@ -128,20 +159,25 @@ class SteeringReport:
             "random_effects": arr(self.random_effects),
             "base_nll": self.base_nll,
             "fluency_increase": arr(self.fluency),
+            "worst_fluency": None if self.fluency is None else round(self.worst_fluency, 4),
             "cosines": arr(self.cosines),
             **self.notes,
         }
 
     def to_text(self) -> str:
+        split = self.notes.get("questionnaire", "?")
         lines = [
-            f"steering layers {list(self.layers)} strength {self.strength} "
-            f"({len(self.random_effects)} random controls): {'PASS' if self.passed else 'FAIL'}",
-            "trait  effect  rand.sd  ratio      z  spearman  monotone",
+            f"steering layers {list(self.layers)} strength {self.strength}, {split} questionnaire "
+            f"({len(self.random_effects)} random controls): {'PASS' if self.passed else 'FAIL'} "
+            f"(monotone, and lower {CI_LEVEL:.0%} bound of the ratio >= {MIN_RATIO:g})",
+            "trait  effect  rand.sd  ratio  95% interval      z  spearman  monotone",
         ]
+        ci = self.ratio_ci
         for t, name in enumerate(TRAITS):
             lines.append(
                 f"{name:>5} {self.effects[t]:7.2f} {self.random_spread[t]:8.2f} "
-                f"{self.ratios[t]:6.1f} {self.z_scores[t]:6.1f} {self.spearman[t]:9.2f}  "
+                f"{self.ratios[t]:6.1f}  [{ci[t, 0]:4.1f}, {ci[t, 1]:4.1f}]  "
+                f"{self.z_scores[t]:6.1f} {self.spearman[t]:9.2f}  "
                 f"{'yes' if self.monotone[t] else 'NO'}"
             )
         lines.append("matrix (row: steered -1 -> +1, column: measured change)")
@@ -156,7 +192,7 @@ class SteeringReport:
                 + ", ".join(
                     f"{n} {a:+.3f}/{b:+.3f}" for n, (a, b) in zip(TRAITS, self.fluency, strict=True)
                 )
-                + f"; worst {worst:+.3f} ({'ok' if worst < MAX_FLUENCY_COST else 'TOO HIGH'})"
+                + f"; worst {worst:+.3f} ({'ok' if worst <= MAX_FLUENCY_COST else 'TOO HIGH'})"
             )
         return "\n".join(lines)
 
@@ -173,6 +209,24 @@ def random_deltas(vectors: SteeringVectors, strength: float, n: int, seed: int =
     return torch.cat([dirs * scale, -dirs * scale], dim=1)  # (L, 2n, H) by broadcasting
 
 
+def control_groups(vectors: SteeringVectors) -> dict[tuple, list[int]]:
+    """Traits whose controls are the same: {(layer mask, per-layer norms of
+    the trait's direction): trait indices}. A control for trait t has t's
+    norm at each of t's layers (1 for unit directions, a gain where a trait's
+    direction was scaled), so every trait is compared with random directions
+    of exactly its own size and placement."""
+    size = vectors.directions.norm(dim=-1)  # (L, 5)
+    groups: dict[tuple, list[int]] = {}
+    for t in range(len(TRAITS)):
+        key = tuple(round(float(x), 4) for x in size[:, t])
+        groups.setdefault(key, []).append(t)
+    return groups
+
+
+def resolve_questionnaire(questionnaire: Questionnaire | Split) -> Questionnaire:
+    return load_questionnaire(questionnaire) if isinstance(questionnaire, str) else questionnaire
+
+
 @torch.no_grad()
 def evaluate_steering(
     model: Any,
@@ -181,20 +235,24 @@ def evaluate_steering(
     layers: Sequence[int] | None = None,
     strength: float = 0.2,
     coefs: Sequence[float] = (-1.0, -0.5, 0.0, 0.5, 1.0),
-    n_random: int = 20,
+    n_random: int = N_RANDOM,
     *,
     seed: int = 0,
     fluency: bool = True,
     random_effects: np.ndarray | None = None,
     measure: Literal["likelihood", "rating"] = "likelihood",
+    questionnaire: Questionnaire | Split = "test",
 ) -> SteeringReport:
-    """Measure the steering `vectors` (restricted to `layers`) at `strength`.
+    """Measure the steering `vectors` (restricted to `layers`) at `strength`
+    on `questionnaire`: the TEST set unless a sweep asks for "dev".
 
     `random_effects` (n, 5) reuses random-control effects measured before for
-    the same layers and strength (they do not depend on the vectors), e.g. in
-    a sweep; by default `n_random` controls are measured here. `measure="rating"`
-    reads Likert ratings from digit probabilities instead of statement
-    likelihood: only for large instruct models."""
+    the same layers, norms, strength and questionnaire (they do not depend on
+    the directions), e.g. in a sweep; by default `n_random` controls are
+    measured here. `measure="rating"` reads Likert ratings from digit
+    probabilities instead of statement likelihood: only for large instruct
+    models."""
+    q = resolve_questionnaire(questionnaire)
     coefs = tuple(sorted({float(c) for c in coefs}))
     if not {-1.0, 0.0, 1.0} <= set(coefs):
         raise ValueError("coefs must include -1, 0 and 1")
@@ -202,9 +260,9 @@ def evaluate_steering(
     start = min(vecs.layers)
     hooks = SteeringHooks(model, vecs, strength)
     if measure == "rating":
-        scorer: TraitMeasure | RatingMeasure = RatingMeasure(model, tokenizer)
+        scorer: TraitMeasure | RatingMeasure = RatingMeasure(model, tokenizer, questionnaire=q)
     else:
-        scorer = TraitMeasure(model, tokenizer, start_layer=start)
+        scorer = TraitMeasure(model, tokenizer, start_layer=start, questionnaire=q)
 
     n_traits = len(TRAITS)
     grid = torch.zeros(n_traits, len(coefs), n_traits)  # (steered, K, 5) coefficient rows
@@ -212,13 +270,11 @@ def evaluate_steering(
         grid[t, :, t] = torch.tensor(coefs)
     rows, inverse = torch.unique(grid.reshape(-1, n_traits), dim=0, return_inverse=True)
     steer = vecs.deltas(rows, strength)  # (L, U, H): coefficient 0 is one shared row
-    # controls replace a trait's vector at that trait's own layers (per-trait layers differ)
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for t, trait in enumerate(TRAITS):
-        groups.setdefault(vecs.trait_layers()[trait] or vecs.layers, []).append(t)
+    # controls replace a trait's vector at that trait's own layers, with its norm there
+    groups = control_groups(vecs)
     n_random = 0 if random_effects is not None else n_random
     rand = random_deltas(vecs, strength, n_random, seed)  # (L, 2n, H)
-    blocks = [rand * torch.tensor([x in g for x in vecs.layers])[:, None, None] for g in groups]
+    blocks = [rand * torch.tensor(g, dtype=rand.dtype)[:, None, None] for g in groups]
     scores = scorer.trait_scores(hooks, torch.cat([steer, *blocks], dim=1)).numpy()  # (U+2nG, 5)
     curves = scores[inverse.numpy()].reshape(n_traits, len(coefs), n_traits)
     if random_effects is None:
@@ -229,7 +285,7 @@ def evaluate_steering(
 
     base_nll = fl = None
     if fluency:
-        fm = FluencyMeasure(model, tokenizer, start_layer=start)
+        fm = FluencyMeasure(model, tokenizer, start_layer=start, questionnaire=q)
         pm = torch.zeros(1 + 2 * n_traits, n_traits)  # base, then (-1, +1) per trait
         for t in range(n_traits):
             pm[1 + 2 * t, t], pm[2 + 2 * t, t] = -1.0, 1.0
@@ -250,5 +306,6 @@ def evaluate_steering(
             "orthogonalized": vecs.meta.get("orthogonalized", "false"),
             "trait_layers": {t: list(x) for t, x in vecs.trait_layers().items()},
             "measure": measure,
+            "questionnaire": q.split,
         },
     )

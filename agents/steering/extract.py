@@ -1,7 +1,9 @@
 """Builds steering vectors from the shipped contrastive pairs: for each pair
 the residual stream at the continuation's last token is read under the high
 and the low persona (block l's output, i.e. hidden_states[l+1]); the per-trait
-direction is the mean of the differences or their first principal component,
+direction is the mean of the differences (`mean_diff`), their first principal
+component (`pca`), or the mean difference through a shrinkage-regularised
+inverse covariance of the differences of all five traits (`lda`), always
 unit-normalised and signed so the high side projects positive. Each layer's
 typical hidden-state norm (median over real, non-first tokens) is recorded so
 a strength carries over between layers and models. `vectors_for` adds the
@@ -27,7 +29,8 @@ from agents.typing import TRAITS, Message
 
 log = logging.getLogger(__name__)
 
-Method = Literal["mean_diff", "pca"]
+Method = Literal["mean_diff", "pca", "lda"]
+METHODS: tuple[str, ...] = ("mean_diff", "pca", "lda")
 
 
 class _Enough(Exception):
@@ -109,6 +112,99 @@ def directions_from_diffs(diffs: torch.Tensor, method: Method) -> torch.Tensor:
     return torch.nn.functional.normalize(d, dim=-1)
 
 
+def ledoit_wolf(x: torch.Tensor, shrinkage: float | None = None) -> tuple[torch.Tensor, float]:
+    """Shrunk covariance of centred samples x (n, H): (1 - a) S + a (tr S / H) I
+    with the Ledoit-Wolf (2004) intensity a, the estimate that minimises the
+    expected squared error, or a given `shrinkage` a in (0, 1]; needed because H
+    (576) exceeds the samples (a few hundred pairs), where S itself is
+    singular. a = 1 gives back the plain mean difference. Returns (cov, a)."""
+    x = x.double()
+    n, h = x.shape
+    s = x.T @ x / n  # (H, H)
+    mu = float(torch.trace(s)) / h
+    eye = torch.eye(h, dtype=s.dtype)
+    d2 = float(((s - mu * eye) ** 2).sum())
+    # mean over samples of ||x x^T - S||_F^2 = ||x||^4 - 2 x^T S x + ||S||_F^2
+    sq = (x * x).sum(1)  # (n,)
+    xsx = ((x @ s) * x).sum(1)  # (n,)
+    b2 = float((sq**2 - 2 * xsx + (s**2).sum()).mean()) / n
+    a = 1.0 if d2 == 0 else min(b2, d2) / d2
+    a = a if shrinkage is None else float(shrinkage)
+    return (1 - a) * s + a * mu * eye, a
+
+
+def lda_directions(
+    diffs: torch.Tensor, trait_of: Sequence[str], shrinkage: float | None = None
+) -> tuple[torch.Tensor, list]:
+    """(P, L, H) differences -> (L, 5, H) whitened unit directions and each
+    layer's shrinkage. Each trait's mean difference goes through the inverse of
+    one covariance, that of all differences around their own trait's mean: the
+    spread that is not any trait's signal (wording, valence framing, the user
+    turn), so directions that vary a lot between pairs count less."""
+    groups = [[i for i, tr in enumerate(trait_of) if tr == t] for t in TRAITS]
+    means = torch.stack([diffs[g].mean(0) for g in groups], dim=1)  # (L, 5, H)
+    centred = diffs.clone()
+    for t, g in enumerate(groups):
+        centred[g] -= means[:, t]
+    out, shrink = [], []
+    for layer in range(diffs.shape[1]):
+        cov, a = ledoit_wolf(centred[:, layer], shrinkage)  # (H, H)
+        w = torch.linalg.solve(cov, means[layer].double().T).T.float()  # (5, H)
+        out.append(torch.nn.functional.normalize(w, dim=-1))
+        shrink.append(round(a, 4))
+    return torch.stack(out), shrink
+
+
+def pair_activations(
+    model: Any,
+    tokenizer: Any,
+    layers: Sequence[int],
+    pairs: Sequence[ContrastivePair],
+    *,
+    batch_size: int = 32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P, L, H) high-minus-low differences of the pairs and the layers' typical
+    norms (L,): the one expensive step, shared by every method."""
+    check_layers(model, layers)
+    seqs: list[list[int]] = []
+    for pair in pairs:
+        seqs.extend(pair_prompts(tokenizer, pair))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    acts, norms = last_token_residuals(model, seqs, layers, batch_size=batch_size, pad_id=pad)
+    return acts[0::2] - acts[1::2], norms
+
+
+def vectors_from_diffs(
+    diffs: torch.Tensor,
+    norms: torch.Tensor,
+    layers: Sequence[int],
+    pairs: Sequence[ContrastivePair],
+    method: Method,
+    shrinkage: float | None = None,
+) -> SteeringVectors:
+    """Directions by `method` from pair differences (see the module docstring);
+    `shrinkage` fixes lda's shrinkage (None: Ledoit-Wolf)."""
+    trait_of = [p.trait for p in pairs]
+    for t in TRAITS:
+        if t not in trait_of:
+            raise ValueError(f"no contrastive pairs for trait {t}")
+    meta = {"method": method, "data_hash": pairs_hash(tuple(pairs)), "n_pairs": str(len(pairs))}
+    if method == "lda":
+        directions, shrink = lda_directions(diffs, trait_of, shrinkage)
+        meta["shrinkage"] = ",".join(map(str, shrink))
+    else:
+        directions = torch.stack(
+            [
+                directions_from_diffs(
+                    diffs[[i for i, tr in enumerate(trait_of) if tr == t]], method
+                )
+                for t in TRAITS
+            ],
+            dim=1,
+        )  # (L, 5, H)
+    return SteeringVectors(layers=tuple(layers), directions=directions, norms=norms, meta=meta)
+
+
 def build_vectors(
     model: Any,
     tokenizer: Any,
@@ -119,28 +215,10 @@ def build_vectors(
     batch_size: int = 32,
 ) -> SteeringVectors:
     """One unit direction per trait per layer from the contrastive pairs."""
-    check_layers(model, layers)
     layers = sorted(layers)
     pairs = tuple(load_pairs() if pairs is None else pairs)
-    seqs: list[list[int]] = []
-    for pair in pairs:
-        seqs.extend(pair_prompts(tokenizer, pair))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    acts, norms = last_token_residuals(model, seqs, layers, batch_size=batch_size, pad_id=pad)
-    diffs = acts[0::2] - acts[1::2]  # (P, L, H) high minus low
-    trait_of = [p.trait for p in pairs]
-    dirs = []
-    for t in TRAITS:
-        idx = [i for i, tr in enumerate(trait_of) if tr == t]
-        if not idx:
-            raise ValueError(f"no contrastive pairs for trait {t}")
-        dirs.append(directions_from_diffs(diffs[idx], method))  # (L, H)
-    return SteeringVectors(
-        layers=tuple(layers),
-        directions=torch.stack(dirs, dim=1),  # (L, 5, H)
-        norms=norms,
-        meta={"method": method, "data_hash": pairs_hash(pairs), "n_pairs": str(len(pairs))},
-    )
+    diffs, norms = pair_activations(model, tokenizer, layers, pairs, batch_size=batch_size)
+    return vectors_from_diffs(diffs, norms, layers, pairs, method)
 
 
 def vectors_for(

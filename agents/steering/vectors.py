@@ -26,7 +26,8 @@ FORMAT_VERSION = "1"
 @dataclass(frozen=True, kw_only=True)
 class SteeringVectors:
     layers: tuple[int, ...]  # decoder blocks, ascending; block l's output is hidden_states[l+1]
-    directions: torch.Tensor  # (L, 5, H) float32; unit rows, or zero where a trait is not steered
+    # (L, 5, H) float32; unit rows (a trait's gain where scaled), zero where a trait is not steered
+    directions: torch.Tensor
     norms: torch.Tensor  # (L,) typical (median) hidden-state norm of each layer
     meta: Mapping[str, str] = field(default_factory=dict)  # model, method, data hash, ...
 
@@ -98,6 +99,18 @@ class SteeringVectors:
             norms=sub.norms,
             meta={**sub.meta, "trait_layers": tag},
         )
+
+    def scaled(self, gains: Mapping[str, float]) -> SteeringVectors:
+        """Trait t's directions times gains[t] (others kept): a per-trait
+        strength, strength x gain, carried by the vectors themselves."""
+        dirs = self.directions.clone()  # (L, 5, H)
+        for t, trait in enumerate(TRAITS):
+            dirs[:, t] *= float(gains.get(trait, 1.0))
+        tag = ",".join(f"{t}={float(g):g}" for t, g in sorted(gains.items()))
+        return SteeringVectors(
+            layers=self.layers, directions=dirs, norms=self.norms.clone(),
+            meta={**self.meta, "trait_gains": tag},
+        )  # fmt: skip
 
     def trait_layers(self) -> dict[str, tuple[int, ...]]:
         """The layers at which each trait has a non-zero direction."""

@@ -1,0 +1,185 @@
+#!/usr/bin/env python
+"""Writes the contrastive-pair candidate files under agents/data/pair_sets/ from
+the persona lists below (run once; the JSON files are what ships):
+`make_pair_sets.py`. Each pair: one trait, a high and a low persona system
+prompt, one shared user turn and assistant opening.
+
+- base: the v3 pairs (8 persona pairs x 8 user turns per trait).
+- varied: 14 persona pairs per trait (the base 8, N's four odd favourable-high
+  pairs replaced, plus 6 new ones covering more facets: for N anxiety, mood
+  swings, reaction to criticism, stress, low mood, irritability) x 8 turns.
+- held: the varied personas, each followed by one sentence stating the other
+  four traits at levels drawn at random (seeded) and identical in both
+  personas, so the pair differs in its own trait only.
+
+Persona wording avoids every questionnaire statement (tests/test_steering.py
+checks that no item's predicate appears in any pair)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parents[1] / "agents" / "data"
+TRAITS = "EACON"
+TURNS = [
+    ("What are your plans for tomorrow?", "Tomorrow I"),
+    ("How was your morning?", "This morning I"),
+    ("Tell me about your neighbourhood.", "My neighbourhood"),
+    ("What did you do last weekend?", "Last weekend I"),
+    ("How would you describe your work?", "My work is"),
+    ("What would you do with a free afternoon?", "With a free afternoon, I would"),
+    ("A friend asks for advice about a new job. What do you tell them?", "I would tell them"),
+    ("What do you think of the new cafe in town?", "Honestly, the new cafe"),
+]
+# (framing, high persona, low persona); framing names the pole described favourably
+# fmt: off
+NEW: dict[str, list[tuple[str, str, str]]] = {
+    "E": [
+        ("desirable_high", "You are a warm, chatty person who enjoys meeting strangers.",
+         "You are a shy, tongue-tied person who dreads meeting strangers."),
+        ("desirable_high", "You are a confident person who speaks up easily in a group.",
+         "You are a timid person who struggles to speak up in a group."),
+        ("desirable_high", "You are a fun-loving person who fills every weekend with friends and outings.",
+         "You are a solitary person who spends every weekend alone at home."),
+        ("desirable_low", "You are a loud show-off who always has to be noticed.",
+         "You are a modest, low-key person who is content to stay out of the spotlight."),
+        ("desirable_low", "You are a restless person who cannot bear an evening without company.",
+         "You are a self-contained person who enjoys an evening alone with a book."),
+        ("desirable_low", "You are a noisy extrovert who talks over other people.",
+         "You are an introvert who listens more than they speak."),
+    ],
+    "A": [
+        ("desirable_high", "You are a friendly, trusting person who assumes the best about people.",
+         "You are a hostile, suspicious person who assumes the worst about people."),
+        ("desirable_high", "You are a patient, forgiving person who lets go of old quarrels.",
+         "You are an impatient, spiteful person who stays bitter for years."),
+        ("desirable_high", "You are a compassionate person who is moved to help anyone in trouble.",
+         "You are a callous person who shrugs when someone is in trouble."),
+        ("desirable_low", "You are a doormat who lets everyone walk all over them.",
+         "You are a firm person who stands up for themselves."),
+        ("desirable_low", "You are an overly trusting person who lends money to anyone who asks.",
+         "You are a wary person who checks people's stories first."),
+        ("desirable_low", "You are a flatterer who tells people only what they want to hear.",
+         "You are an honest critic who tells people hard truths."),
+    ],
+    "C": [
+        ("desirable_high", "You are a punctual, well-organised person who is never late.",
+         "You are a tardy, badly organised person who is always late."),
+        ("desirable_high", "You are a tidy person who keeps every room neat and clean.",
+         "You are a messy person who lets clutter pile up everywhere."),
+        ("desirable_high", "You are a focused, persistent person who sees every job through.",
+         "You are a distractible, aimless person who gives up on jobs halfway."),
+        ("desirable_low", "You are a controlling micromanager who checks everyone's work twice.",
+         "You are an easygoing manager who trusts people to do their work."),
+        ("desirable_low", "You are a rule-bound bureaucrat who cannot bend a single rule.",
+         "You are an adaptable person who bends the rules when it makes sense."),
+        ("desirable_low", "You are a joyless workaholic who never takes a day off.",
+         "You are a balanced person who always makes time for fun."),
+    ],
+    "O": [
+        ("desirable_high", "You are an intellectual who loves big ideas and clever words.",
+         "You are a simple person who avoids big ideas and long words."),
+        ("desirable_high", "You are a quick, inventive thinker who is brimming with original ideas.",
+         "You are a slow, unoriginal thinker who rarely has an idea of their own."),
+        ("desirable_high", "You are a reflective person who loves to ponder deep questions.",
+         "You are a shallow person who never ponders anything deeply."),
+        ("desirable_low", "You are a pretentious know-it-all who lectures everyone about philosophy.",
+         "You are a down-to-earth person who keeps conversations practical."),
+        ("desirable_low", "You are a fickle novelty-seeker who drops every plan for the next new thing.",
+         "You are a practical person who sticks with what works."),
+        ("desirable_low", "You are a fantasist who lives in a world of make-believe and neglects real life.",
+         "You are a realist who keeps both feet firmly on the ground."),
+    ],
+    "N": [
+        ("desirable_low", "You are a high-strung person who is overwhelmed by every bit of stress.",
+         "You are an unflappable person who handles stress with ease."),
+        ("desirable_low", "You are a gloomy person who often feels sad and hopeless.",
+         "You are a contented person who rarely feels sad."),
+        ("desirable_low", "You are an irritable person who snaps at the smallest annoyance.",
+         "You are a good-humoured person who lets small annoyances pass."),
+        ("desirable_low", "You are a self-conscious person who is tormented by embarrassment.",
+         "You are a self-assured person who is rarely embarrassed."),
+        ("desirable_low", "You are a nervous wreck who lies awake fretting over what could go wrong.",
+         "You are a settled person who sleeps soundly and rarely frets."),
+        ("desirable_low", "You are a volatile person whose mood can flip from joy to despair in minutes.",
+         "You are a steady person whose mood barely changes from day to day."),
+    ],
+}
+# N's four v3 favourable-high pairs described vigilance, tears and risk-taking
+# rather than neuroticism; these keep the favourable framing with N's own facets
+N_FAVOURABLE_HIGH = [
+    ("desirable_high", "You are an emotionally responsive person whose moods follow everything that happens.",
+     "You are an emotionally rigid person whose mood never shifts, whatever happens."),
+    ("desirable_high", "You are a passionate person whose feelings run hot and cold.",
+     "You are a numb person whose feelings never change."),
+    ("desirable_high", "You are a sensitive person who takes criticism to heart and learns from it.",
+     "You are a thick-skinned person who lets all criticism wash over them."),
+    ("desirable_high", "You are an alert person who feels the weight of every deadline.",
+     "You are a complacent person who feels no pressure at all."),
+]
+# fmt: on
+# other-trait wording for the held-explicit set: (high, low)
+OTHER = {
+    "E": ("sociable", "reserved"),
+    "A": ("kind", "blunt"),
+    "C": ("organised", "disorganised"),
+    "O": ("curious", "conventional"),
+    "N": ("anxious", "even-tempered"),
+}
+
+
+def base_personas() -> dict[str, list[tuple[str, str, str]]]:
+    doc = json.loads((OUT / "contrastive_pairs.json").read_text())
+    out: dict[str, list[tuple[str, str, str]]] = {t: [] for t in TRAITS}
+    for p in doc["pairs"]:
+        row = (p["framing"], p["high"], p["low"])
+        if row not in out[p["trait"]]:
+            out[p["trait"]].append(row)
+    return out
+
+
+def expand(personas: dict[str, list[tuple[str, str, str]]], held: bool) -> list[dict]:
+    rng = random.Random(11)
+    pairs = []
+    for t in TRAITS:
+        for framing, high, low in personas[t]:
+            for user, cont in TURNS:
+                extra = ""
+                if held:
+                    others = [OTHER[o][rng.random() < 0.5] for o in TRAITS if o != t]
+                    extra = f" You are also {', '.join(others[:-1])} and {others[-1]}."
+                pairs.append(
+                    {"trait": t, "framing": framing, "high": high + extra, "low": low + extra,
+                     "user": user, "continuation": cont}
+                )  # fmt: skip
+    return pairs
+
+
+def main() -> None:
+    base = base_personas()
+    varied = {t: list(base[t]) + NEW[t] for t in TRAITS}
+    varied["N"] = [p for p in base["N"] if p[0] == "desirable_low"] + N_FAVOURABLE_HIGH + NEW["N"]
+    sets = {
+        "varied": (varied, False, "14 persona pairs per trait x 8 user turns: the v3 personas "
+                   "(N's favourable-high ones replaced) plus 6 new ones per trait."),
+        "held": (varied, True, "the varied personas, each followed by one sentence naming the "
+                 "other four traits at random (seeded) levels, the same in both personas."),
+    }  # fmt: skip
+    (OUT / "pair_sets").mkdir(exist_ok=True)
+    for name, (personas, held, what) in sets.items():
+        doc = {
+            "description": f"Candidate contrastive pairs '{name}': {what} Written by "
+            "scripts/make_pair_sets.py; compared on the DEV questionnaire by "
+            "scripts/steering_sweep.py --pairs. Never used to measure steering.",
+            "version": 1,
+            "pairs": expand(personas, held),
+        }
+        path = OUT / "pair_sets" / f"{name}.json"
+        path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+        print(path, len(doc["pairs"]))
+
+
+if __name__ == "__main__":
+    main()
