@@ -15,7 +15,18 @@ one line on stderr with exit code 2; each command lives in its own module
 orchestrator/benchmarks/cli.py). A module added to orchestrator/commands/
 with a typer `app` is registered under its module name."""
 
+# ruff: noqa: E402 (the imports below come after the Ctrl+C guard on purpose)
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" or Path(sys.argv[0]).name in ("steersim", "__main__.py"):
+    # This process is the command line: until main() can catch KeyboardInterrupt,
+    # a Ctrl+C during the imports below (a few hundred ms) exits 130 quietly.
+    from orchestrator.interrupts import exit_quietly_on_interrupt
+
+    exit_quietly_on_interrupt()
 
 import copy
 import importlib
@@ -111,8 +122,9 @@ def with_default_command(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import sys
+    from orchestrator.interrupts import default_interrupts, silence_stdout
 
+    default_interrupts()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = with_default_command(list(sys.argv[1:] if argv is None else argv))
     try:
@@ -123,6 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted", markup=False)
         raise SystemExit(130) from None
+    except BrokenPipeError:  # stdout closed by the reader (`... | head`): stop quietly
+        silence_stdout()
+        raise SystemExit(141) from None  # 128 + SIGPIPE, as a shell reports it
 
 
 if __name__ == "__main__":

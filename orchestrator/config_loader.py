@@ -7,7 +7,11 @@ config_schema. Every failure is a ConfigError naming the file and dotted key.
 
 Security rule: a template must lie inside the directory of the config file the
 user named (or below it); absolute paths and `..` escapes out of it are
-refused. Only yaml.safe_load is used."""
+refused. Only the safe loader is used, and bounded: a file of at most
+MAX_CONFIG_BYTES, nesting at most MAX_DEPTH deep and at most MAX_NODES values
+once aliases are expanded (an alias bomb is refused while it is parsed, before
+anything is built), no alias inside its own anchor. Validation is strict
+(`ticks: true` is not 1). Every walk over the document is linear in its size."""
 
 from __future__ import annotations
 
@@ -21,11 +25,15 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.config_schema import CrossFieldError, RunConfig
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, one_line
 
 OVERRIDE_SOURCE = "--set"
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 MAX_TEMPLATE_DEPTH = 16
+MAX_CONFIG_BYTES = 1 << 20  # 10,000 personas take about 0.5 MB
+MAX_DEPTH = 32  # nested mappings and lists; a run config needs 4
+MAX_NODES = 100_000  # keys and values, aliases expanded (10,000 personas: ~90,000)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: fast, same rules
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +69,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Resolve
 
 def validate(raw: dict[str, Any], provenance: dict[str, str], default_source: str) -> RunConfig:
     try:
-        return RunConfig.model_validate(raw)
+        return RunConfig.model_validate(raw, strict=True)  # no bool-as-int, no "3"-as-int
     except ValidationError as exc:
         # The deepest location is the most specific: for a union such as
         # `"random" | list[Persona]` it is the branch that matched the input's shape.
@@ -77,16 +85,14 @@ def validate(raw: dict[str, Any], provenance: dict[str, str], default_source: st
 
 def _load_yaml(path: Path, display: str) -> dict[str, Any]:
     try:
+        if not path.is_file():  # a FIFO or device would block or never end
+            raise ConfigError(display, None, "not a regular file")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(display, None, f"larger than {MAX_CONFIG_BYTES:,} bytes")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(display, None, f"cannot read: {exc.__class__.__name__}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(display, None, f"YAML syntax error at {where}{problem}") from None
+    data = safe_yaml(text, display)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -95,6 +101,80 @@ def _load_yaml(path: Path, display: str) -> dict[str, Any]:
         if not isinstance(k, str):
             raise ConfigError(display, str(k), "keys must be strings")
     return data
+
+
+class _Unbounded(ValueError):
+    """The document is too deep, too big once expanded, or self-referencing."""
+
+
+def safe_yaml(text: str, source: str, key: str | None = None) -> Any:
+    """yaml.safe_load within the bounds above; any fault is one ConfigError."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(source, key, f"larger than {MAX_CONFIG_BYTES:,} characters")
+    try:
+        check_shape(text)
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        if key is not None:  # a --set value
+            raise ConfigError(
+                source, key, f"value {text!r} is not valid YAML ({problem})"
+            ) from None
+        raise ConfigError(source, key, f"YAML syntax error at {where}{problem}") from None
+    except _Unbounded as exc:
+        raise ConfigError(source, key, str(exc)) from None
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # e.g. an integer of more than 4,300 digits, a timestamp with month 13
+        raise ConfigError(source, key, f"a value cannot be read ({one_line(str(exc))})") from None
+
+
+def check_shape(text: str) -> None:
+    """One pass over the YAML events (nothing is built): refuse nesting deeper
+    than MAX_DEPTH, more than MAX_NODES values once aliases are expanded (the
+    expanded size of each anchor is known when its alias appears, so a bomb is
+    refused after reading a few lines), and an alias inside its own anchor."""
+    stack: list[list[Any]] = []  # open collections: [anchor, expanded size, height]
+    anchors: dict[str, tuple[int, int]] = {}  # anchor -> (expanded size, height)
+    total = 0
+
+    def add(size: int, height: int, mark: Any) -> None:
+        nonlocal total
+        total += size
+        if total > MAX_NODES:
+            raise _Unbounded(f"more than {MAX_NODES:,} values once aliases are expanded{_at(mark)}")
+        if len(stack) + height > MAX_DEPTH:
+            raise _Unbounded(f"nested deeper than {MAX_DEPTH} levels{_at(mark)}")
+        if stack:
+            top = stack[-1]
+            top[1] += size
+            top[2] = max(top[2], height + 1)
+
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.CollectionStartEvent):
+            stack.append([event.anchor, 1, 1])
+            if len(stack) > MAX_DEPTH:
+                raise _Unbounded(f"nested deeper than {MAX_DEPTH} levels{_at(event.start_mark)}")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, size, height = stack.pop()
+            if anchor is not None:
+                anchors[anchor] = (size, height)
+            total -= size - 1  # its children were counted as they came
+            add(size, height, event.start_mark)
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor is not None:
+                anchors[event.anchor] = (1, 0)
+            add(1, 0, event.start_mark)
+        elif isinstance(event, yaml.AliasEvent):
+            if any(entry[0] == event.anchor for entry in stack):
+                raise _Unbounded(f"alias *{event.anchor} refers to a collection holding it")
+            size, height = anchors.get(event.anchor, (1, 0))  # undefined: the loader says so
+            add(size, height, event.start_mark)
+
+
+def _at(mark: Any) -> str:
+    return f" (line {mark.line + 1})" if mark is not None else ""
 
 
 def _load_with_templates(
@@ -149,11 +229,16 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record(data: Any, prefix: str, source: str, provenance: dict[str, str]) -> None:
-    if isinstance(data, dict):
-        for k, v in data.items():
-            key = f"{prefix}.{k}" if prefix else str(k)
-            provenance[key] = source
-            _record(v, key, source, provenance)
+    """Note `source` for every dotted key under `prefix`: one visit per value
+    (an explicit stack, no recursion), so linear in the bounded document."""
+    stack = [(prefix, data)]
+    while stack:
+        key, node = stack.pop()
+        if isinstance(node, dict):
+            for k, v in node.items():
+                child = f"{key}.{k}" if key else str(k)
+                provenance[child] = source
+                stack.append((child, v))
 
 
 def _apply_override(raw: dict[str, Any], item: str, provenance: dict[str, str]) -> None:
@@ -165,11 +250,10 @@ def _apply_override(raw: dict[str, Any], item: str, provenance: dict[str, str]) 
             key if sep and key else None,
             f"expected KEY=VALUE with a dotted key, got {item!r}",
         )
-    try:
-        value = yaml.safe_load(value_text) if value_text.strip() else None
-    except yaml.YAMLError:
-        raise ConfigError(OVERRIDE_SOURCE, key, f"value {value_text!r} is not valid YAML") from None
+    value = safe_yaml(value_text, OVERRIDE_SOURCE, key) if value_text.strip() else None
     parts = key.split(".")
+    if len(parts) > MAX_DEPTH:
+        raise ConfigError(OVERRIDE_SOURCE, None, f"key nested deeper than {MAX_DEPTH} levels")
     node = raw
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
@@ -201,7 +285,10 @@ def _source_of(key: str, provenance: dict[str, str], default: str) -> str:
     while probe:
         if probe in provenance:
             return provenance[probe]
-        probe = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
+        parent = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
+        if parent == probe:  # a top-level key no file named (e.g. a stored manifest's)
+            break
+        probe = parent
     return default
 
 

@@ -5,6 +5,7 @@ This module knows nothing about files or templates (see config_loader)."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -21,6 +22,7 @@ from agents.config import (
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 LOCATION_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+GOAL_CHARS = 500  # a goal is one sentence in a prompt
 
 Coef = Annotated[float, Field(ge=-1.0, le=1.0)]
 
@@ -41,7 +43,7 @@ class Persona(Section):
     name: str = Field(min_length=1, max_length=64)
     age: int = Field(default=30, ge=0, le=130)
     home: str | None = None  # a world location; default: drawn from the seed
-    goal: str | None = None
+    goal: str | None = Field(default=None, max_length=GOAL_CHARS)
     E: Coef = 0.0
     A: Coef = 0.0
     C: Coef = 0.0
@@ -74,7 +76,7 @@ class WorldConfig(Section):
     locations: list[Annotated[str, Field(pattern=LOCATION_PATTERN)]] = Field(
         default_factory=lambda: list(DEFAULT_LOCATIONS), min_length=1
     )
-    goals: list[Annotated[str, Field(min_length=1)]] = Field(
+    goals: list[Annotated[str, Field(min_length=1, max_length=GOAL_CHARS)]] = Field(
         default_factory=lambda: list(DEFAULT_GOALS), min_length=1
     )
     max_group_size: int = Field(default=3, ge=2)  # agents in one encounter
@@ -82,7 +84,8 @@ class WorldConfig(Section):
     @field_validator("locations")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
-        dup = sorted({x for x in v if v.count(x) > 1})
+        counts = Counter(v)  # linear: a hostile list may hold 100,000 names
+        dup = sorted(x for x, n in counts.items() if n > 1)
         if dup:
             raise ValueError(f"duplicate location {dup[0]!r}")
         return v
@@ -107,6 +110,20 @@ class StorageConfig(Section):
     save_prompts: bool = True
 
 
+class LimitsConfig(Section):
+    """Upper bounds on the counts a run allocates for, so that a slip (an extra
+    zero: `agents: 10000000`) is refused at once instead of allocating for
+    hours. Raise one here when you mean it. Limits change no result, so they
+    are left out of the config hash: a resume may raise them without --force."""
+
+    agents: PositiveInt = 100_000  # population.agents, world.max_group_size
+    ticks: PositiveInt = 1_000_000  # ticks
+    events_per_tick: PositiveInt = 100_000  # max_events_per_tick
+    new_tokens: PositiveInt = 8_192  # inference.max_new_tokens and max_new_tokens_by_action.*
+    prompt_tokens: PositiveInt = 131_072  # inference.max_prompt_tokens, memory.prompt_token_budget
+    memory_items: PositiveInt = 100_000  # memory.max_items, memory.top_k
+
+
 class RunConfig(Section):
     run_id: str = "run"
     seed: int = Field(default=42, ge=0, lt=2**63)
@@ -121,11 +138,41 @@ class RunConfig(Section):
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @field_validator("run_id")
     @classmethod
     def _safe_run_id(cls, v: str) -> str:
         return check_run_id(v)
+
+    @model_validator(mode="after")
+    def _within_limits(self) -> RunConfig:
+        inf, mem = self.inference, self.memory
+        by_action = inf.max_new_tokens_by_action.model_dump()
+        checks = [
+            ("population.agents", self.population.agents, "agents"),
+            ("world.max_group_size", self.world.max_group_size, "agents"),
+            ("ticks", self.ticks, "ticks"),
+            ("max_events_per_tick", self.max_events_per_tick, "events_per_tick"),
+            ("inference.max_new_tokens", inf.max_new_tokens, "new_tokens"),
+            *(
+                (f"inference.max_new_tokens_by_action.{k}", v, "new_tokens")
+                for k, v in by_action.items()
+            ),
+            ("inference.max_prompt_tokens", inf.max_prompt_tokens, "prompt_tokens"),
+            ("memory.prompt_token_budget", mem.prompt_token_budget, "prompt_tokens"),
+            ("memory.max_items", mem.max_items, "memory_items"),
+            ("memory.top_k", mem.top_k, "memory_items"),
+        ]
+        for key, value, limit in checks:
+            bound = getattr(self.limits, limit)
+            if value is not None and value > bound:
+                raise CrossFieldError(
+                    key,
+                    f"{value} is above the limit {bound} (limits.{limit}); set limits.{limit} "
+                    "higher if you mean it",
+                )
+        return self
 
     @model_validator(mode="after")
     def _personas_fit_world(self) -> RunConfig:
@@ -142,14 +189,15 @@ class RunConfig(Section):
                         f"population.traits[{i}].home",
                         f"unknown location {p.home!r}; known: {', '.join(self.world.locations)}",
                     )
-            names = [p.name for p in self.population.traits]
-            for i, name in enumerate(names):
-                if name in names[:i]:
+            first: dict[str, int] = {}  # name -> first index (linear, not pairwise)
+            for i, p in enumerate(self.population.traits):
+                if p.name in first:
                     raise CrossFieldError(
                         f"population.traits[{i}].name",
-                        f"duplicate persona name {name!r} (also population.traits"
-                        f"[{names.index(name)}]); give every persona its own name",
+                        f"duplicate persona name {p.name!r} (also population.traits"
+                        f"[{first[p.name]}]); give every persona its own name",
                     )
+                first[p.name] = i
         return self
 
     @model_validator(mode="after")

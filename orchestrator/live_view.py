@@ -21,27 +21,29 @@ from rich.text import Text
 
 from agents.typing import Traits
 from orchestrator.records import MessageRow
+from orchestrator.safe_text import text, visible
 from orchestrator.typing import RunSummary, TickResult
 
 MESSAGE_CHARS = 90
 
 
 def render_row(row: MessageRow) -> Text:
+    # names, goals and model text are untrusted: visible() escapes control,
+    # format and bidi characters (a newline in a name must not forge a line)
     ok = Text("✓ ", style="green") if row.parse_ok else Text("✗ ", style="red")
-    line = Text.assemble(ok, (row.agent_id, "bold"), " ", (row.agent_name, "cyan"), " ")
-    line.append(row.action, style="magenta")
+    line = Text.assemble(
+        ok, (visible(row.agent_id), "bold"), " ", (visible(row.agent_name), "cyan"), " "
+    )
+    line.append(visible(row.action), style="magenta")
     if row.action == "MOVE":
-        line.append(f" → {row.target}")
+        line.append(f" → {visible(row.target)}")
     elif row.content:
-        shown = (
-            row.content
-            if len(row.content) <= MESSAGE_CHARS
-            else row.content[: MESSAGE_CHARS - 1] + "…"
-        )
+        shown = visible(row.content, MESSAGE_CHARS)
         line.append(f' "{shown}"' if row.action == "SAY" else f" {shown}")
     steer = Traits(E=row.steer_E, A=row.steer_A, C=row.steer_C, O=row.steer_O, N=row.steer_N)
     line.append(
-        f"\n    goal: {row.goal} [{row.prompt_tokens}→{row.completion_tokens} tokens] {steer.label()}",
+        f"\n    goal: {visible(row.goal)} [{row.prompt_tokens}→{row.completion_tokens} tokens] "
+        f"{steer.label()}",
         style="dim",
     )
     return line
@@ -66,15 +68,15 @@ def render_summary(summary: RunSummary) -> RenderableType:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("run id", summary.run_id)
+    table.add_row("run id", text(summary.run_id))
     table.add_row("status", summary.status)
     table.add_row("ticks", str(summary.ticks))
     table.add_row("agents", str(summary.agents))
     table.add_row("total time", f"{summary.total_s:.1f} s")
     table.add_row("avg time/tick", f"{summary.avg_tick_s:.3f} s")
-    table.add_row("dumps", summary.run_dir)
+    table.add_row("dumps", text(summary.run_dir))  # a path may hold '[': not markup
     if summary.status != "complete" and summary.resume_command:
-        table.add_row("resume with", summary.resume_command)
+        table.add_row("resume with", text(summary.resume_command))
     title = (
         "SIMULATION COMPLETE"
         if summary.status == "complete"
@@ -90,6 +92,16 @@ class TicksPerSecond(ProgressColumn):
         return Text(f"{speed:.2f} ticks/s" if speed else "- ticks/s", style="cyan")
 
 
+class StopOnBrokenPipe(Console):
+    """A console whose broken stdout (`--live | head`) raises BrokenPipeError,
+    which the runner turns into a stop like SIGTERM; Rich's own handling would
+    exit the process at once, leaving the manifest behind."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 class ConsoleView:
     """Prints tick renderings (live) or a progress bar, then the summary panel."""
 
@@ -103,7 +115,7 @@ class ConsoleView:
     ) -> None:
         self.live = live
         self.parallel = parallel
-        self.console = console or Console(
+        self.console = console or StopOnBrokenPipe(
             no_color=no_color,
             highlight=False,
             emoji=False,

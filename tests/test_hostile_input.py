@@ -22,7 +22,7 @@ from orchestrator.live_view import ConsoleView
 from orchestrator.runner import run_simulation
 from orchestrator.storage import run_dir_for
 from tests.conftest import CONFIGS
-from tests.helpers import read_messages
+from tests.helpers import cli, read_messages
 
 
 class OOMAbove:
@@ -225,3 +225,18 @@ def test_template_cannot_escape_config_folder(tmp_path):
     (inner / "d.yaml").write_text(f"template: {tmp_path / 'secret.yaml'}\n")
     with pytest.raises(ConfigError, match="relative"):
         load_config(inner / "d.yaml")
+
+
+def test_run_dir_guard_refuses_a_symlinked_run_folder(tmp_path):
+    (tmp_path / "dumps").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "dumps" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(RunDirError, match="symbolic link"):
+        run_dir_for(tmp_path, "linked")
+
+
+@pytest.mark.parametrize("run_id", ["a\nb", "\x1b]0;x\x07", "a\u202eb", "x" * 5000])
+def test_hostile_resume_id_is_one_line(tmp_path, run_id):
+    proc = cli("--resume", run_id, "--storage-root", str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "\x1b" not in proc.stderr

@@ -82,12 +82,14 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kill_after):
     assert not list(run_dir.rglob(".tmp-*"))
 
 
-def test_sigint_finishes_tick_and_exits_130(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_stop_signal_finishes_tick_and_exits_130(tmp_path, sig):
+    """Ctrl+C, SIGTERM and SIGHUP (a closed terminal) all stop after the tick."""
     root = tmp_path / "st"
     proc = _start("int", root)
     run_dir = root / "dumps" / "int"
     _wait_for_tick(proc, run_dir, 3)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err.decode()

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from agents.typing import TRAIT_NAMES
 from orchestrator.analysis.stats import BEHAVIOURS, RunReport
+from orchestrator.safe_text import md
 
 
 def _fmt(v: float | int | None, digits: int = 2) -> str:
@@ -27,7 +28,8 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A GitHub-flavoured markdown table; the first column left-aligned, the rest right."""
     align = [":--"] + ["--:"] * (len(headers) - 1)
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    # cells come from the dumps (names, actions): md() keeps them plain one-line text
+    lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -40,7 +42,7 @@ def render_markdown(report: RunReport, figures: Sequence[str] = ()) -> str:
         report.temporal,
         report.parsing,
     )
-    parts: list[str] = [f"# Run report: {o.run_id}"]
+    parts: list[str] = [f"# Run report: {md(o.run_id)}"]
     parts.append(
         md_table(
             ["", "value"],
@@ -86,7 +88,7 @@ def render_markdown(report: RunReport, figures: Sequence[str] = ()) -> str:
         ["completion tokens", _fmt(tok.completion_total), _fmt(tok.completion_mean, 1)],
     ]
     parts.append(md_table(["", "total", "mean per action"], rows))
-    by_action = ", ".join(f"{k} {_fmt(v, 1)}" for k, v in tok.completion_mean_by_action.items())
+    by_action = ", ".join(f"{md(k)} {_fmt(v, 1)}" for k, v in tok.completion_mean_by_action.items())
     parts.append(
         f"Completion tokens p95: {_fmt(tok.completion_p95, 1)}; mean by action: {by_action}. "
         f"Generation time {_fmt(tok.generate_s_total)} s of {_fmt(tok.tick_s_total)} s in ticks"
@@ -143,7 +145,7 @@ def render_markdown(report: RunReport, figures: Sequence[str] = ()) -> str:
     )
 
     parts.append("## Parse success")
-    failed = ", ".join(f"{k} {v}" for k, v in p.failed_by_action.items()) or "none"
+    failed = ", ".join(f"{md(k)} {v}" for k, v in p.failed_by_action.items()) or "none"
     worst = (
         f"; most failures in one tick: {p.worst_tick_failures} (tick {p.worst_tick})"
         if p.worst_tick is not None

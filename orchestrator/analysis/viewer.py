@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.dumps_reader import TRAIT_COLUMNS
+from orchestrator.safe_text import text, visible
 
 CONTENT_CHARS = 100
 
@@ -60,14 +61,10 @@ def summarise(matched: pd.DataFrame, total_rows: int) -> Summary:
     )
 
 
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _what(row: pd.Series) -> str:
+def _what(row: pd.Series) -> Text:
     if row["action"] == "MOVE":
-        return f"→ {row['target']}"
-    return _shorten(str(row["content"] or ""), CONTENT_CHARS)
+        return Text(f"→ {visible(row['target'])}")
+    return Text(visible(row["content"] or "", CONTENT_CHARS))
 
 
 def steering_cell(row: pd.Series) -> str:
@@ -78,7 +75,7 @@ def steering_cell(row: pd.Series) -> str:
 def messages_table(matched: pd.DataFrame, limit: int | None, *, title: str = "") -> Table:
     """The first `limit` matched rows (all when None) as a Rich table."""
     shown = matched if limit is None else matched.head(limit)
-    table = Table(title=title or None, show_lines=False, expand=False)
+    table = Table(title=text(title) if title else None, show_lines=False, expand=False)
     table.add_column("tick", justify="right", no_wrap=True)
     table.add_column("agent", style="cyan", no_wrap=True)
     table.add_column("where", no_wrap=True, max_width=12)
@@ -88,11 +85,11 @@ def messages_table(matched: pd.DataFrame, limit: int | None, *, title: str = "")
     table.add_column("ok", justify="center", no_wrap=True)
     for _, row in shown.iterrows():
         ok = Text("✓", style="green") if row["parse_ok"] else Text("✗", style="red")
-        table.add_row(
+        table.add_row(  # Text cells: names and text from the dumps are never markup
             str(row["tick"]),
-            str(row["agent_name"]),
-            str(row["location"]),
-            str(row["action"]),
+            text(row["agent_name"]),
+            text(row["location"]),
+            text(row["action"]),
             _what(row),
             steering_cell(row),
             ok,
@@ -108,7 +105,7 @@ def summary_table(s: Summary) -> Table:
     table.add_row("ticks", f"{s.ticks:,}")
     table.add_row("agents", f"{s.agents:,}")
     for action, n in s.actions.items():
-        table.add_row(f"  {action}", f"{n:,}")
+        table.add_row(text(f"  {action}"), f"{n:,}")
     table.add_row("parse failures", f"{s.parse_failures:,}")
     table.add_row("completion tokens", f"{s.completion_tokens:,}")
     return table
