@@ -3,6 +3,7 @@
     steersim run CONFIG [options]          a simulation (the default command:
                                            `steersim CONFIG` and `--resume ID` still work)
     steersim view|analyze|verify RUN       look at, report on and verify one run
+    steersim replay RUN                    one run as a self-contained HTML page
     steersim sweep CONFIG --grid K=a,b     a grid of runs, one folder each, an index
     steersim compare RUN... | --sweep N    runs stacked into one table per kind, plots
     steersim interview RUN                 questionnaires and questions to a run's agents
@@ -107,6 +108,9 @@ def _build() -> None:
 
 
 _build()
+# --help lists the commands in the order a user meets them; a new module goes last
+ORDER = ("run", "sweep", "compare", "interview", "view", "analyze", "verify", "replay")
+app.registered_commands.sort(key=lambda c: ORDER.index(c.name) if c.name in ORDER else len(ORDER))
 
 
 def command_names() -> set[str]:
