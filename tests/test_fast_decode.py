@@ -155,12 +155,13 @@ def test_buckets_are_reused_across_ticks(fused: bool, graphs: bool) -> None:
 
 
 @pytest.mark.parametrize(("fused", "graphs"), VARIANTS)
-def test_pool_grows_for_a_longer_tick(fused: bool, graphs: bool) -> None:
+def test_pool_grows_for_a_longer_tick(fused: bool, graphs: bool, monkeypatch) -> None:
+    monkeypatch.setattr("agents.decode.cache.LENGTH_QUANTUM", 32)  # small steps, short test
     backend = make_backend(steering=False)
     fast = attach_fast(backend, fused=fused, graphs=graphs)
     generate_fast(backend, requests([0, 1]))
     small = fast.pool
-    long = requests([0], budgets={0: 250})  # prompt + 250 tokens: past the first 256 slots
+    long = requests([3], budgets={3: 40})  # the longest prompt + 40 tokens: past the pool
     assert texts(generate_fast(backend, long)) == texts(backend_reference(backend, long))
     assert fast.pool is not small and fast.pool.length > small.length
     wide = requests(range(5))  # more rows than the pool had: it grows again, graphs re-captured
