@@ -294,8 +294,14 @@ class FastDecoder:
         and seeds per row. `steer` is entered for the prefill only (it sets the
         steering coefficients and the prefill's token mask)."""
         t0 = time.perf_counter() if t0 is None else t0
+        on_device = (
+            torch.cuda.device(self.shape.device)  # graphs capture on the current device
+            if self.shape.device.type == "cuda"
+            else contextlib.nullcontext()
+        )
         try:
-            self.last = self._decode(ids, mask, pos, lengths, budgets, seeds, steer, masks, t0)
+            with on_device:
+                self.last = self._decode(ids, mask, pos, lengths, budgets, seeds, steer, masks, t0)
             return self.last
         except torch.cuda.OutOfMemoryError:
             self.release()  # leave the memory to the caller's back-off
