@@ -55,7 +55,7 @@ class PopulationConfig(Section):
     agents: PositiveInt = 32
     # "random": traits drawn uniformly from [-trait_range, trait_range] by the run
     # seed; or a list of personas (the first agents), the rest drawn at random.
-    traits: Literal["random"] | list[Persona] = "random"
+    traits: Literal["random"] | Annotated[list[Persona], Field(fail_fast=True)] = "random"
     trait_range: float = Field(default=1.0, gt=0, le=1.0)
 
 
@@ -73,11 +73,13 @@ DEFAULT_GOALS = [
 
 
 class WorldConfig(Section):
+    # fail_fast: the first bad item is the one reported; a list of 100,000 bad
+    # items is not checked (and its errors collected) to the end
     locations: list[Annotated[str, Field(pattern=LOCATION_PATTERN)]] = Field(
-        default_factory=lambda: list(DEFAULT_LOCATIONS), min_length=1
+        default_factory=lambda: list(DEFAULT_LOCATIONS), min_length=1, fail_fast=True
     )
     goals: list[Annotated[str, Field(min_length=1, max_length=GOAL_CHARS)]] = Field(
-        default_factory=lambda: list(DEFAULT_GOALS), min_length=1
+        default_factory=lambda: list(DEFAULT_GOALS), min_length=1, fail_fast=True
     )
     max_group_size: int = Field(default=3, ge=2)  # agents in one encounter
 
