@@ -36,8 +36,9 @@ def _run(tmp_path, run_id: str, *sets: str) -> None:
 def sweep_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("cmp")
     argv = ["sweep", str(CONFIGS / "run.fast.yaml"), *SMALL, "--name", "s", "--jobs", "2"]
-    argv += ["--set", f"storage.root={root / 'st'}", "--set", "ticks=4"]
-    argv += ["--grid", "steering.strength=0,0.2", "--grid", "population.agents=4,0"]
+    argv += ["--set", f"storage.root={root / 'st'}", "--set", "ticks=6"]
+    argv += ["--set", "max_events_per_tick=24"]  # every agent acts often enough for the action check
+    argv += ["--grid", "steering.strength=0,0.2", "--grid", "population.agents=24,0"]
     argv += ["--repeat-seeds", "2"]
     with pytest.raises(SystemExit) as info:  # the agents=0 points are invalid: exit 1
         main(argv)
@@ -54,7 +55,7 @@ def test_compare_a_sweep_stacks_its_runs(sweep_root, capsys):
     runs = pd.read_parquet(folder / "runs.parquet")
     assert sorted(runs["run_id"]) == sorted(done["run_id"])
     keys = ["run_id", "steering.strength", "population.agents", "seed"]
-    for table, per_run in (("messages", None), ("agents", 4), ("perf", 4)):
+    for table, per_run in (("messages", None), ("agents", 24), ("perf", 6)):
         df = pd.read_parquet(folder / f"{table}.parquet")
         assert list(df.columns[:4]) == keys, table
         counts = df.groupby("run_id").size()
@@ -119,3 +120,15 @@ def test_compare_needs_runs_or_a_sweep(tmp_path, capsys):
         main(["compare", "--sweep", "nope", "--storage-root", str(tmp_path)])
     assert info.value.code == 2
     assert "no sweep 'nope'" in capsys.readouterr().err
+
+
+def test_compare_carries_the_action_checks_effects(sweep_root):
+    pytest.importorskip("orchestrator.analysis.action_check")
+    main(["compare", "--sweep", "s", "--storage-root", str(sweep_root)])
+    folder = sweep_root / "sweeps" / "s"
+    runs = pd.read_parquet(folder / "runs.parquet")
+    assert {f"effect_{t}" for t in "EACON"} <= set(runs.columns)
+    by_strength = runs.groupby("steering.strength")["effect_E"].mean()
+    # the mock's extraversion raises SAY only when steering has strength
+    assert by_strength[0.2] > 2 * by_strength[0.0]
+    assert (folder / "trait_effect_vs_strength.png").stat().st_size > 0

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from agents.typing import TRAITS
 from orchestrator.dumps_reader import DumpsError, load_run, resolve_run
 from orchestrator.errors import SteersimError
 from orchestrator.experiments.grid import yaml_text
@@ -194,16 +195,28 @@ def _summary_row(
 
 
 def behaviour_effects(runs: list[RunRef]) -> pd.DataFrame | None:
-    """Per run and trait, the behavioural effect of steering on actions (the
-    action check of orchestrator.analysis, when this version has one):
-    columns effect_E..effect_N and p_E..p_N. None without the check."""
+    """Per run, the action check's measure of how much the agents' actions
+    depend on their coefficients (orchestrator.analysis.action_check, when
+    this version has it; None otherwise): per trait, effect_<T> = the length
+    of its slope vector (change in the action shares per unit of coefficient,
+    other traits held fixed) and p_<T> (its permutation p-value); pooled,
+    action_r2 and action_p."""
     try:
-        from orchestrator.analysis import action_check  # type: ignore[attr-defined]
+        from orchestrator.analysis.action_check import action_check
     except ImportError:
         return None
     rows = []
     for ref in runs:
-        rows.append({"run_id": ref.run_id, **action_check.trait_effects(load_run(ref.path))})
+        dumps = load_run(ref.path)
+        result = action_check(dumps.messages, dumps.agents, n_bootstrap=0)
+        row: dict[str, Any] = {"run_id": ref.run_id}
+        for trait in TRAITS:
+            slopes = np.array(list(result.slope[trait].values()), dtype=float)
+            row[f"effect_{trait}"] = float(np.sqrt((slopes**2).sum()))  # NaN when untested
+        for trait in TRAITS:
+            row[f"p_{trait}"] = result.p_trait[trait] if trait in result.tested else math.nan
+        row["action_r2"], row["action_p"] = result.r2, result.p_permutation
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -246,7 +259,9 @@ def summary_markdown(comparison: Comparison) -> str:
         f"# Comparison of {len(df)} runs",
         "",
         "Shares are of action rows (reflections left out); s/tick is the mean tick wall "
-        "time; tok/s counts completion tokens per second of generation.",
+        "time; tok/s counts completion tokens per second of generation. effect T (where "
+        "the action check is available): how far one unit of trait T's coefficient moves "
+        "the agents' action shares (length of its slope vector, other traits held fixed).",
         "",
         "| " + " | ".join(_header(c) for c in cols) + " |",
         "|" + "|".join("---" for _ in cols) + "|",
@@ -263,7 +278,7 @@ def _header(col: str) -> str:
         "parse_ok": "parsed",
         "ticks_completed": "ticks done",
         "n_agents": "agents",
-    }.get(col, col.removeprefix("share_").removeprefix("effect_"))
+    }.get(col, col.removeprefix("share_").replace("effect_", "effect "))
 
 
 def _fmt(col: str, v: Any) -> str:

@@ -72,7 +72,7 @@ def trait_effect_vs_strength(summary: pd.DataFrame, path: Path) -> Path | None:
             ax.errorbar(xs, mean, yerr=sd, marker="o", capsize=3, label=TRAIT_NAMES[trait])
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel(STRENGTH_KEY)
-        ax.set_ylabel("behavioural effect")
+        ax.set_ylabel("action-share change per unit coefficient")
         ax.set_title("Steering's effect on behaviour, per trait")
         ax.legend()
         return _save(fig, path)
