@@ -277,7 +277,8 @@ class RunDir:
                     f"{self.path} is not a steersim run folder (it holds {foreign[0]!r} and no "
                     "manifest.json); not replacing it"
                 )
-        for name in names:
+        # the manifest goes last: a clear cut short leaves a folder still recognised as a run
+        for name in sorted(names, key=lambda n: n == self.manifest.name):
             p = self.path / name
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)

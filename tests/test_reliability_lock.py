@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -176,3 +177,23 @@ def test_resolved_config_of_the_helpers_matches_the_cli():
     # race() compares CLI runs with an in-process reference: same config, same dumps
     cfg = resolved(Path("/x"), "a", ticks=8, agents=12).config
     assert cfg.ticks == 8 and cfg.population.agents == 12 and cfg.model.backend == "mock"
+
+
+def test_an_overwrite_cut_short_leaves_a_folder_the_next_one_clears(tmp_path, monkeypatch):
+    complete_run(tmp_path, "r")
+    run_dir = RunDir(tmp_path / "dumps" / "r")
+    real_rmtree, calls = shutil.rmtree, []
+
+    def killed_midway(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as if the process died here
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr("orchestrator.storage.shutil.rmtree", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        run_dir.clear()
+    assert run_dir.manifest.exists()  # removed last: still recognisably a run
+    monkeypatch.undo()
+    run_dir.clear()
+    assert run_dir.entries() == []
