@@ -358,8 +358,8 @@ def test_fast_path_declines_what_graphs_cannot_hold() -> None:
     model.hf_device_map = {"model.embed_tokens": 0, "model.layers": "cpu"}
     assert "offloaded" in offload_or_quantized(model, quantized=False)
     del model.hf_device_map
-    model._tp_size = 2
-    assert "tensor-parallel" in offload_or_quantized(model, quantized=False)
+    model._tp_size = 2  # tensor parallelism is served (tests/test_fast_decode_tp.py)
+    assert offload_or_quantized(model, quantized=False) is None
     # a model on the CPU keeps the reference loop, without a word
     kwargs = dict(quantized=False, pad_id=0, eos_ids=[2], temperature=0.0, top_p=1.0, hooks=None)
     assert fast_decoder_for(tiny_llama(), **kwargs) is None

@@ -10,7 +10,10 @@ as in the reference loop.
 
 `FastDecoder.decode` is what agents.hf_backend calls; `fast_decoder_for`
 decides whether the fast path applies (CUDA, a Llama-family model, neither
-4-bit nor offloaded) and says in one log line when it does not."""
+4-bit nor offloaded; whole or tensor-parallel on an NCCL group) and says in
+one log line when it does not. Under tensor parallelism every rank runs this
+loop in lockstep on the same batch: the step's collectives keep the logits
+identical, so every rank samples the same tokens and stops at the same step."""
 
 from __future__ import annotations
 
@@ -27,6 +30,13 @@ from torch import nn
 from agents.decode.cache import Bucket, KVPool, bucket_size, round_length
 from agents.decode.llama_step import LlamaStep, unsupported_reason
 from agents.decode.sampling import shortlist_sample, unpack_bitmask
+from agents.decode.tensor_parallel import (
+    TensorParallel,
+    is_tensor_parallel,
+    local,
+    process_group_of,
+    whole,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +76,18 @@ def offload_or_quantized(model: nn.Module, quantized: bool) -> str | None:
     params = list(model.parameters())
     if any(p.device.type == "meta" for p in params):
         return "offloaded weights"
-    tp_size = getattr(model, "_tp_size", None)
-    if (isinstance(tp_size, int) and tp_size > 1) or any(
-        type(p).__name__ == "DTensor" for p in params
-    ):
-        return "tensor-parallel weights (each rank holds a slice)"
     return None
+
+
+def tensor_parallel_for(model: nn.Module) -> TensorParallel | str | None:
+    """The group of a tensor-parallel model whose step can be captured (NCCL),
+    why not, or None for a model held whole."""
+    if not is_tensor_parallel(model):
+        return None
+    tp = process_group_of(model)
+    if isinstance(tp, TensorParallel) and tp.backend != "nccl":
+        return f"tensor-parallel group on {tp.backend} (graphs capture NCCL collectives only)"
+    return tp
 
 
 def fast_decoder_for(
@@ -92,6 +108,9 @@ def fast_decoder_for(
     # shape, in either loop; the other sdpa backends cost nothing measurable here
     torch.backends.cuda.enable_cudnn_sdp(False)
     reason = offload_or_quantized(model, quantized) or unsupported_reason(model)
+    tp = tensor_parallel_for(model) if reason is None else None
+    if isinstance(tp, str):
+        reason, tp = tp, None
     if reason is None:
         try:
             import triton  # noqa: F401
@@ -109,6 +128,7 @@ def fast_decoder_for(
         hooks=hooks,
         graphs=True,
         fused=True,
+        tp=tp,
     )
 
 
@@ -126,10 +146,23 @@ class FastDecoder:
         hooks: Any = None,
         graphs: bool,
         fused: bool,
+        tp: TensorParallel | None = None,
     ) -> None:
+        """`tp`: the model's tensor-parallel group (tensor_parallel_for); the
+        step then runs on this rank's slices (ValueError if their layout is
+        not Megatron-style)."""
         self.model = model
-        self.step = LlamaStep(model, fused=fused)
+        self.tp = tp
+        self.step = LlamaStep(model, fused=fused, tp=tp)
         self.shape = self.step.shape
+        if tp is not None:
+            log.info(
+                "fast decode: tensor-parallel step, rank %d of %d (%d query / %d kv heads here)",
+                tp.rank,
+                tp.world,
+                self.shape.q_heads,
+                self.shape.kv_heads,
+            )
         self.pad_id = int(pad_id)
         self.eos = torch.tensor(sorted(set(eos_ids)), device=self.shape.device)  # (E,)
         self.temperature, self.top_p = float(temperature), float(top_p)
@@ -211,7 +244,13 @@ class FastDecoder:
         torch.cuda.current_stream().wait_stream(stream)
         self._reset_placeholders(b)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._graph_pool):
+        options: dict[str, Any] = {}
+        if self.tp is not None:
+            # NCCL's watchdog thread polls its events while this thread captures:
+            # only this thread's calls must be capture-safe
+            torch.cuda.synchronize()
+            options["capture_error_mode"] = "thread_local"
+        with torch.cuda.graph(graph, pool=self._graph_pool, **options):
             self._body(b, kind)
         torch.cuda.synchronize()
         b.graphs[kind] = graph
@@ -419,10 +458,10 @@ class FastDecoder:
         cache = getattr(out, "cache", None)
         cache = out.past_key_values if cache is None else cache
         for i in range(self.shape.layers):
-            k, v = _layer_kv(cache, i)
-            b.buf.keys[i][:n, :, :width].copy_(k)
-            b.buf.values[i][:n, :, :width].copy_(v)
-        b.logits[:n].copy_(out.logits[:, -1])
+            k, v = _layer_kv(cache, i)  # this rank's kv heads under tensor parallelism
+            b.buf.keys[i][:n, :, :width].copy_(local(k))
+            b.buf.values[i][:n, :, :width].copy_(local(v))
+        b.logits[:n].copy_(whole(out.logits)[:, -1])
         b.logits[n:].zero_()
 
     def _start(self, b, n, width, lengths, budgets, seeds) -> None:

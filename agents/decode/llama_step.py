@@ -13,6 +13,13 @@ otherwise as PyTorch operations that mirror transformers' modules (CPU, tests).
 Every operation has a fixed shape and reads positions and the cache slot from
 device tensors, so the step can be captured in a CUDA graph.
 
+Under tensor parallelism (`tp`, agents.decode.tensor_parallel) each rank runs
+the same step on its own slices: its query and kv heads, its MLP columns, an
+all-reduce after the o and down projections (NCCL collectives can sit inside
+a captured graph), the embedding and LM head as the model splits them (the
+logits gathered), so the residual stream, the steering deltas and the logits
+are whole and identical on every rank.
+
 Knows nothing about sampling, prompts or when the loop stops."""
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.decode.attention import grouped_attention
+from agents.decode.tensor_parallel import LayerSlices, TensorParallel, slice_model
 from agents.steering.hooks import decoder_layers
 
 SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
@@ -92,7 +100,7 @@ class StepBuffers:
 class LlamaStep:
     """The weights (borrowed) and the one-token forward; see the module docstring."""
 
-    def __init__(self, model: nn.Module, *, fused: bool) -> None:
+    def __init__(self, model: nn.Module, *, fused: bool, tp: TensorParallel | None = None) -> None:
         reason = unsupported_reason(model)
         if reason is not None:
             raise ValueError(reason)
@@ -106,13 +114,26 @@ class LlamaStep:
         attn = self.layers[0].self_attn
         self.scale = float(attn.scaling)
         weight = self.embed.weight
+        self.tp = tp
+        q_heads, kv_heads = int(cfg.num_attention_heads), int(cfg.num_key_value_heads)
+        vocab = int(self.lm_head.weight.shape[0])
+        if tp is None:  # the model's own modules, called as they are
+            self.parts = [_module_slices(layer) for layer in self.layers]
+            self.final_norm = self.norm
+            self.slices = None
+        else:
+            slices = slice_model(model, self.layers, tp)
+            if isinstance(slices, str):
+                raise ValueError(slices)
+            self.slices, self.parts, self.final_norm = slices, slices.layers, slices.final_norm
+            q_heads, kv_heads, vocab = slices.q_heads, slices.kv_heads, slices.vocab
         self.shape = Shape(
             layers=len(self.layers),
             hidden=int(cfg.hidden_size),
-            q_heads=int(cfg.num_attention_heads),
-            kv_heads=int(cfg.num_key_value_heads),
+            q_heads=q_heads,  # this rank's, under tensor parallelism
+            kv_heads=kv_heads,
             head_dim=int(attn.head_dim),
-            vocab=int(self.lm_head.weight.shape[0]),
+            vocab=vocab,  # the whole vocabulary: the logits are gathered
             dtype=weight.dtype,
             device=weight.device,
         )
@@ -148,23 +169,56 @@ class LlamaStep:
     ) -> None:
         """Feed buf.tokens at buf.pos, write K/V at buf.slot, logits (B, V) <- the
         next-token logits."""
-        h = self.embed(buf.tokens)  # (B, H): the residual stream
+        h = self._embed(buf.tokens)  # (B, H): the residual stream, whole on every rank
         normed = torch.empty_like(h)
-        n = len(self.layers)
-        first = self.layers[0].input_layernorm
-        self._norm(h, None, first, normed, None)
-        for i, layer in enumerate(self.layers):
-            attn, mlp = layer.self_attn, layer.mlp
-            q, k, v = attn.q_proj(normed), attn.k_proj(normed), attn.v_proj(normed)
+        parts = self.parts
+        n = len(parts)
+        self._norm(h, None, parts[0].input_norm, normed, None)
+        for i, p in enumerate(parts):
+            q, k, v = p.q(normed), p.k(normed), p.v(normed)
             o = self._attend(i, q, k, v, buf, cos, sin)
-            self._norm(attn.o_proj(o), h, layer.post_attention_layernorm, normed, None)
-            down = mlp.down_proj(self._gated(mlp.gate_proj(normed), mlp.up_proj(normed)))
-            after = self.layers[i + 1].input_layernorm if i + 1 < n else self.norm
+            self._norm(self._reduce(p.o(o), p.o_bias), h, p.post_norm, normed, None)
+            down = self._reduce(p.down(self._gated(p.gate(normed), p.up(normed))), p.down_bias)
+            after = parts[i + 1].input_norm if i + 1 < n else self.final_norm
             self._norm(down, h, after, normed, buf.deltas.get(i))
-        if self.lm_head.bias is None:  # straight into the caller's buffer: no extra copy
+        if self.slices is not None:
+            self._head_tp(normed, logits)
+        elif self.lm_head.bias is None:  # straight into the caller's buffer: no extra copy
             torch.mm(normed, self.lm_head.weight.t(), out=logits)
         else:
             logits.copy_(self.lm_head(normed))
+
+    # -- tensor parallelism (identity without it) -----------------------------------
+
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        sl = self.slices
+        if sl is None:
+            return self.embed(tokens)
+        if sl.embed_offset is None:  # every rank holds the whole table
+            return F.embedding(tokens, sl.embed)
+        # this rank's vocabulary rows; the others' tokens give zeros, summed across ranks
+        rows = sl.embed.shape[0]
+        idx = tokens - sl.embed_offset
+        mine = (idx >= 0) & (idx < rows)
+        h = F.embedding(idx.clamp(0, rows - 1), sl.embed) * mine[:, None].to(sl.embed.dtype)
+        return self.tp.all_reduce_(h)
+
+    def _reduce(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """A row-parallel projection's partial sums -> the whole output (+ its bias)."""
+        if self.tp is None:
+            return x
+        self.tp.all_reduce_(x)
+        return x if bias is None else x.add_(bias)
+
+    def _head_tp(self, normed: torch.Tensor, logits: torch.Tensor) -> None:
+        sl = self.slices
+        if not sl.head_gathered:
+            torch.mm(normed, sl.head.t(), out=logits)
+            bias = getattr(self.lm_head, "bias", None)
+            if bias is not None:
+                logits.add_(bias)
+            return
+        self.tp.gather_columns(torch.mm(normed, sl.head.t()), logits)
 
     def _norm(
         self,
@@ -224,6 +278,22 @@ class LlamaStep:
         kc.index_copy_(2, where, k_rot[:, :, None].to(kc.dtype))
         vc.index_copy_(2, where, v.view(batch, s.kv_heads, 1, s.head_dim).to(vc.dtype))
         return grouped_attention(q_rot.reshape(batch, -1), kc, vc, buf.start, buf.slot, self.scale)
+
+
+def _module_slices(layer: nn.Module) -> LayerSlices:
+    """A whole layer's own modules in the step's per-layer record."""
+    attn, mlp = layer.self_attn, layer.mlp
+    return LayerSlices(
+        q=attn.q_proj,
+        k=attn.k_proj,
+        v=attn.v_proj,
+        o=attn.o_proj,
+        gate=mlp.gate_proj,
+        up=mlp.up_proj,
+        down=mlp.down_proj,
+        input_norm=layer.input_layernorm,
+        post_norm=layer.post_attention_layernorm,
+    )
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
