@@ -85,7 +85,7 @@ def tensor_parallel_for(model: nn.Module) -> TensorParallel | str | None:
     if not is_tensor_parallel(model):
         return None
     tp = process_group_of(model)
-    if isinstance(tp, TensorParallel) and tp.backend != "nccl":
+    if isinstance(tp, TensorParallel) and "nccl" not in tp.backend:  # "nccl", "cuda:nccl"
         return f"tensor-parallel group on {tp.backend} (graphs capture NCCL collectives only)"
     return tp
 

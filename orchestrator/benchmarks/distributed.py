@@ -16,6 +16,9 @@ a 70B shape needs no 141 GB checkpoint on disk. Steering is on (random unit
 directions at 80% depth), sampling at T=0.8, top-p 0.9, grammar constraints
 off, so the numbers compare with the single-GPU benchmark's. Each case is
 warmed up with the same batch once, then timed `repeats` times (median).
+On CUDA the ranks decode through the fast path (agents.decode: a captured
+step, tensor-parallel on each rank's slices); each row says which path ran
+and, for the fast one, its prefill time and decode ms per step.
 
 Knows nothing about the world or the dumps."""
 
@@ -209,7 +212,13 @@ def rank_main(case: dict[str, Any], out_path: str) -> None:
         "rank_requests": [r // len(times) for r in stats.requests],
         "rank_generate_s": [round(s / len(times), 3) for s in stats.generate_s],
         "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if cuda else None,
+        "decode_path": local.describe().get("decode_path"),  # fast (captured step) or reference
     }
+    last = getattr(getattr(local, "fast", None), "last", None)  # rank 0's latest fast decode
+    if last is not None and last.steps > 1:
+        result["prefill_s"] = round(last.prefill_s, 3)
+        result["decode_ms_per_step"] = round(1000 * last.decode_s / (last.steps - 1), 2)
+        result["captures_s"] = round(sum(s for _, s in local.fast.captures), 2)
     Path(out_path).write_text(json.dumps(result), encoding="utf-8")
     backend.close()
 
