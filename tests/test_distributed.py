@@ -217,6 +217,25 @@ def test_model_size_from_config(tmp_path, shape, billions) -> None:
     assert model_bytes(tmp_path / "nowhere", "auto") is None
 
 
+@pytest.mark.parametrize(
+    ("shape", "model_type", "agents", "world", "tensor"),
+    [
+        ("llama-8b", "llama", 32, 2, True),  # the measured case: tensor 1.27x one GPU
+        ("llama-8b", "llama", 64, 2, True),
+        ("llama-8b", "llama", 65, 2, False),  # larger ticks: data mode scales
+        ("llama-8b", "llama", 32, 3, False),  # 32 heads do not split over 3 ranks
+        ("llama-8b", "gpt2", 32, 2, False),  # no fast step: tensor would run the eager loop
+        ("llama-1b", "llama", 32, 2, False),  # too small: the collectives outweigh the saving
+    ],
+)
+def test_auto_mode_picks_tensor_for_small_ticks(tmp_path, shape, model_type, agents, world, tensor):
+    from orchestrator.benchmarks.distributed import shape_of
+    from orchestrator.distributed.plan import tensor_pays_for_small_ticks
+
+    (tmp_path / "config.json").write_text(json.dumps({**shape_of(shape), "model_type": model_type}))
+    assert tensor_pays_for_small_ticks(tmp_path, "bfloat16", agents, world) is tensor
+
+
 def test_tensor_mode_refuses_quantization() -> None:
     from pydantic import ValidationError
 

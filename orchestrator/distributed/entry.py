@@ -130,7 +130,9 @@ def _main(inv: Invocation, cfg: RunConfig, channel: Channel) -> int:
         _check_run_dir(inv, cfg)
         spec = backend_spec(cfg)
         folder = shared_spec(spec).model.name_or_path if cfg.model.backend == "hf" else None
-        mode = resolve_mode(cfg, Path(folder) if folder and Path(folder).is_dir() else None)
+        mode = resolve_mode(
+            cfg, Path(folder) if folder and Path(folder).is_dir() else None, channel.world_size
+        )
     except BaseException:
         channel.scatter([Op(kind="stop")] * channel.world_size)
         channel.close()

@@ -6,12 +6,15 @@ of gloo processes runs, e.g. for tests). Fewer than two ranks means one
 ordinary process.
 
 Mode `auto`: tensor when the model does not fit one GPU (its weights take
-more than FIT_SHARE of the card), data otherwise. Tensor parallelism only
-pays on a graph-captured decode step (measured on 2 H200s, 8B shape, B=32:
-the eager loop was 1.75x SLOWER under tensor parallelism, a captured step
-1.37x faster), and the decode loop has none for tensor-parallel models yet,
-so small batches stay in data mode too; see docs/distributed.md. On CPU and
-for the mock backend, always data.
+more than FIT_SHARE of the card), or when the ticks are small (at most
+SMALL_TICK_REQUESTS agents) on a model that the fast decode step splits
+(a Llama-family type whose heads divide over the ranks, at least
+TENSOR_MIN_BYTES of weights, loaded plainly); data otherwise. Measured on 2
+H200s (docs/distributed.md): 8B shape, 32 requests a tick, tensor 1.27x one
+GPU on the fast path, while data mode cannot gain at small ticks (the
+one-GPU step at half the batch is only 4-8% shorter: 5.62 vs 5.85 ms at
+16 vs 32 rows, 5.85 vs 6.34 ms at 32 vs 64). On CPU and for the mock
+backend, always data.
 
 Knows nothing about processes; reads the config and the hardware."""
 
@@ -31,6 +34,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FIT_SHARE = 0.8  # weights above this share of one GPU's memory leave too little for the KV cache
+SMALL_TICK_REQUESTS = 64  # up to here data mode gains <= 8% (module docstring); 512: data 1.80x
+# below this the per-layer collectives (about 50 us a layer on the 8B shape) eat
+# the halved weight reads: estimated from the one measured shape (16 GB, 1.27x)
+TENSOR_MIN_BYTES = 8 * 2**30
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
@@ -85,7 +92,30 @@ def model_bytes(folder: Path, dtype: str) -> int | None:
         return sum(f.stat().st_size for f in files) or None
 
 
-def resolve_mode(cfg: RunConfig, model_folder: Path | None) -> Mode:
+def tensor_pays_for_small_ticks(folder: Path, dtype: str, agents: int, world: int) -> bool:
+    """Whether tensor mode is the faster one for ticks of up to `agents`
+    requests on `world` ranks (see the module docstring)."""
+    from agents.decode.llama_step import SUPPORTED_TYPES
+
+    try:
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    cfg = cfg.get("text_config", cfg)
+    heads = cfg.get("num_attention_heads") or 0
+    kv = cfg.get("num_key_value_heads") or heads
+    size = model_bytes(folder, dtype) or 0
+    return (
+        agents <= SMALL_TICK_REQUESTS
+        and cfg.get("model_type") in SUPPORTED_TYPES
+        and heads > 0
+        and heads % world == 0
+        and kv % world == 0
+        and size >= TENSOR_MIN_BYTES
+    )
+
+
+def resolve_mode(cfg: RunConfig, model_folder: Path | None, world: int) -> Mode:
     """The mode the ranks work in (see the module docstring)."""
     asked = cfg.distributed.mode
     if asked != "auto":
@@ -101,6 +131,21 @@ def resolve_mode(cfg: RunConfig, model_folder: Path | None) -> Mode:
             "distributed.mode auto: the model's %.0f GiB do not fit one %.0f GiB GPU: tensor",
             need / 2**30,
             card / 2**30,
+        )
+        return "tensor"
+    opt = cfg.optimization
+    plain = not (
+        opt.use_quantization
+        or opt.max_gpu_memory_gb is not None
+        or opt.max_cpu_memory_gb is not None
+        or opt.offload_folder is not None
+    )
+    agents = cfg.population.agents
+    if plain and tensor_pays_for_small_ticks(model_folder, cfg.model.dtype, agents, world):
+        log.info(
+            "distributed.mode auto: ticks of at most %d requests on a model the fast decode "
+            "step splits: tensor",
+            agents,
         )
         return "tensor"
     return "data"
