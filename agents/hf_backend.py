@@ -127,8 +127,9 @@ class HFBackend:
         # transformers 5.24 renamed `past_key_values` to `cache` (the old name goes in 5.40)
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self._digit_ids: dict[str, torch.Tensor] = {}
-        # CUDA, a Llama-family model held whole: static cache + graph-replayed step
-        # (agents.decode); None keeps the loop below (CPU, 4-bit, offload; logged once)
+        # CUDA, a Llama-family model held whole or tensor-parallel (NCCL): static cache +
+        # graph-replayed step (agents.decode); None keeps the loop below (CPU, 4-bit,
+        # offload; logged once)
         self.fast: FastDecoder | None = fast_decoder_for(
             self.model,
             quantized=lm.quantized,
