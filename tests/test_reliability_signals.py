@@ -60,10 +60,11 @@ def test_three_quick_sigints_leave_a_consistent_manifest(tmp_path, gap_s):
 
 
 def test_live_output_into_a_closed_pipe_stops_like_sigterm(tmp_path):
-    """`steersim CONFIG --live | head -5`."""
+    """`steersim CONFIG --live | head -5`. The output of 120 ticks overfills the
+    pipe, so the writer meets the closed end before it finishes."""
     root = tmp_path / "st"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", *run_args(root, "p", ticks=400), "--live"],
+        [sys.executable, "-m", "orchestrator.cli", *run_args(root, "p", ticks=120), "--live"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
