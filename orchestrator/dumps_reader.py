@@ -113,6 +113,11 @@ def _upgrade_legacy(table: pa.Table, schema: pa.Schema, run_id: str | None) -> p
         # messages from before prompts were recorded: a row's id is its position in its file
         at = table.column_names.index("tick") + 1 if "tick" in table.column_names else 0
         table = table.add_column(at, "request_id", pa.array(range(table.num_rows), pa.int32()))
+    if "plan" in schema.names and "plan" not in table.column_names:
+        # messages from before the plan had its own column (their goal column showed
+        # the plan once there was one): no plan recorded
+        at = table.column_names.index("goal") + 1 if "goal" in table.column_names else 0
+        table = table.add_column(at, "plan", pa.nulls(table.num_rows, pa.string()))
     return table
 
 

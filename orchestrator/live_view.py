@@ -25,6 +25,7 @@ from orchestrator.safe_text import text, visible
 from orchestrator.typing import RunSummary, TickResult
 
 MESSAGE_CHARS = 90
+PLAN_CHARS = 120
 
 
 def render_row(row: MessageRow) -> Text:
@@ -46,6 +47,8 @@ def render_row(row: MessageRow) -> Text:
         f"{steer.label()}",
         style="dim",
     )
+    if row.plan:  # the goal stays; the plan (from the last reflection) is what it is doing now
+        line.append(f"\n    plan: {visible(row.plan, PLAN_CHARS)}", style="dim")
     return line
 
 

@@ -21,7 +21,8 @@ class MessageRow:
     action: str  # MOVE | SAY | WORK | REST | IDLE | REFLECT
     target: str | None  # MOVE: destination
     content: str  # what was said / done (cleaned)
-    goal: str  # the goal (or plan) the agent had in its prompt
+    goal: str  # the agent's goal (its prompt shows it)
+    plan: str | None  # the plan its prompt showed (from its last reflection); None before one
     raw_text: str  # the model's output as generated (cleaned of control chars)
     prompt_tokens: int
     completion_tokens: int
@@ -50,6 +51,7 @@ MESSAGE_SCHEMA = pa.schema(
         ("target", pa.string()),
         ("content", pa.string()),
         ("goal", pa.string()),
+        ("plan", pa.string()),
         ("raw_text", pa.string()),
         ("prompt_tokens", pa.int32()),
         ("completion_tokens", pa.int32()),

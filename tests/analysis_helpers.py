@@ -34,8 +34,16 @@ class QuietView:
     def finish(self, summary) -> None: ...
 
 
-def make_mock_run(root: Path, *, run_id: str = "an", ticks: int = 12, agents: int = 24) -> Path:
-    """A mock run under <root>/dumps/<run_id>; returns the run directory."""
+def make_mock_run(
+    root: Path,
+    *,
+    run_id: str = "an",
+    ticks: int = 12,
+    agents: int = 24,
+    overrides: tuple[str, ...] = (),
+) -> Path:
+    """A mock run under <root>/dumps/<run_id>; returns the run directory.
+    `overrides`: more --set KEY=VALUE items (e.g. steering.enabled=false)."""
     from orchestrator.runner import run_simulation
 
     resolved = load_config(
@@ -46,6 +54,7 @@ def make_mock_run(root: Path, *, run_id: str = "an", ticks: int = 12, agents: in
             f"population.agents={agents}",
             f"run_id={run_id}",
             f"storage.root={root}",
+            *overrides,
         ],
     )
     run_simulation(resolved, QuietView(), overwrite=True)

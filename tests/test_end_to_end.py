@@ -23,6 +23,7 @@ DOCUMENTED_COLUMNS = [
     "target",
     "content",
     "goal",
+    "plan",
     "raw_text",
     "prompt_tokens",
     "completion_tokens",

@@ -55,7 +55,7 @@ def _verify(app, run_dir: Path, *extra: str):
 def test_mock_run_passes_and_exits_0(app, run_dir: Path) -> None:
     res = _verify(app, run_dir, "--skip-behavioural")  # the default embedder: packaged MiniLM
     assert res.exit_code == 0, res.output
-    assert res.output.count("✓ PASS") == 6  # five log checks and the text check
+    assert res.output.count("✓ PASS") == 7  # five log checks, the action and the text check
     assert "✗ FAIL" not in res.output
     assert "behavioural check skipped: --skip-behavioural" in res.output
 
@@ -96,7 +96,9 @@ def test_log_checks_fail_on_doctored_dumps(
     rewrite_messages(bad, change)
     res = _verify(app, bad, "--skip-text")
     assert res.exit_code == 1, res.output
-    assert res.output.count("✗ FAIL") == len(failing)
+    # and the action check: steer_* all 0 (steering off) or one profile (no trait varies)
+    assert res.output.count("✗ FAIL") == len(failing) + 1
+    assert "✗ FAIL  action check:" in res.output
     d = load_run(bad)
     assert {c.name for c in log_checks(d.messages, d.agents) if c.failed} == failing
     assert "FAIL:" in res.output.splitlines()[-1]
@@ -228,7 +230,8 @@ def test_save_writes_verification_json(app, run_dir: Path, tmp_path: Path) -> No
     assert res.exit_code == 0, res.output
     saved = json.loads((tmp_path / "v" / "verification.json").read_text())
     assert saved["passed"] and saved["files_read"] == 4
-    assert [c["status"] for c in saved["checks"]] == ["pass"] * 5 + ["skip", "skip"]
+    assert [c["name"] for c in saved["checks"]][5] == "action"
+    assert [c["status"] for c in saved["checks"]] == ["pass"] * 6 + ["skip", "skip"]
 
 
 @pytest.mark.parametrize("what", ["missing", "not-a-dir", "empty"])
@@ -393,6 +396,7 @@ def test_behavioural_check_passes_on_smollm2_at_shipped_defaults(
     import importlib.util
 
     from agents.backends import build_backend
+    from orchestrator.assemble import backend_spec
     from orchestrator.config_loader import load_config
     from tests.conftest import CONFIGS, REPO
 
@@ -404,7 +408,7 @@ def test_behavioural_check_passes_on_smollm2_at_shipped_defaults(
         if (REPO / "storage" / cache).is_dir():
             (root / cache).symlink_to(REPO / "storage" / cache)
     overrides = [f"storage.root={root}", "model.device=cpu"]
-    backend = build_backend(load_config(CONFIGS / "run.demo.yaml", overrides).config)
+    backend = build_backend(backend_spec(load_config(CONFIGS / "run.demo.yaml", overrides).config))
     try:
         model_record = backend.describe()
     finally:

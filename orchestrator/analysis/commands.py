@@ -3,7 +3,7 @@ shims that run them):
 
     view_results.py RUN [--agent NAME] [--tick N] [--action A] [--limit N] [--json PATH]
     analyze_simulation.py RUN [--out-dir DIR] [--quiet] [--json PATH]
-    verify_steering.py RUN [--num-files N] [--skip-behavioural] [--skip-text] [--save] [--json PATH]
+    verify_steering.py RUN [--control RUN] [--num-files N] [--skip-behavioural] [--skip-text] [--save] [--json PATH]
 
 RUN is a run id or a path to a run folder, the same everywhere (locate.py);
 every one takes --storage-root and a `--json PATH` of one meaning
@@ -131,9 +131,12 @@ EmbedderChoice = Literal["minilm", "hashing"]
     help=(
         "Verify a run's steering. (1) Log checks on the steering columns: present, varying, "
         "diverse across agents, one profile per agent, equal to agents.parquet. "
-        "(2) Behavioural check: loads the run's model and vectors (manifest.json) and measures "
+        "(2) Action check: per trait, how each action's share changes with the coefficient "
+        "across agents (effect sizes with bootstrap CIs), permutation test over shuffled "
+        "trait vectors; with --control, the same on a steering-off run, which must show none. "
+        "(3) Behavioural check: loads the run's model and vectors (manifest.json) and measures "
         "the held-out questionnaire under steering; skipped for mock runs. "
-        "(3) Text check: per trait, correlation across agents between coefficient and the "
+        "(4) Text check: per trait, correlation across agents between coefficient and the "
         "trait score of the agent's messages (sentence embeddings). "
         "Exit 0 when no check fails, 1 when one fails, 2 on bad input."
     )
@@ -141,6 +144,15 @@ EmbedderChoice = Literal["minilm", "hashing"]
 def verify(
     run: RunArgument = None,
     storage_root: StorageRootOption = None,
+    control: Annotated[
+        str | None,
+        typer.Option(
+            "--control",
+            metavar="RUN",
+            help="The action check's control: the same config run with "
+            "steering.enabled=false (run id or folder).",
+        ),
+    ] = None,
     num_files: Annotated[
         int | None,
         typer.Option("--num-files", metavar="N", min=1, help="Read only the first N tick files."),
@@ -209,9 +221,11 @@ def verify(
     if embedder not in ("minilm", "hashing"):
         raise SteersimError(f"--embedder must be minilm or hashing, got {embedder!r}")
     run_dir = run_from_cli(run, storage_root, aliases={"--messages-dir": messages_dir})
+    control_dir = run_from_cli(control, storage_root) if control is not None else None
     report = verify_run(
         run_dir,
         num_files=num_files,
+        control_dir=control_dir,
         embedder=None if skip_text else _embedder_factory(embedder, device),  # type: ignore[arg-type]
         behavioural=None
         if skip_behavioural

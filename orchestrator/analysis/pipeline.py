@@ -1,5 +1,6 @@
-"""One run's full analysis: load the dumps, compute the report, draw the three
-figures and save report.md / report.json beside them. The function the
+"""One run's full analysis: load the dumps, compute the report, draw the four
+figures (the last one with the action check's effects) and save report.md /
+report.json beside them. The function the
 analyze_simulation script (and tests) call."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.analysis import plots
+from orchestrator.analysis.action_check import action_check, agent_actions
 from orchestrator.analysis.report import render_markdown
 from orchestrator.analysis.stats import RunReport, agent_profiles, build_report, per_tick_counts
 from orchestrator.dumps_reader import default_analysis_dir, load_run
@@ -47,6 +49,7 @@ def analyse_run(run_dir: Path, out_dir: Path | None = None) -> AnalysisResult:
         plots.activity_over_time(
             per_tick_counts(dumps.messages), out / plots.ACTIVITY_OVER_TIME, run_id=run_id
         ),
+        _behaviour_by_trait(dumps, out / plots.BEHAVIOUR_BY_TRAIT),
     ]
     markdown = render_markdown(report, [f.name for f in figures])
     md_path, json_path = out / "report.md", out / "report.json"
@@ -60,4 +63,18 @@ def analyse_run(run_dir: Path, out_dir: Path | None = None) -> AnalysisResult:
         figures=figures,
         markdown_path=md_path,
         json_path=json_path,
+    )
+
+
+def _behaviour_by_trait(dumps, path: Path) -> Path:
+    """The action check's picture: shares against coefficients, its effects as lines."""
+    per_agent = agent_actions(dumps.messages, dumps.agents)
+    check = action_check(dumps.messages, dumps.agents, n_permutations=1000, n_bootstrap=0)
+    return plots.behaviour_by_trait(
+        per_agent.frame,
+        check.slope,
+        {t: check.p_trait[t] for t in check.tested},
+        path,
+        run_id=dumps.run_id,
+        source=per_agent.source,
     )

@@ -35,7 +35,9 @@ STYLE = {
 ACTION_DISTRIBUTION = "action_distribution.png"
 STEERING_HEATMAP = "steering_heatmap.png"
 ACTIVITY_OVER_TIME = "activity_over_time.png"
-FIGURE_FILES = (ACTION_DISTRIBUTION, STEERING_HEATMAP, ACTIVITY_OVER_TIME)
+BEHAVIOUR_BY_TRAIT = "behaviour_by_trait.png"
+FIGURE_FILES = (ACTION_DISTRIBUTION, STEERING_HEATMAP, ACTIVITY_OVER_TIME, BEHAVIOUR_BY_TRAIT)
+ACTION_COLOURS = {"MOVE": "#55A868", "SAY": "#4C72B0", "WORK": "#DD8452", "REST": "#8172B3"}
 MAX_LABELLED_AGENTS = 60  # beyond this the heatmap drops agent names and cell values
 
 
@@ -128,4 +130,53 @@ def activity_over_time(per_tick: pd.DataFrame, path: Path, *, run_id: str = "") 
         ax.set_title(f"Activity over time{f' — {run_id}' if run_id else ''}")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
         ax.grid(axis="y", alpha=0.3)
+        return _save(fig, path)
+
+
+def behaviour_by_trait(
+    per_agent: pd.DataFrame,
+    slopes: dict[str, dict[str, float]],
+    p_trait: dict[str, float],
+    path: Path,
+    *,
+    run_id: str = "",
+    source: str = "",
+) -> Path:
+    """One panel per trait: each agent's share of each action against its
+    coefficient (marker size ~ its number of actions), and the action check's
+    effect as a line through the mean (the trait's slope with the other traits
+    held fixed). `per_agent` (action_check.agent_actions): columns E..N, the
+    actions' shares and n; `slopes`/`p_trait` from the action check."""
+    actions = [a for a in ACTION_COLOURS if a in per_agent.columns]
+    n = per_agent["n"].to_numpy(dtype=float) if len(per_agent) else np.zeros(0)
+    weights = n / n.sum() if n.sum() > 0 else n
+    size = 6 + 30 * (n / n.max()) if len(n) and n.max() > 0 else 10
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(TRAITS), figsize=(14.0, 3.4), sharey=True)
+        for ax, t in zip(axes, TRAITS, strict=True):
+            x = per_agent[t].to_numpy(dtype=float) if len(per_agent) else np.zeros(0)
+            x_mean = float((x * weights).sum()) if len(x) else 0.0
+            grid = np.linspace(-1.0, 1.0, 3)
+            for a in actions:
+                y = per_agent[a].to_numpy(dtype=float)
+                ax.scatter(x, y, s=size, alpha=0.35, color=ACTION_COLOURS[a], linewidths=0)
+                beta = slopes.get(t, {}).get(a, float("nan"))
+                if np.isfinite(beta):
+                    y_mean = float((y * weights).sum())
+                    ax.plot(grid, y_mean + beta * (grid - x_mean), color=ACTION_COLOURS[a], lw=2)
+            p = p_trait.get(t)
+            ax.set_title(f"{t} ({TRAIT_NAMES[t]})" + (f"\np = {p:.3f}" if p is not None else ""))
+            ax.set_xlabel("coefficient")
+            ax.set_xlim(-1.05, 1.05)
+            ax.set_xticks([-1.0, -0.5, 0.0, 0.5, 1.0], ["−1", "", "0", "", "+1"])
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("share of the agent's actions")
+        handles = [
+            plt.Line2D([], [], color=ACTION_COLOURS[a], marker="o", lw=2, label=a) for a in actions
+        ]
+        fig.legend(handles=handles, loc="lower center", ncol=len(actions), frameon=False)
+        note = f" (coefficients from the {source})" if source else ""
+        fig.suptitle(f"Behaviour by trait{f' — {run_id}' if run_id else ''}{note}", y=1.1)
+        fig.subplots_adjust(bottom=0.27, wspace=0.08)
         return _save(fig, path)

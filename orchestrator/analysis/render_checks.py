@@ -36,6 +36,8 @@ def render_verification(report: VerificationReport) -> RenderableType:
     ]
     for c in report.log_checks:
         parts += check_lines(c)
+    parts.append(Text("Action check", style="underline"))
+    parts += check_lines(report.action)
     parts.append(Text("Behavioural check", style="underline"))
     parts += check_lines(report.behavioural)
     if report.behavioural_text:

@@ -1,5 +1,6 @@
-"""Steering verification of one run: the log checks, the behavioural check
-and the text check, gathered into one report with one verdict. The embedder
+"""Steering verification of one run: the log checks, the action check (what
+agents do against their coefficients, with an optional control run), the
+behavioural check and the text check, gathered into one report with one verdict. The embedder
 and the behavioural runner are passed in (None skips that check), so this
 module loads no model itself; the verify_steering script builds them.
 
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from agents.typing import Embedder
+from orchestrator.analysis.action_check import action_check
+from orchestrator.analysis.action_check import as_check as action_as_check
 from orchestrator.analysis.behavioural import BehaviouralOutcome
 from orchestrator.analysis.checks import CheckResult, log_checks
 from orchestrator.analysis.text_check import as_check, text_check
@@ -37,6 +40,7 @@ class VerificationReport:
     files_read: int
     rows: int
     log_checks: list[CheckResult]
+    action: CheckResult
     behavioural: CheckResult
     behavioural_text: str | None  # the evaluation's full text report, when it ran
     behavioural_data: dict[str, Any] | None
@@ -44,7 +48,7 @@ class VerificationReport:
 
     @property
     def checks(self) -> list[CheckResult]:
-        return [*self.log_checks, self.behavioural, self.text]
+        return [*self.log_checks, self.action, self.behavioural, self.text]
 
     @property
     def passed(self) -> bool:
@@ -82,12 +86,20 @@ def verify_run(
     embedder: Embedder | Callable[[], Embedder] | None = None,
     behavioural: BehaviouralRunner | None = None,
     text_max_per_agent: int | None = 50,
+    control_dir: Path | None = None,
 ) -> VerificationReport:
     """Run every check on the run at `run_dir` (first `num_files` tick files).
     `embedder` may be a factory, called only if the text check runs; its
-    failure to load fails the text check rather than the whole verification."""
+    failure to load fails the text check rather than the whole verification.
+    `control_dir`: a run of the same config with steering off, the action
+    check's control (read in full)."""
     dumps = load_run(run_dir, num_files)
     checks = log_checks(dumps.messages, dumps.agents)
+    control = None
+    if control_dir is not None:
+        ctl = load_run(control_dir)
+        control = action_check(ctl.messages, ctl.agents)
+    action = action_as_check(action_check(dumps.messages, dumps.agents, control=control))
 
     if behavioural is None:
         outcome = BehaviouralOutcome(check=skipped("behavioural", "--skip-behavioural"))
@@ -106,6 +118,7 @@ def verify_run(
         files_read=dumps.files_read,
         rows=len(dumps.messages),
         log_checks=checks,
+        action=action,
         behavioural=outcome.check,
         behavioural_text=outcome.text,
         behavioural_data=outcome.data,

@@ -287,6 +287,63 @@ def distributed(
     _emit(result, json_dest, table)
 
 
+@app.command()
+def constrained(
+    model: Annotated[
+        str, typer.Option(help="Model folder, or the embedded default (real weights).")
+    ] = "smollm2-135m",
+    arch: Annotated[
+        str | None,
+        typer.Option(help="A random-weight shape instead (e.g. llama-8b on a GPU)."),
+    ] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Requests in the tick.")] = 16,
+    new_tokens: Annotated[int, typer.Option(min=1)] = 32,
+    repeats: Annotated[int, typer.Option(min=1)] = 3,
+    device: Annotated[str | None, typer.Option(help="Default: cuda when present.")] = None,
+    storage_root: Annotated[
+        str, typer.Option("--storage-root", "--storage", help="Where converted models live.")
+    ] = "storage",
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option(metavar="DIR", help="Tokenizer folder for --arch (as for gpu)."),
+    ] = None,
+    json_dest: JsonOption = None,
+) -> None:
+    """The grammar mask's cost per decode step as a share of the step, and the
+    share of outputs inside the grammar with and without it (SmolLM2 on CPU at
+    B=16; `--arch llama-8b --batch 128` on a GPU)."""
+    from agents.random_models import ARCHS
+    from orchestrator.benchmarks.constrained import bench_constrained
+
+    if arch is not None and arch not in ARCHS:
+        raise SteersimError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+    result = bench_constrained(
+        model=model,
+        arch=arch,
+        batch=batch,
+        new_tokens=new_tokens,
+        repeats=repeats,
+        device=device,
+        storage_root=storage_root,
+        tokenizer=tokenizer,
+    )
+    parts = ", ".join(f"{k} {v}" for k, v in result["mask_ms_per_step"].items())
+    table = [
+        f"{result['model']} on {result['device']} ({result['threads']} threads), "
+        f"B={result['batch']}, {result['grammar_library']}",
+        f"mask per step: {result['mask_ms_per_step_total']} ms ({parts}) = "
+        f"{result['mask_share_of_step']:.1%} of a {result['step_ms_constrained']} ms step",
+        f"end to end: {result['step_ms_constrained']} ms/step constrained vs "
+        f"{result['step_ms_free']} ms free ({result['end_to_end_share']:+.1%})",
+    ]
+    for mode in ("constrained", "free"):
+        o = result[mode]
+        table.append(
+            f"{mode}: {o['inside_grammar']:.0%} inside the grammar, actions {o['actions']}"
+        )
+    _emit(result, json_dest, table)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run_app(app)
