@@ -16,7 +16,14 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agents.grammar import ACTION_KINDS, MAX_CONTENT_CHARS, VERBS, ActionKind, verb
+from agents.grammar import (
+    ACTION_KINDS,
+    MAX_CONTENT_CHARS,
+    VERBS,
+    ActionKind,
+    action_grammar,
+    verb,
+)
 
 __all__ = ["ACTION_KINDS", "MAX_CONTENT_CHARS", "Action", "clean_text", "match_location", "parse"]
 
@@ -45,8 +52,13 @@ def clean_text(text: str, limit: int = MAX_CONTENT_CHARS) -> str:
 
 
 def parse(text: str, locations: Sequence[str]) -> Action:
-    """Turn model output into an Action; never raises."""
+    """Turn model output into an Action; never raises. A sentence of the
+    grammar (what constrained decoding produces) is read exactly as the
+    grammar means it; anything else goes through the lenient reading."""
     raw = text if isinstance(text, str) else str(text)
+    exact = _exact(raw, locations)
+    if exact is not None:
+        return exact
     for line in raw[: 20 * MAX_CONTENT_CHARS].splitlines():
         m = _VERB_RE.match(line.strip())
         if not m:
@@ -64,6 +76,24 @@ def parse(text: str, locations: Sequence[str]) -> Action:
     if content:
         return Action(kind="SAY", target=None, content=content, parse_ok=False)
     return Action(kind="IDLE", target=None, content="", parse_ok=False)
+
+
+def _exact(raw: str, locations: Sequence[str]) -> Action | None:
+    if len(raw) > 2 * MAX_CONTENT_CHARS + 32 or not locations:
+        return None  # too long to be one reply line worth a regex; the lenient path caps it
+    try:
+        grammar = action_grammar(tuple(locations))
+    except ValueError:  # locations the grammar cannot hold: only the lenient path
+        return None
+    if not grammar.matches(raw):
+        return None
+    name, _, arg = raw.rstrip("\n").partition(" ")
+    v = verb(name)
+    if v.argument == "place":
+        return Action(kind=v.name, target=arg, content="", parse_ok=True)
+    words = clean_text(arg)
+    content = "" if v.argument == "none" else words.strip("\"' ") or words
+    return Action(kind=v.name, target=None, content=content, parse_ok=True)
 
 
 def match_location(arg: str, locations: Sequence[str]) -> str | None:

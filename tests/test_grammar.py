@@ -55,6 +55,9 @@ PIECES = [
     "say",
     "PLAN: ",
     ".",
+    "...",
+    "…",
+    "<x>",
 ]
 
 
@@ -114,7 +117,7 @@ def test_every_sentence_parses_to_what_it_says(verb, place, words) -> None:
     if verb.argument == "place":
         assert action.target == place
     elif verb.argument != "none":
-        assert action.content == arg.strip("\"' ")
+        assert action.content == (arg.strip("\"' ") or arg)
 
 
 def test_help_text_names_every_verb_and_place() -> None:
@@ -157,6 +160,8 @@ def test_reflection_shape_and_parse() -> None:
     assert insights == ("I like Ben.", "Work is slow.")
     assert not REFLECTION.matches("INSIGHT: x\nPLAN: I will y")  # the plan comes first
     assert not REFLECTION.matches("PLAN: relax")  # a plan is an intention
+    assert not REFLECTION.matches("PLAN: I will ...")  # not the prompt's template echoed
+    assert not accepted_by_lark(REFLECTION, "PLAN: I will …")
     four = REFLECTION.format("x", ["a", "b", "c", "d"])
     assert four.count("INSIGHT") == REFLECTION.max_insights and REFLECTION.matches(four)
     assert "PLAN: I will" in REFLECTION.help_text()
