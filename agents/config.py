@@ -58,16 +58,24 @@ class InferenceConfig(Section):
 
 class SteeringConfig(Section):
     enabled: bool = True
-    # defaults chosen by scripts/steering_sweep.py on SmolLM2-135M (30 layers)
+    # defaults chosen by scripts/steering_sweep.py on SmolLM2-135M (30 layers), on the DEV
+    # questionnaire only (docs/steering.md: the test questionnaire reports, it never chooses)
     layers: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [21], min_length=1)
     # in units of each layer's typical hidden-state norm
     strength: float = Field(default=0.17, ge=0.0, le=4.0)
-    method: Literal["mean_diff", "pca"] = "mean_diff"
+    method: Literal["mean_diff", "pca", "lda"] = "mean_diff"
     orthogonalize: bool = False  # sequential Gram-Schmidt over the five trait vectors
     vectors: str | None = None  # a safetensors file to load instead of building
     # per-trait overrides of `layers`, e.g. {O: [26]}; traits not named use `layers`
     trait_layers: dict[Literal["E", "A", "C", "O", "N"], list[Annotated[int, Field(ge=0)]]] = Field(
         default_factory=lambda: {"O": [26]}
+    )
+    # recombine the five directions by the shipped cross-talk calibration when one matches
+    # the model, pairs, method and layers (agents/data/steering_calibration.json)
+    calibrated: bool = True
+    # per-trait multipliers of `strength`, e.g. {E: 0.8}; traits not named use 1
+    trait_gains: dict[Literal["E", "A", "C", "O", "N"], Annotated[float, Field(gt=0, le=4)]] = (
+        Field(default_factory=dict)
     )
 
     @field_validator("layers")

@@ -281,6 +281,9 @@ class HFBackend:
             ),
             "vectors_file": self.vectors_file,
             "vectors_hash": file_hash(self.vectors_file) if self.vectors_file else None,
+            # the shipped cross-talk calibration was applied (steering.calibrated and a match)
+            "calibrated": bool(self.vectors is not None and "mixing" in self.vectors.meta),
+            "trait_gains": dict(s.trait_gains),
         }
         return {
             "backend": self.name,
@@ -334,10 +337,13 @@ def build_hf_backend(spec: BackendSpec, lm: LoadedModel | None = None) -> HFBack
             orthogonalize = s.orthogonalize and vectors.meta.get("orthogonalized") != "true"
             if orthogonalize:
                 vectors = vectors.orthogonalized()
+            if s.trait_gains:
+                vectors = vectors.scaled(s.trait_gains)
             if (
-                orthogonalize or s.trait_layers
+                orthogonalize or s.trait_layers or s.trait_gains
             ):  # the recorded file must hold exactly what is applied
                 suffix = "orth" if orthogonalize else "traits"
+                suffix += "".join(f"-{t}{g:g}" for t, g in sorted(s.trait_gains.items()))
                 name = f"{Path(s.vectors).stem}-{suffix}.safetensors"
                 vectors_file = str(vectors.save(Path(spec.storage_root) / "vectors" / name))
         else:
@@ -351,6 +357,8 @@ def build_hf_backend(spec: BackendSpec, lm: LoadedModel | None = None) -> HFBack
                 method=s.method,
                 orthogonalize=s.orthogonalize,
                 trait_layers=s.trait_layers or None,
+                calibrated=s.calibrated,
+                gains=s.trait_gains or None,
             )
             vectors_file = str(path)
     return HFBackend(

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Sweep steering settings on the held-out questionnaire to choose defaults:
-`steering_sweep.py --layers 12 16 20 24 --strengths 0.1 0.2 0.3 [--per-trait E=20 ...]`.
+"""Choose steering settings on the DEV questionnaire (never the test set):
+`steering_sweep.py --pairs shipped --methods mean_diff lda --layer-sets 21 18-24 --strengths 0.17`.
 A shim over orchestrator.analysis.steering_sweep (`--help` lists the options)."""
 
 import sys

@@ -379,7 +379,7 @@ def test_sweep_reads_the_dev_set_and_reuses_controls(monkeypatch, tmp_path) -> N
     real = sw.evaluate_steering
 
     def spy(*args, **kwargs):
-        calls.append(kwargs["random_effects"] is None)
+        calls.append(kwargs.get("random_effects") is None)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(sw, "evaluate_steering", spy)
@@ -389,8 +389,120 @@ def test_sweep_reads_the_dev_set_and_reuses_controls(monkeypatch, tmp_path) -> N
     ] + [sw.Setting(layers=(1, 2), strength=0.3)]
     rows = sw.run_sweep(model, tok, settings, tmp_path / "s.jsonl", n_random=4, fluency=False)
     assert [r["questionnaire"] for r in rows] == ["dev"] * 3
-    assert calls == [True, False, True]  # same placement: the controls are reused
+    # controls once per placement (layer 1, layer 2, layers 1+2), then reused
+    assert calls == [True, True, False, False, True, False]
     assert rows[0]["random_effects"] == rows[1]["random_effects"]
     assert rows[0]["effects"] != rows[1]["effects"]  # but the directions differ
     lines = (tmp_path / "s.jsonl").read_text().splitlines()
     assert [json.loads(x)["setting"]["method"] for x in lines] == ["mean_diff", "lda", "mean_diff"]
+
+
+def test_sweep_controls_equal_the_evaluations_own() -> None:
+    """Controls assembled per placement are the ones evaluate_steering measures
+    itself for the same vectors (same seed, same directions, same sizes)."""
+    from agents.steering.sweep import Sweep
+
+    model, tok = tiny_model(), tiny_tokenizer()
+    v = random_vectors((1, 2)).for_traits({"O": [2]}).scaled({"N": 1.5})
+    own = evaluate_steering(
+        model, tok, v, None, 0.1, n_random=4, fluency=False, coefs=(-1, 0, 1), questionnaire="dev"
+    ).random_effects
+    np.testing.assert_allclose(Sweep(model, tok, n_random=4).controls(v, 0.1), own, atol=1e-6)
+
+
+def test_sweep_command_line_builds_dev_settings() -> None:
+    from orchestrator.analysis.steering_sweep import main, parse_layers, settings_from
+
+    assert parse_layers("18-20,24") == (18, 19, 20, 24)
+    import argparse
+
+    args = argparse.Namespace(
+        pairs=["shipped"], methods=["mean_diff", "lda"], shrinkage=[0.5, 0.9],
+        orthogonalize="no", layer_sets=["21"],
+        per_trait=["E=21", "A=21", "C=21", "O=26", "N=20-22"], strengths=[0.1],
+        gains=["N=1.5"],
+    )  # fmt: skip
+    got = settings_from(args)
+    assert [(s.method, s.shrinkage) for s in got] == [
+        ("mean_diff", None), ("mean_diff", None), ("lda", 0.5), ("lda", 0.5), ("lda", 0.9),
+        ("lda", 0.9),
+    ]  # fmt: skip
+    per = got[1]
+    assert per.layers == (21,) and dict(per.trait_layers) == {"O": (26,), "N": (20, 21, 22)}
+    assert dict(per.gains) == {"N": 1.5}
+    for bad in (["--layer-sets", "2x"], ["--per-trait", "E=1"], ["--gains", "N=0"], []):
+        with pytest.raises(SystemExit) as exc:
+            main(bad)
+        assert exc.value.code == 2
+
+
+def test_bounded_mixing_keeps_cross_talk_within_rho() -> None:
+    from agents.steering.calibrate import bounded_mixing, predicted
+
+    rng = np.random.default_rng(3)
+    s = np.diag([1.5, 1.0, 0.8, 0.6, 1.2]) + rng.normal(0, 0.4, (5, 5))
+    raw = rng.normal(size=(5, 16))
+    unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    gram = unit @ unit.T
+    spill = lambda m: max(  # noqa: E731
+        abs(m[k, j]) / min(m[k, k], m[j, j]) for k in range(5) for j in range(5) if j != k
+    )
+    assert spill(s) > 0.5
+    for rho in (0.2, 0.5):
+        mix = bounded_mixing([s] * 5, [gram] * 5, rho)
+        m = predicted([s] * 5, mix)
+        assert (np.diag(m) > 0).all() and spill(m) <= rho + 1e-6
+        np.testing.assert_allclose(np.einsum("ki,ij,kj->k", mix, gram, mix), 1.0, atol=1e-9)
+    free = predicted([s] * 5, bounded_mixing([s] * 5, [gram] * 5, 100.0))
+    assert (np.diag(free) >= np.diag(s) - 1e-9).all()  # the best unit-length own change
+
+
+def test_calibration_is_found_only_for_matching_vectors(tmp_path, monkeypatch) -> None:
+    from agents.steering import calibrate, extract
+
+    entry = json.loads((DATA / "steering_calibration.json").read_text())["calibrations"][0]
+    key = dict(
+        model_identity=entry["model_identity"], data_hash=entry["data_hash"],
+        method=entry["method"], orthogonalize=entry["orthogonalize"],
+        layers_of=entry["layers_of"],
+    )  # fmt: skip
+    assert entry["data_hash"] == pairs_hash()  # made for the shipped pairs
+    np.testing.assert_array_equal(calibrate.find_mixing(**key), np.array(entry["mixing"]))
+    assert calibrate.find_mixing(**{**key, "model_identity": "other"}) is None
+    assert calibrate.find_mixing(**{**key, "layers_of": {**key["layers_of"], "O": [25]}}) is None
+    # vectors_for applies a matching mixing before placing, then the gains
+    model, tok = tiny_model(), tiny_tokenizer()
+    base = random_vectors((1, 2))
+    monkeypatch.setattr(extract, "build_vectors", lambda m, t, layers, method: base.select(layers))
+    mix = np.eye(5)
+    mix[0, 1] = 1.0  # E becomes E + A, renormalised
+    monkeypatch.setattr(extract, "find_mixing", lambda **kw: mix)
+    kw = dict(storage_root=tmp_path, model_name="tiny", model_identity="abc", layers=[1])
+    v, path = vectors_for(
+        model, tok, **kw, trait_layers={"O": [2]}, calibrated=True, gains={"N": 2}
+    )
+    want = torch.nn.functional.normalize(base.directions[0, 0] + base.directions[0, 1], dim=0)
+    torch.testing.assert_close(v.directions[0, 0], want)
+    torch.testing.assert_close(v.directions[1, 3], base.directions[1, 3])  # O: identity row
+    assert float(v.directions[0, 4].norm()) == pytest.approx(2.0)
+    assert not v.directions[1, 0].any()  # E only at its own layer
+    assert "mixing" in SteeringVectors.load(path).meta
+    plain, path2 = vectors_for(model, tok, **kw, trait_layers={"O": [2]})
+    assert path2 != path and torch.equal(plain.directions[0, 0], base.directions[0, 0])
+
+
+def test_sweep_calibration_predicts_the_mixed_cross_talk(monkeypatch) -> None:
+    """On a tiny model at a small strength steering is close to linear, so the
+    mixed directions' measured cross-talk is what the calibration predicted."""
+    import agents.steering.sweep as sw
+
+    model, tok = tiny_model(), tiny_tokenizer()
+    pairs = tuple(p for p in load_pairs() if p.continuation.startswith("Tomorrow"))
+    monkeypatch.setattr(sw, "_pairs", lambda name: pairs)
+    sweep = sw.Sweep(model, tok, n_random=3)
+    s = sw.Setting(layers=(1,), trait_layers={"O": (2,)}, strength=0.02)
+    entry = sweep.calibrate(s, rho=0.3)
+    assert set(entry["dev_matrices"]) == {"1", "2"} and entry["layers_of"]["O"] == [2]
+    mixed = sw.replace(s, mixing=tuple(map(tuple, entry["mixing"])))
+    measured = sweep.matrix(mixed)
+    np.testing.assert_allclose(measured, entry["predicted"], atol=0.05 * np.abs(measured).max())

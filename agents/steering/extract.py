@@ -14,6 +14,7 @@ Knows nothing about hooks, generation or the questionnaire."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, Literal
 
 import torch
 
+from agents.steering.calibrate import find_mixing
 from agents.steering.chat import encode, left_pad, render_chat
 from agents.steering.data import ContrastivePair, load_pairs, pairs_hash
 from agents.steering.hooks import check_layers, decoder_layers
@@ -155,6 +157,24 @@ def lda_directions(
     return torch.stack(out), shrink
 
 
+def valence_directions(diffs: torch.Tensor, pairs: Sequence[ContrastivePair]) -> torch.Tensor:
+    """(P, L, H) differences -> (L, H) unit "valence" direction: for each trait
+    the mean difference of its favourable-high pairs minus that of its
+    favourable-low pairs (what changes when the same contrast is described the
+    other way round), normalised and averaged over the traits. The five
+    traits' valence directions are close (cos 0.65-0.88 on SmolLM2 at layer
+    21): it is one shared axis of social desirability."""
+    per = []
+    for t in TRAITS:
+        hi = [i for i, p in enumerate(pairs) if p.trait == t and p.framing == "desirable_high"]
+        lo = [i for i, p in enumerate(pairs) if p.trait == t and p.framing == "desirable_low"]
+        if hi and lo:
+            per.append(torch.nn.functional.normalize(diffs[hi].mean(0) - diffs[lo].mean(0), dim=-1))
+    if not per:
+        raise ValueError("no trait has pairs of both framings; valence is undefined")
+    return torch.nn.functional.normalize(torch.stack(per).mean(0), dim=-1)  # (L, H)
+
+
 def pair_activations(
     model: Any,
     tokenizer: Any,
@@ -232,19 +252,42 @@ def vectors_for(
     method: Method = "mean_diff",
     orthogonalize: bool = False,
     trait_layers: Mapping[str, Sequence[int]] | None = None,
+    calibrated: bool = False,
+    gains: Mapping[str, float] | None = None,
 ) -> tuple[SteeringVectors, Path]:
     """Cached vectors for this model, layers, method and data; built on a miss.
-    The file holds exactly what is applied (orthogonalised if asked; with
-    `trait_layers`, each trait's direction only at its own layers)."""
-    if trait_layers:
+    The file holds exactly what is applied: orthogonalised if asked; with
+    `calibrated`, recombined by the shipped cross-talk calibration when one
+    matches this model, data, method and placement (agents.steering.calibrate);
+    with `trait_layers`, each trait's direction only at its own layers; with
+    `gains`, trait t's direction times gains[t] (a per-trait strength)."""
+    if trait_layers or calibrated or gains:
+        trait_layers = trait_layers or {}
         union = sorted({x for t in TRAITS for x in trait_layers.get(t, layers)})
         full = {t: list(trait_layers.get(t, layers)) for t in TRAITS}
         base, _ = vectors_for(
             model, tokenizer, storage_root=storage_root, model_name=model_name,
             model_identity=model_identity, layers=union, method=method, orthogonalize=orthogonalize,
         )  # fmt: skip
-        masked = base.for_traits(full)
         variant = "t" + "".join(f"{t}{'_'.join(map(str, full[t]))}" for t in TRAITS)
+        mixing = (
+            find_mixing(
+                model_identity=model_identity,
+                data_hash=pairs_hash(),
+                method=method,
+                orthogonalize=orthogonalize,
+                layers_of=full,
+            )  # fmt: skip
+            if calibrated
+            else None
+        )
+        if mixing is not None:  # each trait mixes the five directions at its own layers
+            base = base.mixed(mixing)
+            variant += "m" + hashlib.sha256(mixing.tobytes()).hexdigest()[:8]
+        masked = base.for_traits(full)
+        if gains:
+            masked = masked.scaled(gains)
+            variant += "g" + "_".join(f"{t}{gains[t]:g}" for t in TRAITS if t in gains)
         path = cache_path(
             storage_root, model_name=model_name, model_identity=model_identity, layers=union,
             method=method, data_hash=pairs_hash(), orthogonalize=orthogonalize, variant=variant,

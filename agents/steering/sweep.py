@@ -7,10 +7,11 @@ survive an interrupted sweep.
 Two things make a sweep affordable on a CPU: each pair set's activations are
 read once for the union of all layers any setting needs, every method then
 works from those differences; and the random controls, which depend only on
-where and how hard a setting pushes (layers, per-layer norms, strength, gains),
-not on the directions, are measured once and reused by every setting that
-pushes the same way. Every candidate uses the layer norms of the first pair set
-so that all are compared at the same absolute delta size.
+where and how hard a trait is pushed (its layers, their norms, the strength and
+its gain), not on the directions, are measured once per placement and reused
+by every trait of every setting placed the same way. Every candidate uses the
+layer norms of the first pair set so that all are compared at the same
+absolute delta size.
 
 Knows nothing about command lines or config files (the CLI in
 orchestrator.analysis.steering_sweep builds the settings)."""
@@ -21,17 +22,24 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from agents.steering.data import ContrastivePair, load_pairs, load_pairs_file
+from agents.steering.calibrate import bounded_mixing, predicted
+from agents.steering.data import ContrastivePair, load_pairs, load_pairs_file, pairs_hash
 from agents.steering.evaluation import N_RANDOM, control_groups, evaluate_steering
-from agents.steering.extract import Method, pair_activations, vectors_from_diffs
+from agents.steering.extract import (
+    Method,
+    pair_activations,
+    valence_directions,
+    vectors_from_diffs,
+)
 from agents.steering.vectors import SteeringVectors
+from agents.typing import TRAITS
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,9 @@ class Setting:
     strength: float = 0.17
     gains: Mapping[str, float] = field(default_factory=dict)  # per-trait strength multiplier
     orthogonalize: bool = False
+    remove_valence: float = 0.0  # fraction of the pairs' valence axis taken out of each direction
+    # 5x5 recombination of the directions (rows: new traits), see SteeringVectors.mixed
+    mixing: tuple[tuple[float, ...], ...] | None = None
     label: str = ""
 
     def all_layers(self) -> list[int]:
@@ -76,8 +87,8 @@ class Sweep:
         self.model, self.tokenizer = model, tokenizer
         self.n_random, self.seed = n_random, seed
         self._diffs: dict[str, tuple[torch.Tensor, tuple[int, ...]]] = {}
-        self._norms: torch.Tensor | None = None  # (L_all,) from the first pair set
-        self._norm_layers: tuple[int, ...] = ()
+        self._norm_of: dict[int, float] = {}  # layer -> norm, from the first pair set read there
+        # placement -> (n, 5) random effects on every measured trait (NaN: not measured)
         self._controls: dict[tuple, np.ndarray] = {}
 
     def prepare(self, settings: Sequence[Setting]) -> None:
@@ -92,40 +103,102 @@ class Sweep:
             log.info("pairs %s: %d pairs, layers %s, %.0fs", name, len(pairs), list(layers),
                      time.perf_counter() - t0)  # fmt: skip
             self._diffs[name] = (diffs, layers)
-            if self._norms is None:
-                self._norms, self._norm_layers = norms, layers
+            for layer, norm in zip(layers, norms.tolist(), strict=True):
+                self._norm_of.setdefault(layer, norm)
 
     def vectors(self, s: Setting) -> SteeringVectors:
         """The directions `s` applies: built, restricted, placed and scaled."""
         self.prepare([s])
         diffs, layers = self._diffs[s.pairs]
-        assert self._norms is not None
-        norms = self._norms[[self._norm_layers.index(x) for x in layers]]
+        norms = torch.tensor([self._norm_of[x] for x in layers])
         full = vectors_from_diffs(diffs, norms, layers, _pairs(s.pairs), s.method, s.shrinkage)
+        if s.remove_valence:
+            axis = valence_directions(diffs, _pairs(s.pairs))  # (L, H)
+            full = full.without(axis, s.remove_valence)
         full = full.orthogonalized() if s.orthogonalize else full
         v = full.select(s.all_layers())
+        if s.mixing is not None:  # before placing: each trait mixes the directions of its layers
+            v = v.mixed(s.mixing)
         if s.trait_layers:
             v = v.for_traits({t: list(s.trait_layers.get(t, s.layers)) for t in "EACON"})
         if s.gains:
             v = v.scaled(s.gains)
         return v
 
+    def controls(self, v: SteeringVectors, strength: float) -> np.ndarray:
+        """(n, 5) random effects for `v`: trait t's column measured with random
+        directions at t's layers and size. A placement not seen before is
+        measured once, for all five measured traits, with every trait placed
+        there (the controls do not depend on the directions)."""
+        out = np.zeros((self.n_random, 5))
+        for gkey, traits in control_groups(v).items():
+            # (layer, its norm, strength x the trait's size there): what a control adds
+            key = tuple(
+                (layer, round(float(norm), 3), round(size * strength, 5))
+                for layer, norm, size in zip(v.layers, v.norms, gkey, strict=True)
+                if size != 0
+            )
+            if key not in self._controls or np.isnan(self._controls[key][:, traits]).any():
+                probe = SteeringVectors(
+                    layers=v.layers,
+                    directions=torch.tensor(gkey, dtype=torch.float32)[:, None, None]
+                    * torch.nn.functional.normalize(torch.ones(1, 5, v.hidden_size), dim=-1),
+                    norms=v.norms,
+                )  # every trait at this placement; the directions themselves do not matter
+                t0 = time.perf_counter()
+                self._controls[key] = evaluate_steering(
+                    self.model, self.tokenizer, probe, None, strength, coefs=(-1, 0, 1),
+                    n_random=self.n_random, seed=self.seed, fluency=False, questionnaire=SPLIT,
+                ).random_effects  # fmt: skip
+                log.info("controls at %s: %.0fs", key, time.perf_counter() - t0)
+            out[:, traits] = self._controls[key][:, traits]
+        return out
+
+    def matrix(self, s: Setting) -> np.ndarray:
+        """(5, 5) dev cross-talk of `s` (steered row, measured column); the matrix
+        needs no controls, so none are measured."""
+        rep = evaluate_steering(
+            self.model, self.tokenizer, self.vectors(s), None, s.strength,
+            random_effects=np.ones((3, len(TRAITS))), fluency=False, questionnaire=SPLIT,
+        )  # fmt: skip
+        return rep.matrix
+
+    def calibrate(self, s: Setting, rho: float) -> dict[str, Any]:
+        """The cross-talk calibration of `s` on the DEV set: the matrix and Gram
+        matrix with every trait at each trait's layers (a multi-layer placement
+        uses its layers' mean Gram matrix), then bounded_mixing(rho). Returns
+        the calibration-file entry, less the model fields."""
+        layers_of = {t: tuple(s.trait_layers.get(t, s.layers)) for t in TRAITS}
+        mats: dict[tuple[int, ...], np.ndarray] = {}
+        grams: dict[tuple[int, ...], np.ndarray] = {}
+        for ls in dict.fromkeys(layers_of.values()):
+            probe = replace(s, layers=ls, trait_layers={}, mixing=None, gains={})
+            mats[ls] = self.matrix(probe)
+            grams[ls] = self.vectors(probe).cosines().mean(0).double().numpy()
+        order = [layers_of[t] for t in TRAITS]
+        mixing = bounded_mixing([mats[x] for x in order], [grams[x] for x in order], rho)
+        r4 = lambda m: np.round(np.asarray(m), 4).tolist()  # noqa: E731
+        return {
+            "data_hash": pairs_hash(_pairs(s.pairs)),
+            "method": s.method,
+            "orthogonalize": s.orthogonalize,
+            "layers_of": {t: list(x) for t, x in layers_of.items()},
+            "strength": s.strength,
+            "rho": rho,
+            "mixing": r4(mixing),
+            "dev_matrices": {",".join(map(str, ls)): r4(m) for ls, m in mats.items()},
+            "predicted": r4(predicted([mats[x] for x in order], mixing)),
+        }
+
     def evaluate(self, s: Setting, *, fluency: bool = True) -> dict[str, Any]:
         """One setting on the DEV questionnaire -> the report's dict plus the setting."""
         v = self.vectors(s)
-        key = (
-            v.layers,
-            tuple(round(float(x), 3) for x in v.norms),
-            s.strength,
-            tuple(sorted((k, tuple(t)) for k, t in control_groups(v).items())),
-        )
+        rand = self.controls(v, s.strength)
         t0 = time.perf_counter()
         rep = evaluate_steering(
-            self.model, self.tokenizer, v, None, s.strength,
-            n_random=self.n_random, seed=self.seed, fluency=fluency,
-            random_effects=self._controls.get(key), questionnaire=SPLIT,
+            self.model, self.tokenizer, v, None, s.strength, seed=self.seed, fluency=fluency,
+            random_effects=rand, questionnaire=SPLIT,
         )  # fmt: skip
-        self._controls.setdefault(key, rep.random_effects)
         row = {"setting": s.describe(), **rep.to_dict(), "shrinkage": v.meta.get("shrinkage")}
         row["seconds"] = round(time.perf_counter() - t0, 1)
         log.info("%s\n%s\n", s.label or s.describe(), rep.to_text())
@@ -140,9 +213,11 @@ def run_sweep(
     *,
     n_random: int = N_RANDOM,
     fluency: bool = True,
+    sweep: Sweep | None = None,
 ) -> list[dict[str, Any]]:
-    """Evaluate `settings` on the DEV set, appending each result to `out` (JSONL)."""
-    sweep = Sweep(model, tokenizer, n_random=n_random)
+    """Evaluate `settings` on the DEV set, appending each result to `out` (JSONL);
+    `sweep` lends its pair differences and controls (and keeps them)."""
+    sweep = sweep or Sweep(model, tokenizer, n_random=n_random)
     sweep.prepare(settings)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

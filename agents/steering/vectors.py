@@ -112,6 +112,36 @@ class SteeringVectors:
             meta={**self.meta, "trait_gains": tag},
         )  # fmt: skip
 
+    def without(self, axis: torch.Tensor, fraction: float = 1.0) -> SteeringVectors:
+        """Each direction minus `fraction` of its projection on the unit
+        `axis` (L, H) of its layer, renormalised (zero directions stay zero)."""
+        proj = torch.einsum("lth,lh->lt", self.directions, axis)  # (L, 5)
+        dirs = self.directions - fraction * proj[..., None] * axis[:, None]
+        active = self.directions.norm(dim=-1, keepdim=True) > 0
+        dirs = torch.where(active, torch.nn.functional.normalize(dirs, dim=-1), dirs)
+        return SteeringVectors(
+            layers=self.layers, directions=dirs, norms=self.norms.clone(),
+            meta={**self.meta, "removed_axis": f"{fraction:g}"},
+        )  # fmt: skip
+
+    def mixed(self, weights: Sequence[Sequence[float]]) -> SteeringVectors:
+        """Trait k's new direction at every layer is sum_i weights[k][i] V_i,
+        renormalised to unit length: a 5x5 recombination that can cancel a
+        measured cross-talk (see agents.steering.calibrate). Needs every trait
+        at the same layers, or the sum would mix placements."""
+        w = torch.as_tensor(weights, dtype=torch.float32)
+        if w.shape != (len(TRAITS), len(TRAITS)):
+            raise ValueError(f"mixing weights must be 5x5, got {tuple(w.shape)}")
+        if len(set(self.trait_layers().values())) != 1:
+            raise ValueError("mixing needs every trait steered at the same layers")
+        dirs = torch.nn.functional.normalize(
+            torch.einsum("ki,lih->lkh", w, self.directions), dim=-1
+        )
+        return SteeringVectors(
+            layers=self.layers, directions=dirs, norms=self.norms.clone(),
+            meta={**self.meta, "mixing": ";".join(",".join(f"{x:.4f}" for x in r) for r in w.tolist())},
+        )  # fmt: skip
+
     def trait_layers(self) -> dict[str, tuple[int, ...]]:
         """The layers at which each trait has a non-zero direction."""
         active = self.directions.norm(dim=-1) > 0  # (L, 5)

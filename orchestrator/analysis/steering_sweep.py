@@ -1,146 +1,170 @@
-"""Sweep steering settings on the held-out questionnaire to choose defaults
-(the command line behind scripts/steering_sweep.py):
+"""Choose steering settings on the DEV questionnaire (the command line behind
+scripts/steering_sweep.py); the test questionnaire is never read here:
 
-    python scripts/steering_sweep.py --layers 12 16 20 24 --strengths 0.1 0.2 0.3 \
-        --out storage/analysis/steering_sweep.jsonl
+    python scripts/steering_sweep.py --pairs shipped agents/data/pair_sets/held.json \
+        --methods mean_diff lda --layer-sets 21 18-24 --per-trait E=21 A=21 C=21 O=26 N=21 \
+        --strengths 0.17 --out storage/analysis/steering_sweep.jsonl
 
-Builds (or reuses from <storage>/vectors/) the vectors for every layer once,
-then evaluates each (layer set, strength, variant) with
-agents.steering.evaluation.evaluate_steering and appends one JSON line per
-setting. `--per-trait E=20 A=24 ...` evaluates one layer per trait. Each
-setting is also printed as the report's text."""
+Every combination of pair set x method x orthogonalisation x placement
+(each --layer-sets entry for all traits, and the --per-trait placement) x
+strength is one setting, evaluated by agents.steering.sweep on the dev set
+with --n-random controls (100 by default, reused by settings that push the
+same way) and appended as one JSON line; each is also logged as the report's
+text. `--gains N=1.3` multiplies one trait's strength."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
-import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 
 from agents.config import ModelConfig, OptimizationConfig
 from agents.model_loading import load_model
-from agents.steering.evaluation import evaluate_steering
-from agents.steering.extract import vectors_for
-from agents.steering.hooks import decoder_layers
-from agents.steering.vectors import SteeringVectors
+from agents.steering.data import load_pairs_file
+from agents.steering.evaluation import N_RANDOM
+from agents.steering.extract import METHODS
+from agents.steering.sweep import SHIPPED, Setting, Sweep, run_sweep
 from agents.typing import TRAITS
 
 log = logging.getLogger(__name__)
 
 
-def parse_per_trait(items: list[str]) -> dict[str, int]:
-    """["E=20", "A=24", ...] -> {"E": 20, "A": 24, ...}: one layer for each of the five traits."""
-    spec: dict[str, int] = {}
+def parse_layers(text: str) -> tuple[int, ...]:
+    """ "21" -> (21,); "20,24" -> (20, 24); "18-24" -> (18, ..., 24)."""
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise ValueError(f"layers are N, N,M or N-M, got {text!r}")
+        out.update(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    return tuple(sorted(out))
+
+
+def parse_per_trait(items: list[str]) -> dict[str, tuple[int, ...]]:
+    """["E=20", "O=24-26", ...] -> {"E": (20,), "O": (24, 25, 26), ...}: every trait's layers."""
+    spec: dict[str, tuple[int, ...]] = {}
     for item in items:
-        trait, _, layer = item.partition("=")
-        if trait not in TRAITS or not layer.isdigit():
-            raise ValueError(f"--per-trait takes TRAIT=LAYER (traits {TRAITS}), got {item!r}")
-        spec[trait] = int(layer)
+        trait, _, layers = item.partition("=")
+        if trait not in TRAITS or not layers:
+            raise ValueError(f"--per-trait takes TRAIT=LAYERS (traits {TRAITS}), got {item!r}")
+        spec[trait] = parse_layers(layers)
     if missing := [t for t in TRAITS if t not in spec]:
-        raise ValueError(f"--per-trait needs a layer for every trait; missing {missing}")
+        raise ValueError(f"--per-trait needs layers for every trait; missing {missing}")
     return spec
+
+
+def parse_gains(items: list[str]) -> dict[str, float]:
+    """["N=1.3"] -> {"N": 1.3}: per-trait strength multipliers."""
+    gains: dict[str, float] = {}
+    for item in items:
+        trait, _, value = item.partition("=")
+        try:
+            gains[trait] = float(value)
+        except ValueError:
+            trait = ""
+        if trait not in TRAITS or gains[trait] <= 0:
+            raise ValueError(f"--gains takes TRAIT=POSITIVE_NUMBER, got {item!r}")
+    return gains
+
+
+def settings_from(args: argparse.Namespace) -> list[Setting]:
+    placements: list[tuple[tuple[int, ...], dict[str, tuple[int, ...]]]] = [
+        (parse_layers(s), {}) for s in args.layer_sets
+    ]
+    if args.per_trait:
+        spec = parse_per_trait(args.per_trait)
+        common = spec["E"]  # any trait's layers serve as `layers`; trait_layers hold the rest
+        placements.append((common, {t: v for t, v in spec.items() if v != common}))
+    gains = parse_gains(args.gains)
+    orths = {"no": [False], "yes": [True], "both": [False, True]}[args.orthogonalize]
+    methods = [  # lda once per --shrinkage value (none given: Ledoit-Wolf)
+        (m, a) for m in args.methods for a in ((args.shrinkage or [None]) if m == "lda" else [None])
+    ]
+    return [
+        Setting(
+            pairs=pairs,
+            method=method,
+            shrinkage=shrink,
+            layers=layers,
+            trait_layers=per,
+            strength=strength,
+            gains=gains,
+            orthogonalize=orth,
+            label=f"{pairs} {method}{'' if shrink is None else f' a={shrink}'}"
+            f"{' orth' if orth else ''} {list(layers)} {per or ''} strength {strength} {gains or ''}",
+        )
+        for pairs, (method, shrink), orth, (layers, per), strength in itertools.product(
+            args.pairs, methods, orths, placements, args.strengths
+        )
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--storage", default="storage")
-    ap.add_argument("--layers", type=int, nargs="*", default=[24], help="single layers to try")
-    ap.add_argument("--layer-sets", nargs="*", default=[], help="comma lists, e.g. 20,24")
-    ap.add_argument("--per-trait", nargs="*", default=[], help="E=20 A=24 C=24 O=18 N=24")
-    ap.add_argument("--strengths", type=float, nargs="+", default=[0.2])
-    ap.add_argument("--methods", nargs="+", default=["mean_diff"], choices=["mean_diff", "pca"])
+    ap.add_argument("--pairs", nargs="+", default=[SHIPPED], help="'shipped' or pair files")
+    ap.add_argument("--methods", nargs="+", default=["mean_diff"], choices=METHODS)
+    ap.add_argument("--shrinkage", type=float, nargs="*", default=[], help="lda: fixed values")
     ap.add_argument("--orthogonalize", choices=["no", "yes", "both"], default="no")
-    ap.add_argument("--n-random", type=int, default=20)
+    ap.add_argument("--layer-sets", nargs="*", default=[], help="e.g. 21  20,24  18-24")
+    ap.add_argument("--per-trait", nargs="*", default=[], help="E=21 A=21 C=21 O=26 N=18-22")
+    ap.add_argument("--strengths", type=float, nargs="+", default=[0.17])
+    ap.add_argument("--gains", nargs="*", default=[], help="per-trait multipliers, e.g. N=1.3")
+    ap.add_argument(
+        "--calibrate", type=float, default=None, metavar="RHO",
+        help="also calibrate each setting's cross-talk on dev (bound RHO), evaluate the mixed "
+        "directions and write the calibration entries to OUT.calibration.json",
+    )  # fmt: skip
+    ap.add_argument("--n-random", type=int, default=N_RANDOM)
     ap.add_argument("--no-fluency", action="store_true")
-    ap.add_argument("--vectors", type=Path, nargs="*", default=[], help="evaluate these files too")
-    ap.add_argument("--no-build", action="store_true", help="only the --vectors files")
     ap.add_argument("--out", type=Path, default=Path("storage/analysis/steering_sweep.jsonl"))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        settings = settings_from(args)
+        for name in args.pairs:  # a bad pair file is one line now, not after the model loads
+            if name != SHIPPED:
+                load_pairs_file(name)
+    except ValueError as exc:
+        ap.error(str(exc))
+    if not settings:
+        ap.error("give at least one placement: --layer-sets and/or --per-trait")
     torch.set_grad_enabled(False)
-
-    settings: list[tuple[str, list[int] | dict[str, int]]] = [("layers", [x]) for x in args.layers]
-    settings += [("layers", [int(x) for x in s.split(",")]) for s in args.layer_sets]
-    if args.per_trait:
-        try:
-            settings.append(("per_trait", parse_per_trait(args.per_trait)))
-        except ValueError as exc:
-            ap.error(str(exc))
     lm = load_model(ModelConfig(name_or_path=args.model), OptimizationConfig(), args.storage)
-    all_layers = list(range(len(decoder_layers(lm.model))))
-    orths = {"no": [False], "yes": [True], "both": [False, True]}[args.orthogonalize]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    controls: dict[tuple, np.ndarray] = {}  # (layer, strength, norm) -> (n, 5)
-
-    def random_for(v: SteeringVectors, strength: float, layer_of: list[int]) -> np.ndarray:
-        """Random-control effects, trait t measured with controls at layer_of[t]."""
-        keys = [(x, strength, round(float(v.select([x]).norms[0]))) for x in layer_of]
-        for key in set(keys):
-            if key not in controls:
-                controls[key] = evaluate_steering(
-                    lm.model,
-                    lm.tokenizer,
-                    v.select([key[0]]),
-                    None,
-                    strength,
-                    coefs=(-1, 0, 1),
-                    n_random=args.n_random,
-                    fluency=False,
-                ).random_effects
-        return np.stack([controls[k][:, t] for t, k in enumerate(keys)], 1)
-
-    sources: list[tuple[str, SteeringVectors, Path]] = []
-    for f in args.vectors:
-        vf = SteeringVectors.load(f)
-        sources.append((vf.meta.get("method", "mean_diff"), vf, f))
-    for method in [] if args.no_build else args.methods:
-        built, path = vectors_for(
-            lm.model,
-            lm.tokenizer,
-            storage_root=args.storage,
-            model_name=lm.name_or_path,
-            model_identity=lm.identity,
-            layers=all_layers,
-            method=method,
-        )
-        sources.append((method, built, path))
-    for method, base, path in sources:
-        log.info("vectors: %s", path)
-        for orth in orths:
-            vecs = base.orthogonalized() if orth else base
-            for kind, spec in settings:
-                if kind == "per_trait":  # trait t steered only at its own layer
-                    v = vecs.for_traits({t: [layer] for t, layer in spec.items()})
-                else:
-                    v = vecs.select(spec)
-                if kind == "per_trait":
-                    layer_of = [spec[t] for t in TRAITS]
-                elif len(spec) == 1:
-                    layer_of = [spec[0]] * len(TRAITS)
-                else:
-                    layer_of = None  # several layers at once: controls measured jointly
-                for strength in args.strengths:
-                    t0 = time.perf_counter()
-                    rand = random_for(vecs, strength, layer_of) if layer_of else None
-                    rep = evaluate_steering(
-                        lm.model,
-                        lm.tokenizer,
-                        v,
-                        None,
-                        strength,
-                        n_random=args.n_random,
-                        fluency=not args.no_fluency,
-                        random_effects=rand,
-                    )
-                    row = {"method": method, "orthogonalize": orth, "vectors": str(path)}
-                    row.update({kind: spec, **rep.to_dict()})
-                    row["seconds"] = round(time.perf_counter() - t0, 1)
-                    with args.out.open("a") as f:
-                        f.write(json.dumps(row) + "\n")
-                    log.info("%s orth=%s %s=%s\n%s\n", method, orth, kind, spec, rep.to_text())
+    log.info("%d settings on the dev questionnaire -> %s", len(settings), args.out)
+    sweep = Sweep(lm.model, lm.tokenizer, n_random=args.n_random)
+    run_sweep(
+        lm.model, lm.tokenizer, settings, args.out,
+        n_random=args.n_random, fluency=not args.no_fluency, sweep=sweep,
+    )  # fmt: skip
+    if args.calibrate is not None:
+        calibrate_settings(lm, sweep, settings, args)
     return 0
+
+
+def calibrate_settings(
+    lm: Any, sweep: Sweep, settings: list[Setting], args: argparse.Namespace
+) -> None:
+    """Calibrate every setting on dev, evaluate it mixed, write the entries."""
+    entries = []
+    for s in settings:
+        entry = {
+            "model": args.model,
+            "model_identity": lm.identity,
+            **sweep.calibrate(s, args.calibrate),
+        }
+        mixed = replace(s, mixing=tuple(map(tuple, entry["mixing"])), label=f"{s.label} mixed")
+        row = sweep.evaluate(mixed, fluency=not args.no_fluency)
+        with args.out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        entries.append(entry)
+    path = args.out.with_suffix(".calibration.json")
+    path.write_text(json.dumps({"calibrations": entries}, indent=1) + "\n")
+    log.info("calibrations -> %s (copy an entry into agents/data/steering_calibration.json)", path)
