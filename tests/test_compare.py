@@ -37,7 +37,8 @@ def sweep_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("cmp")
     argv = ["sweep", str(CONFIGS / "run.fast.yaml"), *SMALL, "--name", "s", "--jobs", "2"]
     argv += ["--set", f"storage.root={root / 'st'}", "--set", "ticks=6"]
-    argv += ["--set", "max_events_per_tick=24"]  # every agent acts often enough for the action check
+    # 24 agents all acting every tick: enough actions for the action check
+    argv += ["--set", "max_events_per_tick=24"]
     argv += ["--grid", "steering.strength=0,0.2", "--grid", "population.agents=24,0"]
     argv += ["--repeat-seeds", "2"]
     with pytest.raises(SystemExit) as info:  # the agents=0 points are invalid: exit 1
