@@ -211,7 +211,21 @@ class SteeringVectors:
 
 
 def file_hash(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """A digest of what a vectors file holds: every tensor (name, dtype, shape,
+    bytes) and the metadata, each in sorted order. Not of the raw file bytes:
+    safetensors writes its metadata in a per-process order, so the same vectors
+    saved by two processes would otherwise hash differently (and refuse a resume)."""
+    from safetensors import safe_open
+
+    digest = hashlib.sha256()
+    with safe_open(str(path), framework="pt") as f:
+        for key, value in sorted((f.metadata() or {}).items()):
+            digest.update(f"meta {key}={value}\n".encode())
+        for name in sorted(f.keys()):
+            t = f.get_tensor(name).contiguous()
+            digest.update(f"tensor {name} {t.dtype} {tuple(t.shape)}\n".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def cache_path(

@@ -1,0 +1,42 @@
+"""The vectors hash names what a file holds, not how safetensors laid it out:
+the same vectors saved by two processes must hash the same (a resume compares
+them), and any change of a value must change the hash."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from safetensors.torch import save_file  # noqa: E402
+
+from agents.steering.vectors import file_hash  # noqa: E402
+
+
+def test_same_vectors_same_hash_whatever_the_layout(tmp_path) -> None:
+    tensors = {"layer_3": torch.arange(10.0).reshape(2, 5), "layer_1": torch.ones(2, 5)}
+    meta = {"model": "m", "method": "mean_diff", "layers": "1,3"}
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_file(tensors, str(a), metadata=meta)
+    save_file(dict(reversed(tensors.items())), str(b), metadata=dict(reversed(meta.items())))
+    if a.read_bytes() == b.read_bytes():
+        pytest.skip("this safetensors version writes one canonical layout")
+    assert file_hash(a) == file_hash(b)
+
+
+def test_any_change_changes_the_hash(tmp_path) -> None:
+    base = {"layer_1": torch.ones(2, 5)}
+    paths = []
+    for i, (tensors, meta) in enumerate(
+        [
+            (base, {"method": "mean_diff"}),
+            (
+                {"layer_1": torch.ones(2, 5).index_fill(1, torch.tensor([4]), 2.0)},
+                {"method": "mean_diff"},
+            ),
+            (base, {"method": "pca"}),
+            ({"layer_2": torch.ones(2, 5)}, {"method": "mean_diff"}),
+        ]
+    ):
+        paths.append(tmp_path / f"{i}.safetensors")
+        save_file(tensors, str(paths[-1]), metadata=meta)
+    assert len({file_hash(p) for p in paths}) == len(paths)
