@@ -312,8 +312,9 @@ def hf_run(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_behavioural_check_runs_on_a_tiny_model(app, hf_run: Path, tmp_path: Path) -> None:
     res = _verify(
-        app, hf_run, "--device", "cpu", "--skip-text", "--save", "--out-dir", str(tmp_path)
-    )
+        app, hf_run, "--device", "cpu", "--skip-text", "--save", "--out-dir", str(tmp_path),
+        "--n-random", "20",
+    )  # fmt: skip
     out = res.output
     assert "unavailable" not in out
     assert "behavioural check: layers [1] strength 0.2, 20 random controls" in out

@@ -28,7 +28,7 @@ from orchestrator.errors import SteersimError
 
 log = logging.getLogger(__name__)
 
-N_RANDOM = 20  # random-direction controls (the issue asks for at least 20)
+N_RANDOM = 100  # random-direction controls: the pass rule's bootstrap interval needs >= 100
 COEFS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -171,13 +171,16 @@ def as_check(report: Any, n_random: int) -> CheckResult:
     coefs = list(d["coefs"])
     lo, hi = coefs.index(-1.0), coefs.index(1.0)
     ratios, monotone = d["ratios"], d["monotone"]
-    strong = sum(r >= MIN_RATIO for r in ratios)
+    # the pass rule reads the lower end of each ratio's bootstrap interval
+    lower = [ci[0] for ci in d["ratio_ci"]] if d.get("ratio_ci") else ratios
+    strong = sum(r >= MIN_RATIO for r in lower)
     details = []
     for t, trait in enumerate(TRAITS):
         own = [row[t] for row in d["curves"][t]]
         details.append(
             f"{trait} ({TRAIT_NAMES[trait]}): score {own[lo]:+.3f} at -1, {own[hi]:+.3f} at +1; "
             f"effect {d['effects'][t]:+.3f} = {ratios[t]:.1f}x random spread "
+            f"(95% interval from {lower[t]:.1f}) "
             f"(z {d['z_scores'][t]:+.1f}); Spearman {d['spearman'][t]:+.2f}; "
             f"{'monotone' if monotone[t] else 'NOT monotone'}"
         )
@@ -190,7 +193,8 @@ def as_check(report: Any, n_random: int) -> CheckResult:
         summary=(
             f"behavioural check: layers {d['layers']} strength {d['strength']}, "
             f"{n_random} random controls; {sum(monotone)} of {len(TRAITS)} traits monotone, "
-            f"{strong} of {len(TRAITS)} with effect >= {MIN_RATIO:g}x random spread"
+            f"{strong} of {len(TRAITS)} with effect >= {MIN_RATIO:g}x random spread "
+            f"(lower 95% bound), {d.get('questionnaire', 'test')} questionnaire"
         ),
         details=tuple(details),
         data={k: d[k] for k in ("passed", "monotone", "effects", "ratios", "z_scores", "spearman")},

@@ -194,9 +194,12 @@ def verify(
     n_random: Annotated[
         int,
         typer.Option(
-            "--n-random", min=20, help="Random-direction controls in the behavioural check (>= 20)."
+            "--n-random",
+            min=20,
+            help="Random-direction controls in the behavioural check (>= 20; the pass rule's "
+            "interval is meant for 100).",
         ),
-    ] = 20,
+    ] = 100,
     save: Annotated[
         bool,
         typer.Option(
