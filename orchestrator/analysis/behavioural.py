@@ -1,5 +1,5 @@
 """The behavioural check: load the run's model and steering vectors as
-manifest.json describes them, and measure the held-out questionnaire under
+manifest.json describes them, and measure the TEST questionnaire (IPIP-50) under
 steering with agents.steering.evaluation.evaluate_steering. This module only
 adapts: it reads the manifest into a typed spec, loads what the spec names,
 calls the evaluation, and turns its SteeringReport into a CheckResult. The
