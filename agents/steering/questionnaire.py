@@ -1,7 +1,7 @@
 """The trait measure used everywhere (tests, sweep, verification): statement
 likelihood. After a neutral "describe yourself" user turn, the mean per-token
-log-probability the (steered) model gives each held-out first-person
-statement as its reply; a trait's score is the mean over its high-keyed
+log-probability the (steered) model gives each first-person statement of the
+questionnaire (TEST by default, DEV for choices) as its reply; a trait's score is the mean over its high-keyed
 statements minus the mean over its reverse-keyed ones. Also the fluency
 measure (per-token NLL of neutral reference text) and, for large instruct
 models only, a Likert rating read from the digits' probabilities (a 135M
