@@ -420,7 +420,7 @@ def test_sweep_command_line_builds_dev_settings() -> None:
         pairs=["shipped"], methods=["mean_diff", "lda"], shrinkage=[0.5, 0.9],
         orthogonalize="no", layer_sets=["21"],
         per_trait=["E=21", "A=21", "C=21", "O=26", "N=20-22"], strengths=[0.1],
-        gains=["N=1.5"],
+        gains=["N=1.5"], remove_valence=[0.0],
     )  # fmt: skip
     got = settings_from(args)
     assert [(s.method, s.shrinkage) for s in got] == [
@@ -506,3 +506,38 @@ def test_sweep_calibration_predicts_the_mixed_cross_talk(monkeypatch) -> None:
     mixed = sw.replace(s, mixing=tuple(map(tuple, entry["mixing"])))
     measured = sweep.matrix(mixed)
     np.testing.assert_allclose(measured, entry["predicted"], atol=0.05 * np.abs(measured).max())
+
+
+def test_valence_axis_and_its_removal() -> None:
+    """The valence axis is what changes when the same contrast is framed the
+    other way round; `without` takes it out of every direction."""
+    from agents.steering.data import ContrastivePair
+    from agents.steering.extract import valence_directions
+
+    g = torch.Generator().manual_seed(5)
+    hidden = 24
+    u = torch.nn.functional.normalize(torch.randn(hidden, generator=g), dim=0)
+    pairs, rows = [], []
+    for t, trait in enumerate(TRAITS):
+        for framing, sign in (("desirable_high", 1.0), ("desirable_low", -1.0)):
+            for _ in range(4):
+                pairs.append(
+                    ContrastivePair(
+                        trait=trait, high="h", low="l", user="u", continuation="c", framing=framing
+                    )  # fmt: skip
+                )
+                axis = torch.zeros(hidden)
+                axis[t] = 1.0
+                rows.append(axis + sign * 0.8 * u + 0.05 * torch.randn(hidden, generator=g))
+    diffs = torch.stack(rows)[:, None]  # (P, 1, H)
+    axis = valence_directions(diffs, pairs)
+    assert float(axis[0] @ u) > 0.98
+    v = SteeringVectors(
+        layers=(0,), directions=torch.nn.functional.normalize(torch.randn(1, 5, hidden), dim=-1),
+        norms=torch.ones(1),
+    )  # fmt: skip
+    gone = v.without(axis, 1.0)
+    assert torch.allclose(gone.directions[0] @ axis[0], torch.zeros(5), atol=1e-6)
+    torch.testing.assert_close(gone.directions.norm(dim=-1), torch.ones(1, 5))
+    half = v.without(axis, 0.5).directions[0] @ axis[0]
+    assert (half.abs() < (v.directions[0] @ axis[0]).abs()).all()

@@ -1,8 +1,10 @@
 """Chooses steering settings on the DEV questionnaire, never on the test set:
 `run_sweep` evaluates a list of `Setting`s (pair set, method, layers,
-per-trait layers, strength, per-trait gains) with evaluate_steering on
-questionnaire "dev" and appends one JSON line per setting, so partial results
-survive an interrupted sweep.
+per-trait layers, strength, per-trait gains, valence-axis removal, a 5x5
+mixing) with evaluate_steering on questionnaire "dev" and appends one JSON
+line per setting, so partial results survive an interrupted sweep;
+`Sweep.calibrate` measures the dev cross-talk matrices and fits the mixing
+(agents.steering.calibrate).
 
 Two things make a sweep affordable on a CPU: each pair set's activations are
 read once for the union of all layers any setting needs, every method then

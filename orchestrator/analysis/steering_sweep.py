@@ -91,16 +91,18 @@ def settings_from(args: argparse.Namespace) -> list[Setting]:
             pairs=pairs,
             method=method,
             shrinkage=shrink,
+            remove_valence=valence,
             layers=layers,
             trait_layers=per,
             strength=strength,
             gains=gains,
             orthogonalize=orth,
             label=f"{pairs} {method}{'' if shrink is None else f' a={shrink}'}"
-            f"{' orth' if orth else ''} {list(layers)} {per or ''} strength {strength} {gains or ''}",
+            f"{' orth' if orth else ''} {list(layers)} {per or ''} strength {strength} {gains or ''}"
+            f"{f' valence removed {valence}' if valence else ''}",
         )
-        for pairs, (method, shrink), orth, (layers, per), strength in itertools.product(
-            args.pairs, methods, orths, placements, args.strengths
+        for pairs, (method, shrink), orth, (layers, per), strength, valence in itertools.product(
+            args.pairs, methods, orths, placements, args.strengths, args.remove_valence
         )
     ]
 
@@ -113,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", nargs="+", default=["mean_diff"], choices=METHODS)
     ap.add_argument("--shrinkage", type=float, nargs="*", default=[], help="lda: fixed values")
     ap.add_argument("--orthogonalize", choices=["no", "yes", "both"], default="no")
+    ap.add_argument(
+        "--remove-valence", type=float, nargs="+", default=[0.0],
+        help="fractions of the pairs' valence axis to take out of each direction",
+    )  # fmt: skip
     ap.add_argument("--layer-sets", nargs="*", default=[], help="e.g. 21  20,24  18-24")
     ap.add_argument("--per-trait", nargs="*", default=[], help="E=21 A=21 C=21 O=26 N=18-22")
     ap.add_argument("--strengths", type=float, nargs="+", default=[0.17])
