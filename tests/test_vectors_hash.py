@@ -40,3 +40,10 @@ def test_any_change_changes_the_hash(tmp_path) -> None:
         paths.append(tmp_path / f"{i}.safetensors")
         save_file(tensors, str(paths[-1]), metadata=meta)
     assert len({file_hash(p) for p in paths}) == len(paths)
+
+
+def test_a_damaged_file_hashes_without_raising(tmp_path) -> None:
+    good, bad = tmp_path / "good.safetensors", tmp_path / "bad.safetensors"
+    save_file({"layer_1": torch.ones(2, 5)}, str(good))
+    bad.write_bytes(b"not the vectors")
+    assert file_hash(bad) != file_hash(good) and len(file_hash(bad)) == 16

@@ -218,13 +218,18 @@ def file_hash(path: str | Path) -> str:
     from safetensors import safe_open
 
     digest = hashlib.sha256()
-    with safe_open(str(path), framework="pt") as f:
-        for key, value in sorted((f.metadata() or {}).items()):
-            digest.update(f"meta {key}={value}\n".encode())
-        for name in sorted(f.keys()):
-            t = f.get_tensor(name).contiguous()
-            digest.update(f"tensor {name} {t.dtype} {tuple(t.shape)}\n".encode())
-            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for key, value in sorted((f.metadata() or {}).items()):
+                digest.update(f"meta {key}={value}\n".encode())
+            for name in sorted(f.keys()):
+                t = f.get_tensor(name).contiguous()
+                digest.update(f"tensor {name} {t.dtype} {tuple(t.shape)}\n".encode())
+                digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    except OSError:
+        raise
+    except Exception:  # not a safetensors file (damaged, replaced): hash its bytes
+        digest = hashlib.sha256(b"raw\n" + Path(path).read_bytes())
     return digest.hexdigest()[:16]
 
 
