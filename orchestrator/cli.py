@@ -38,16 +38,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from orchestrator.analysis.cli_support import new_app
 from orchestrator.errors import SteersimError
 
 DEFAULT_COMMAND = "run"
 
-app = typer.Typer(
-    add_completion=False,
+app = new_app(
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
     help="Simulations of LLM agents with steered Big-Five personalities, and experiments "
     "across runs. `steersim CONFIG` is short for `steersim run CONFIG`.",
 )

@@ -8,14 +8,10 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.analysis.cli_support import new_app
 from orchestrator.analysis.locate import StorageRootOption
 
-app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+app = new_app()
 
 
 @app.command(

@@ -8,15 +8,10 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.analysis.cli_support import JSON_HELP, text_console, write_json
+from orchestrator.analysis.cli_support import JSON_HELP, new_app, text_console, write_json
 from orchestrator.analysis.locate import RunArgument, StorageRootOption, run_from_cli
 
-app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+app = new_app()
 
 
 @app.command(

@@ -10,12 +10,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+from orchestrator.analysis.cli_support import new_app
+
+app = new_app()
 
 
 @app.command(
