@@ -85,8 +85,9 @@ analyze_app = new_app()
     help=(
         "Analyse a run's dumps: action distribution, agent activity, token usage, steering "
         "profiles, temporal dynamics and parse rates. Prints the report and saves report.md, "
-        "report.json, action_distribution.png, steering_heatmap.png and activity_over_time.png "
-        "in the output folder (default <storage root>/analysis/<run_id>)."
+        "report.json, action_distribution.png, steering_heatmap.png, activity_over_time.png "
+        "and behaviour_by_trait.png (action shares against each trait's coefficient) in the "
+        "output folder (default <storage root>/analysis/<run_id>)."
     )
 )
 def analyze(
