@@ -66,8 +66,8 @@ def drive(run: Run, view: View) -> RunSummary:
         run.checkpoints,
         config_hash=run.config_hash,
         vectors_hash=run.vectors_hash,
+        checkpointed=first,
     )
-    persister.checkpointed = first
     ended, error = "failed", None  # how the loop ended, and a storage fault that ended it
     with graceful_interrupt() as stop:
         view = PipeSafeView(view, stop)
@@ -85,7 +85,6 @@ def drive(run: Run, view: View) -> RunSummary:
                             run.backend.splits - splits_before,
                             **take_rank_perf(run.backend),
                         ),
-                        run_id=run.run_id,
                         prompts=result.prompts if run.sim.settings.record_prompts else None,
                         memories=result.memories,
                         positions=result.positions,

@@ -84,12 +84,15 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda p: p.write_text(text + "\n", encoding="utf-8"))
 
 
-def _write_parquet(path: Path, table: pa.Table) -> None:
-    pq.write_table(table, path, compression="zstd")
+def parquet_bytes(table: pa.Table) -> bytes:
+    """The bytes of `table` as a parquet file (what pq.write_table writes to a path)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
 
 
 def atomic_write_table(path: Path, table: pa.Table) -> None:
-    atomic_write(path, lambda p: _write_parquet(p, table))
+    atomic_write(path, lambda p: pq.write_table(table, p, compression="zstd"))
 
 
 def run_dir_for(root: str | Path, run_id: str) -> Path:
@@ -305,49 +308,36 @@ class DumpWriter:
         self.run_id = run_id or run_dir.path.name  # the folder is named after the run
         self._perf: list[dict[str, Any]] = []  # PerfRow fields, as dicts for the checkpoint
 
-    def write_tick(self, tick: int, rows: list[MessageRow]) -> Path:
-        path = self.run_dir.tick_file(tick)
-        atomic_write_table(path, to_table(rows, MESSAGE_SCHEMA))
-        return path
-
-    def tick_copies(self, tick: int) -> dict[str, bytes]:
-        """The bytes of each file tick `tick` left (folder name -> bytes), read
-        back right after writing (from the page cache) for the checkpoint's copy."""
-        out = {}
-        for folder in self.run_dir.tick_folders():
-            path = self.run_dir.tick_file(tick, folder)
-            if is_regular(path):
-                out[folder.name] = path.read_bytes()
-        return out
-
-    def write_records(
+    def write_tick(
         self,
-        run_id: str,
         tick: int,
+        rows: list[MessageRow],
         *,
         prompts: list[PromptRow] | None,
         memories: list[MemoryRow],
         positions: dict[str, str],
-    ) -> None:
-        """A tick's prompts (None: not recorded), new memories and positions, one
-        file each; the folders are fsynced once after all three (not per file)."""
+    ) -> dict[str, bytes]:
+        """A tick's files, one per folder: its messages, prompts (None: not
+        recorded), new memories and positions. Each table is serialised once
+        and the bytes written are returned (folder name -> bytes) for the
+        checkpoint's copy. The folders are fsynced once after all the files."""
         d = self.run_dir
-        d.memories.mkdir(exist_ok=True)  # a run made before these folders existed, resumed
-        d.positions.mkdir(exist_ok=True)
-        folders = [d.memories, d.positions]
-        tables = [
-            (d.memories, to_table(memories, MEMORY_SCHEMA)),
-            (d.positions, positions_table(run_id, tick, positions)),
-        ]
+        tables = {d.messages: to_table(rows, MESSAGE_SCHEMA)}
         if prompts is not None:
-            d.prompts.mkdir(exist_ok=True)
-            folders.append(d.prompts)
-            tables.append((d.prompts, to_table(prompts, PROMPT_SCHEMA)))
-        for folder, table in tables:
-            path = d.tick_file(tick, folder)
-            atomic_write(path, lambda p, t=table: _write_parquet(p, t), sync_dir=False)
-        for folder in folders:
+            tables[d.prompts] = to_table(prompts, PROMPT_SCHEMA)
+        tables[d.memories] = to_table(memories, MEMORY_SCHEMA)
+        tables[d.positions] = positions_table(self.run_id, tick, positions)
+        out = {}
+        for folder, table in tables.items():
+            folder.mkdir(exist_ok=True)  # a run made before these folders existed, resumed
+            data = parquet_bytes(table)
+            atomic_write(
+                d.tick_file(tick, folder), lambda p, b=data: p.write_bytes(b), sync_dir=False
+            )
+            out[folder.name] = data
+        for folder in tables:
             fsync_dir(folder)
+        return out
 
     def write_agents(self, rows: list[dict[str, Any]]) -> None:
         table = pa.Table.from_pylist(

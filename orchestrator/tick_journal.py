@@ -60,14 +60,9 @@ class TickJournal:
         offset = self.length
         for folder, data in files.items():
             rows = pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
+            sha = hashlib.sha256(data).hexdigest()
             head = json.dumps(
-                {
-                    "folder": folder,
-                    "tick": tick,
-                    "rows": rows,
-                    "size": len(data),
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                },
+                {"folder": folder, "tick": tick, "rows": rows, "size": len(data), "sha256": sha},
                 separators=(",", ":"),
             ).encode()
             copy = TickCopy(
@@ -75,7 +70,7 @@ class TickJournal:
                 tick=tick,
                 rows=rows,
                 size=len(data),
-                sha256=hashlib.sha256(data).hexdigest(),
+                sha256=sha,
                 offset=offset + _HEAD.size + len(head),
             )
             entries.append((_HEAD.pack(_MAGIC, len(head)) + head, data, copy))

@@ -24,7 +24,6 @@ class TickOutput:
     tick: int
     rows: list[MessageRow]
     perf: PerfRow
-    run_id: str = ""
     prompts: list[PromptRow] | None = None  # None: storage.save_prompts is off
     memories: list[MemoryRow] = field(default_factory=list)
     positions: dict[str, str] = field(default_factory=dict)  # agent id -> location
@@ -40,6 +39,7 @@ class TickPersister:
         *,
         config_hash: str,
         vectors_hash: str | None,
+        checkpointed: int = 0,
         background: bool = True,
     ) -> None:
         self.writer, self.checkpoints = writer, checkpoints
@@ -48,7 +48,7 @@ class TickPersister:
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="persist") if background else None
         )
         self._pending: Future | None = None
-        self.checkpointed = 0  # next_tick of the last checkpoint on disk
+        self.checkpointed = checkpointed  # next_tick of the last checkpoint on disk
 
     def submit(self, out: TickOutput) -> None:
         self.wait()
@@ -80,10 +80,9 @@ class TickPersister:
             ) from None
 
     def _write(self, out: TickOutput) -> None:
-        self.writer.write_tick(out.tick, out.rows)
-        self.writer.write_records(
-            out.run_id,
+        files = self.writer.write_tick(
             out.tick,
+            out.rows,
             prompts=out.prompts,
             memories=out.memories,
             positions=out.positions,
@@ -98,6 +97,6 @@ class TickPersister:
                 vectors_hash=self.vectors_hash,
                 perf=self.writer.perf_rows(),
             ),
-            tick_files=self.writer.tick_copies(out.tick),
+            tick_files=files,
         )
         self.checkpointed = out.tick + 1
