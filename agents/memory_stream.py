@@ -436,11 +436,12 @@ class MemoryStream:
             "agent_ids": list(self._ids),
             "row": rows.astype(np.int32),
             "slot": slots.astype(np.int32),
-            "made": self._made[rows, slots].copy(),
-            "last_access": self._last[rows, slots].copy(),
-            "importance": self._imp[rows, slots].copy(),
-            "kind": self._kind[rows, slots].copy(),
-            "memory_id": self._mem_id[rows, slots].copy(),
+            # indexing with (rows, slots) copies: these arrays are already a snapshot
+            "made": self._made[rows, slots],
+            "last_access": self._last[rows, slots],
+            "importance": self._imp[rows, slots],
+            "kind": self._kind[rows, slots],
+            "memory_id": self._mem_id[rows, slots],
             "next_id": self._next_id,
             # an embedding is a function of its text: a checkpoint stores each once
             "embedding": KeyedRows(
