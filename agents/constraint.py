@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from agents.decode.sampling import unpack_bitmask
 from agents.errors import ModelError
 from agents.typing import OutputGrammar
 
@@ -55,19 +56,11 @@ def bitmask_width(vocab_size: int) -> int:
     return (vocab_size + 31) // 32
 
 
-_BIT_SHIFTS: dict[torch.device, torch.Tensor] = {}
-
-
 def apply_bitmask_eager(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
     """(B, V) logits, (B, ceil(V/32)) int32 bitmask on the same device:
-    logits of disallowed tokens become -inf, in place (plain torch ops)."""
-    n, vocab = logits.shape
-    shifts = _BIT_SHIFTS.get(logits.device)
-    if shifts is None:
-        shifts = _BIT_SHIFTS[logits.device] = torch.arange(32, device=logits.device)
-    bits = (bitmask.unsqueeze(-1) >> shifts.to(bitmask.dtype)) & 1  # (B, W, 32)
-    allowed = bits.view(n, -1)[:, :vocab].bool()  # (B, V)
-    logits.masked_fill_(~allowed, float("-inf"))
+    logits of disallowed tokens become -inf, in place (plain torch ops; the
+    unpacking is the fast path's, agents.decode.sampling)."""
+    logits.masked_fill_(~unpack_bitmask(bitmask, logits.shape[1]), float("-inf"))
 
 
 def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> None:

@@ -33,7 +33,8 @@ from agents.backends import BackendSpec
 from agents.config import InferenceConfig, SteeringConfig
 from agents.constraint import GrammarCompiler, GrammarConstraint, apply_bitmask
 from agents.decode.backend_path import generate_fast
-from agents.decode.decoder import FastDecoder, fast_decoder_for
+from agents.decode.decoder import FastDecoder, fast_decoder_for, kv_cache
+from agents.decode.sampling import token_bits
 from agents.model_loading import LoadedModel, describe_loaded, load_model
 from agents.steering.chat import (
     digit_token_ids,
@@ -49,22 +50,11 @@ from agents.typing import Generation, Message, Request, Traits
 
 log = logging.getLogger(__name__)
 
-_M32 = 0xFFFFFFFF
-
-
-def _pcg(x: torch.Tensor) -> torch.Tensor:
-    """PCG hash of 32-bit values held in int64 (no overflow: products < 2**62)."""
-    state = (x * 747796405 + 2891336453) & _M32
-    word = (((state >> ((state >> 28) + 4)) ^ state) * 277803737) & _M32
-    return ((word >> 22) ^ word) & _M32
-
 
 def gumbel_noise(seeds: torch.Tensor, step: int, vocab: int) -> torch.Tensor:
     """(B, V) float64 Gumbel noise, a pure function of (seed[b], step, token id)."""
-    lo, hi = seeds & _M32, (seeds >> 32) & _M32  # (B,)
-    key = _pcg(_pcg(_pcg(lo) ^ hi) ^ step)  # (B,)
     tok = torch.arange(vocab, device=seeds.device)  # (V,)
-    bits = _pcg(key[:, None] ^ tok[None, :])  # (B, V) uniform 32-bit
+    bits = token_bits(seeds, step, tok[None, :])  # (B, V) uniform 32-bit
     u = (bits.double() + 0.5) / 2.0**32  # (B, V) in (0, 1)
     return -torch.log(-torch.log(u))
 
@@ -148,6 +138,10 @@ class HFBackend:
         )
         return ids[-self.max_prompt_tokens :]
 
+    def _left_pad(self, seqs: Sequence[list[int]]) -> tuple[torch.Tensor, ...]:
+        """(ids, mask, positions), each (B, T), left-padded, on the model's device."""
+        return tuple(t.to(self.device) for t in left_pad(seqs, self.pad_id))
+
     # -- generation ----------------------------------------------------------
 
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
@@ -179,9 +173,11 @@ class HFBackend:
     def _generate_batch(self, requests: list[Request]) -> list[Generation]:
         t0 = time.perf_counter()
         prompts = [self._prompt_ids(r.prompt) for r in requests]
-        ids, mask, pos = (t.to(self.device) for t in left_pad(prompts, self.pad_id))  # (B, T)
-        n = len(requests)
+        ids, mask, pos = self._left_pad(prompts)  # (B, T)
+        n, width = ids.shape
         budgets = [r.max_new_tokens for r in requests]
+        # every step's attention mask is a prefix of this one: built once, not grown per step
+        grown = torch.cat([mask, mask.new_ones(n, max(budgets))], dim=1)  # (B, T + max_new)
         seeds = torch.tensor([r.seed & (2**63 - 1) for r in requests], device=self.device)  # (B,)
         constraint = self._constraint(requests)
         bitmask = self.grammars.allocate(n) if constraint is not None else None  # (B, V/32) host
@@ -217,30 +213,38 @@ class HFBackend:
                 active = still
                 if not active:
                     break
-                mask = torch.cat([mask, mask.new_ones(n, 1)], dim=1)  # (B, T+step+1)
                 pos = pos[:, -1:] + 1  # (B, 1)
                 out = self.model(
                     input_ids=nxt[:, None],
-                    attention_mask=mask,
+                    attention_mask=grown[:, : width + step + 1],  # (B, T+step+1)
                     position_ids=pos,
-                    **{self._cache_arg: _cache_of(out)},
+                    **{self._cache_arg: kv_cache(out)},
                     use_cache=True,
                 )
+        return self._generations(requests, prompts, tokens, finished_at)
+
+    def _generations(
+        self,
+        requests: Sequence[Request],
+        prompts: Sequence[list[int]],
+        tokens: Sequence[list[int]],
+        finished_at: Sequence[float],
+    ) -> list[Generation]:
+        """One decoded batch as Generations, in request order (either loop)."""
         layers = tuple(self.hooks.layers) if self.hooks is not None else ()
-        gens = []
-        for b, req in enumerate(requests):
-            text = self.tokenizer.decode(tokens[b], skip_special_tokens=True)
-            gens.append(
-                Generation(
-                    text=text.strip(),
-                    prompt_tokens=len(prompts[b]),
-                    completion_tokens=len(tokens[b]),
-                    latency_s=finished_at[b],
-                    steer=req.traits if self.hooks is not None else Traits(),
-                    steer_layers=layers,
-                )
+        return [
+            Generation(
+                text=self.tokenizer.decode(toks, skip_special_tokens=True).strip(),
+                prompt_tokens=len(prompt),
+                completion_tokens=len(toks),
+                latency_s=latency,
+                steer=req.traits if self.hooks is not None else Traits(),
+                steer_layers=layers,
             )
-        return gens
+            for req, prompt, toks, latency in zip(
+                requests, prompts, tokens, finished_at, strict=True
+            )
+        ]
 
     # -- scoring -------------------------------------------------------------
 
@@ -258,8 +262,7 @@ class HFBackend:
         `digits`, for each chat prompt: one unsteered batched forward pass."""
         if not prompts:
             return []
-        seqs = [self._prompt_ids(p) for p in prompts]
-        ids, mask, pos = (t.to(self.device) for t in left_pad(seqs, self.pad_id))  # (B, T)
+        ids, mask, pos = self._left_pad([self._prompt_ids(p) for p in prompts])  # (B, T)
         out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, **self._keep_last
         )
@@ -307,12 +310,6 @@ class HFBackend:
             torch.cuda.empty_cache()
 
 
-def _cache_of(out: Any) -> Any:
-    """The KV cache of a forward output, under its new name or its old one."""
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
-
-
 def _as_list(x: Any) -> list:
     if x is None:
         return []
@@ -347,20 +344,31 @@ def build_hf_backend(spec: BackendSpec, lm: LoadedModel | None = None) -> HFBack
                 name = f"{Path(s.vectors).stem}-{suffix}.safetensors"
                 vectors_file = str(vectors.save(Path(spec.storage_root) / "vectors" / name))
         else:
-            vectors, path = vectors_for(
-                lm.model,
-                lm.tokenizer,
-                storage_root=spec.storage_root,
-                model_name=lm.name_or_path,
-                model_identity=lm.identity,
-                layers=s.layers,
-                method=s.method,
-                orthogonalize=s.orthogonalize,
-                trait_layers=s.trait_layers or None,
-                calibrated=s.calibrated,
-                gains=s.trait_gains or None,
-            )
+            vectors, path = spec_vectors(spec, lm)
             vectors_file = str(path)
     return HFBackend(
         lm, inference=spec.inference, steering=s, vectors=vectors, vectors_file=vectors_file
+    )
+
+
+def spec_vectors(
+    spec: BackendSpec, lm: LoadedModel, *, model: Any = None, storage_root: str | None = None
+) -> tuple[SteeringVectors, Path]:
+    """The steering vectors `spec` builds (it names no file): from the cache, or
+    built on a miss. `model` stands in for lm.model and `storage_root` for the
+    spec's (a tensor-parallel rank asks whether a forward pass is needed, or
+    builds into a private folder)."""
+    s = spec.steering
+    return vectors_for(
+        lm.model if model is None else model,
+        lm.tokenizer,
+        storage_root=spec.storage_root if storage_root is None else storage_root,
+        model_name=lm.name_or_path,
+        model_identity=lm.identity,
+        layers=s.layers,
+        method=s.method,
+        orthogonalize=s.orthogonalize,
+        trait_layers=s.trait_layers or None,
+        calibrated=s.calibrated,
+        gains=s.trait_gains or None,
     )

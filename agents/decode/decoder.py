@@ -455,8 +455,7 @@ class FastDecoder:
                 use_cache=True,
                 logits_to_keep=1,
             )
-        cache = getattr(out, "cache", None)
-        cache = out.past_key_values if cache is None else cache
+        cache = kv_cache(out)
         for i in range(self.shape.layers):
             k, v = _layer_kv(cache, i)  # this rank's kv heads under tensor parallelism
             b.buf.keys[i][:n, :, :width].copy_(local(k))
@@ -485,6 +484,13 @@ class FastDecoder:
         b.finish_step.zero_()
         b.out.fill_(self.pad_id)
         b.bitmask.fill_(-1)
+
+
+def kv_cache(out: Any) -> Any:
+    """The KV cache of a transformers forward output, under its new name
+    (`cache`, transformers 5.24) or its old one (`past_key_values`)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
 
 
 def _layer_kv(cache: Any, i: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,22 +28,30 @@ def _pcg(x: torch.Tensor) -> torch.Tensor:
     return ((word >> 22) ^ word) & _M32
 
 
+def token_bits(seeds: torch.Tensor, step: torch.Tensor | int, tokens: torch.Tensor) -> torch.Tensor:
+    """(B, K) uniform 32-bit hashes (in int64) of (seeds[b], step, tokens[b, k]);
+    `tokens` may be (1, K), shared by every row. The random bits of both
+    samplers: this one and the reference loop's (agents.hf_backend)."""
+    lo, hi = seeds & _M32, (seeds >> 32) & _M32  # (B,)
+    key = _pcg(_pcg(_pcg(lo) ^ hi) ^ step)  # (B,)
+    return _pcg(key[:, None] ^ tokens)  # (B, K)
+
+
 def gumbel32(seeds: torch.Tensor, step: torch.Tensor | int, tokens: torch.Tensor) -> torch.Tensor:
     """(B, K) float32 Gumbel noise for token ids `tokens` (B, K): a pure function
     of (seeds[b], step, token id). The uniform draw keeps 24 bits, all of which
     float32 holds exactly, so u is never 0 or 1."""
-    lo, hi = seeds & _M32, (seeds >> 32) & _M32  # (B,)
-    key = _pcg(_pcg(_pcg(lo) ^ hi) ^ step)  # (B,)
-    bits = _pcg(key[:, None] ^ tokens)  # (B, K)
+    bits = token_bits(seeds, step, tokens)  # (B, K)
     u = ((bits >> 8).float() + 0.5) * (1.0 / 2**24)  # (B, K) in (0, 1)
     return -torch.log(-torch.log(u))
 
 
 def unpack_bitmask(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
-    """(B, W) int32 words -> (B, vocab) bool, True where the token is allowed."""
-    tok = torch.arange(vocab, device=bitmask.device, dtype=torch.int32)  # (V,)
-    words = bitmask.index_select(1, tok >> 5)  # (B, V) int32
-    return ((words >> (tok & 31)) & 1).bool()  # an arithmetic shift keeps bit 0 right
+    """(B, W) int32 words -> (B, vocab) bool, True where the token is allowed.
+    (Also the reference loop's mask on CPU: agents.constraint.apply_bitmask.)"""
+    shifts = torch.arange(32, device=bitmask.device, dtype=bitmask.dtype)  # (32,)
+    bits = (bitmask.unsqueeze(-1) >> shifts) & 1  # (B, W, 32); an arithmetic shift keeps bit 0
+    return bits.view(bitmask.shape[0], -1)[:, :vocab].bool()  # token 32*w + j = bit j of word w
 
 
 def shortlist_sample(

@@ -37,6 +37,7 @@ from orchestrator.distributed.messages import (
     Mode,
     Op,
     Reply,
+    error_line,
 )
 from orchestrator.distributed.partition import split_requests
 from orchestrator.distributed.ranks import Channel
@@ -53,15 +54,23 @@ def digest(gens: Sequence[Generation]) -> str:
     return h.hexdigest()[:16]
 
 
-def call_stats(rank: int, gens: Sequence[Generation], seconds: float, splits: int) -> CallStats:
-    return CallStats(
+def timed_generate(
+    backend: OOMBackoff, requests: Sequence[Request], rank: int, mode: Mode
+) -> tuple[list[Generation], CallStats]:
+    """One rank's share of a batched call and its stats (in tensor mode with
+    the texts' digest): the same on rank 0 and on the others."""
+    splits, t0 = backend.splits, time.perf_counter()
+    gens = backend.generate(requests)
+    stats = CallStats(
         rank=rank,
         requests=len(gens),
         prompt_tokens=sum(g.prompt_tokens for g in gens),
         completion_tokens=sum(g.completion_tokens for g in gens),
-        generate_s=seconds,
-        oom_splits=splits,
+        generate_s=time.perf_counter() - t0,
+        oom_splits=backend.splits - splits,
+        digest=digest(gens) if mode == "tensor" else None,
     )
+    return gens, stats
 
 
 @dataclass
@@ -203,13 +212,8 @@ class DistributedBackend:
         return result, replies
 
     def _run_local(self, op: Op) -> tuple[Any, Reply]:
-        splits = self.local.splits
-        t0 = time.perf_counter()
         if op.kind == "generate":
-            gens = self.local.generate(op.payload)
-            stats = call_stats(0, gens, time.perf_counter() - t0, self.local.splits - splits)
-            if self.mode == "tensor":
-                stats = _with_digest(stats, gens)
+            gens, stats = timed_generate(self.local, op.payload, 0, self.mode)
             return gens, Reply(rank=0, result=None, stats=stats)
         if op.kind == "rate":
             values = self.inner.digit_expectation(*op.payload)  # type: ignore[attr-defined]
@@ -261,12 +265,6 @@ def take_rank_perf(backend: Any) -> dict[str, Any]:
     }
 
 
-def _with_digest(stats: CallStats, gens: Sequence[Generation]) -> CallStats:
-    from dataclasses import replace
-
-    return replace(stats, digest=digest(gens))
-
-
 # -- the other ranks ----------------------------------------------------------
 
 
@@ -283,24 +281,16 @@ def serve(local: Backend, channel: Channel, *, mode: Mode) -> None:
         except Exception as exc:
             if mode == "tensor":
                 raise  # lockstep is broken; the launcher ends every rank
-            reply = Reply(rank=rank, error=f"{type(exc).__name__}: {_first_line(exc)}")
+            reply = Reply(rank=rank, error=error_line(exc))
         channel.gather(reply)
 
 
 def _answer(op: Op, backend: OOMBackoff, rank: int, mode: Mode) -> Reply:
     if op.kind == "generate":
-        splits, t0 = backend.splits, time.perf_counter()
-        gens = backend.generate(op.payload)
-        stats = call_stats(rank, gens, time.perf_counter() - t0, backend.splits - splits)
-        if mode == "tensor":
-            return Reply(rank=rank, stats=_with_digest(stats, gens))
-        return Reply(rank=rank, result=gens, stats=stats)
+        gens, stats = timed_generate(backend, op.payload, rank, mode)
+        # tensor mode: rank 0 keeps its own texts; the digest shows the ranks agree
+        return Reply(rank=rank, result=None if mode == "tensor" else gens, stats=stats)
     if op.kind == "rate":
         backend.inner.digit_expectation(*op.payload)  # type: ignore[attr-defined]
         return Reply(rank=rank)
     raise ValueError(f"unknown op {op.kind!r}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""

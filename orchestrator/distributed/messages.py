@@ -17,6 +17,12 @@ class DistributedError(SteersimError):
     """A rank failed, or the ranks lost contact: the whole run stops."""
 
 
+def error_line(exc: BaseException) -> str:
+    """A rank's failure in one line, "<ExceptionType>: <first line of its message>"."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Op:
     """One instruction from rank 0 to one rank."""

@@ -70,14 +70,19 @@ def world_size(cfg: RunConfig, source: str = "config") -> int:
     return asked
 
 
-def model_bytes(folder: Path, dtype: str) -> int | None:
-    """The weights' size at run time, from the folder's config.json (a Llama-style
-    count), else from its safetensors files; None when neither is there."""
+def _text_config(folder: Path) -> dict | None:
+    """The folder's config.json (its text model's part, for a multimodal one); None if unreadable."""
     try:
         cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        cfg = {}
-    cfg = cfg.get("text_config", cfg)
+        return None
+    return cfg.get("text_config", cfg)
+
+
+def model_bytes(folder: Path, dtype: str) -> int | None:
+    """The weights' size at run time, from the folder's config.json (a Llama-style
+    count), else from its safetensors files; None when neither is there."""
+    cfg = _text_config(folder) or {}
     per = _DTYPE_BYTES.get(dtype if dtype != "auto" else "bfloat16", 2)
     try:
         h, n_layers, vocab = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
@@ -97,11 +102,9 @@ def tensor_pays_for_small_ticks(folder: Path, dtype: str, agents: int, world: in
     requests on `world` ranks (see the module docstring)."""
     from agents.decode.llama_step import SUPPORTED_TYPES
 
-    try:
-        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    cfg = _text_config(folder)
+    if cfg is None:
         return False
-    cfg = cfg.get("text_config", cfg)
     heads = cfg.get("num_attention_heads") or 0
     kv = cfg.get("num_key_value_heads") or heads
     size = model_bytes(folder, dtype) or 0

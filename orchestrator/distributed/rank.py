@@ -19,6 +19,7 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> None:
     from orchestrator.distributed.entry import Invocation, run_rank
+    from orchestrator.distributed.messages import error_line
     from orchestrator.distributed.ranks import rank_env
     from orchestrator.errors import SteersimError
 
@@ -42,8 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except Exception as exc:  # one line, as for any rank failure
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        sys.stderr.write(f"error: rank {env.rank}: {type(exc).__name__}: {text}\n")
+        sys.stderr.write(f"error: rank {env.rank}: {error_line(exc)}\n")
         raise SystemExit(1) from None
     raise SystemExit(code)
 

@@ -25,7 +25,7 @@ from agents.backends import BackendSpec, build_backend
 from agents.mock_backend import MockBackend
 from agents.typing import Backend
 from orchestrator.distributed.backend import DistributedBackend, distributed_backend
-from orchestrator.distributed.messages import DistributedError, Mode, Op, Reply
+from orchestrator.distributed.messages import DistributedError, Mode, Op, Reply, error_line
 from orchestrator.distributed.ranks import Channel
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def build_main(
 
 
 def _tensor_main(spec: BackendSpec, channel: Channel) -> Backend:
-    from agents.hf_backend import build_hf_backend
+    from agents.hf_backend import build_hf_backend, spec_vectors
     from agents.model_loading import load_model
 
     lm = load_model(spec.model, spec.optimization, spec.storage_root, tensor_parallel=True)
@@ -114,30 +114,13 @@ def _tensor_main(spec: BackendSpec, channel: Channel) -> Backend:
     must_build = False
     if s.enabled and s.vectors is None:
         try:
-            _vectors_for(spec, lm, model=_NoModel(), storage_root=spec.storage_root)
+            spec_vectors(spec, lm, model=_NoModel())
         except _NeedsForward:
             must_build = True
     channel.scatter([Op(kind="build_vectors", payload=must_build)] * channel.world_size)
     if must_build:  # every rank runs the same forward passes
-        _vectors_for(spec, lm, model=lm.model, storage_root=spec.storage_root)
+        spec_vectors(spec, lm)
     return build_hf_backend(spec, lm=lm)  # the vectors come from the cache now
-
-
-def _vectors_for(spec: BackendSpec, lm: Any, *, model: Any, storage_root: str) -> Any:
-    from agents.steering.extract import vectors_for
-
-    s = spec.steering
-    return vectors_for(
-        model,
-        lm.tokenizer,
-        storage_root=storage_root,
-        model_name=lm.name_or_path,
-        model_identity=lm.identity,
-        layers=s.layers,
-        method=s.method,
-        orthogonalize=s.orthogonalize,
-        trait_layers=s.trait_layers or None,
-    )
 
 
 # -- the other ranks --------------------------------------------------------------
@@ -163,7 +146,7 @@ def build_worker(channel: Channel) -> tuple[Backend, Mode] | None:
     except Exception as exc:
         if mode == "tensor":
             raise  # the others are inside a collective: the launcher ends them
-        error = _describe(exc)
+        error = error_line(exc)
     op = channel.scatter(None)
     if op.kind != "vectors":
         return None
@@ -172,7 +155,7 @@ def build_worker(channel: Channel) -> tuple[Backend, Mode] | None:
         try:
             local = _local_backend(spec, lm, *op.payload)
         except Exception as exc:
-            error = _describe(exc)
+            error = error_line(exc)
     channel.gather(Reply(rank=channel.rank, error=error))
     if local is None:
         channel.scatter(None)  # rank 0 answers a failed setup with stop
@@ -186,8 +169,10 @@ def _tensor_worker(spec: BackendSpec, channel: Channel) -> Any:
     lm = load_model(spec.model, spec.optimization, spec.storage_root, tensor_parallel=True)
     op = channel.scatter(None)
     if op.kind == "build_vectors" and op.payload:
+        from agents.hf_backend import spec_vectors
+
         with tempfile.TemporaryDirectory(prefix="steersim-vectors-") as scratch:
-            _vectors_for(spec, lm, model=lm.model, storage_root=scratch)
+            spec_vectors(spec, lm, storage_root=scratch)
     return lm
 
 
@@ -206,8 +191,3 @@ def _local_backend(spec: BackendSpec, lm: Any, vectors: Any, vectors_file: str |
         vectors=vectors,
         vectors_file=vectors_file,
     )
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
