@@ -38,6 +38,14 @@ log = logging.getLogger(__name__)
 
 _ALL_ALLOWED = -1  # an int32 of 32 one-bits
 
+# llguidance's executor defaults to 80% of the CPUs. Per step, each row's mask
+# takes ~15 us and its token ~4 us, so more threads cost more in handing out
+# work than they save: at B=128 on the H200 machine's 16-core host, fill +
+# consume took 2.5 ms per step with 2 threads, 7.0 ms with the default 12
+# (2.1 and 1.4 ms with 1 and 2 threads on the 2-core CPU); see
+# benchmarks/results/grammar_threads_h200.json.
+MATCHER_THREADS = 2
+
 
 def _llguidance() -> Any:
     try:
@@ -77,8 +85,14 @@ class GrammarCompiler:
     """Compiles grammars for one tokenizer and vocabulary; hands out constraints."""
 
     def __init__(
-        self, tokenizer: Any, *, vocab_size: int, eos_ids: Sequence[int], threads: int | None = None
+        self,
+        tokenizer: Any,
+        *,
+        vocab_size: int,
+        eos_ids: Sequence[int],
+        threads: int | None = MATCHER_THREADS,
     ) -> None:
+        """`threads`: the matchers' executor (None = llguidance's default)."""
         llg = _llguidance()
         self._llg = llg
         self.library = f"llguidance {llg.__version__}"
@@ -146,7 +160,11 @@ class GrammarConstraint:
         """Write the allowed tokens of every active constrained row into the
         host bitmask (B, W); every other row allows everything."""
         rows = self._constrained(active)
-        bitmask.fill_(_ALL_ALLOWED)
+        others = sorted(set(range(bitmask.shape[0])).difference(rows))
+        # numpy, not bitmask.fill_: torch spreads a fill of this size over its
+        # intra-op threads, which took 6.5 ms per step at B=128 on the H200
+        # machine's 16-core host (0.25 ms on one thread)
+        bitmask.numpy()[others] = _ALL_ALLOWED
         if rows:
             self._llg.torch.fill_next_token_bitmask_par(
                 self.executor, [(self.matchers[b], b) for b in rows], bitmask

@@ -332,6 +332,50 @@ def test_sampler_respects_bitmask() -> None:
         assert int(tok[0]) in (5, 69) and int(tok[1]) == 40
 
 
+def test_projections_are_stacked_without_a_second_copy() -> None:
+    """q/k/v and gate/up run as one product each; the model's own weights are
+    views of the stacked buffer (no second copy), with their values unchanged."""
+    model = tiny_llama()
+    layer = model.model.layers[0]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    decoder = FastDecoder(
+        model, pad_id=0, eos_ids=[1], temperature=0.0, top_p=1.0, graphs=False, fused=False
+    )
+    part = decoder.step.parts[0]
+    assert all(p.qkv is not None and p.gate_up is not None for p in decoder.step.parts)
+    assert layer.self_attn.q_proj.weight.data_ptr() == part.qkv.weight.data_ptr()
+    assert layer.mlp.up_proj.weight.data_ptr() > part.gate_up.weight.data_ptr()
+    assert part.qkv.weight.untyped_storage().data_ptr() == (
+        layer.self_attn.v_proj.weight.untyped_storage().data_ptr()
+    )
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]), name
+    x = torch.randn(3, model.config.hidden_size)
+    q, k, v = part.qkv(x)
+    assert torch.allclose(k, layer.self_attn.k_proj(x)) and torch.allclose(
+        q, layer.self_attn.q_proj(x)
+    )
+    assert torch.allclose(v, layer.self_attn.v_proj(x))
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("vocab", [70, 4096 + 33])
+def test_mask_logits_kernel_equals_unpacking(dtype: torch.dtype, vocab: int) -> None:
+    """The fused path's in-place mask == unpack + masked_fill, on random words
+    (sign bits included), a vocabulary that ends inside a word and a block."""
+    from agents.decode.kernels import mask_logits_
+
+    g = torch.Generator().manual_seed(vocab)
+    words = (vocab + 31) // 32
+    bitmask = torch.randint(-(2**31), 2**31, (3, words), generator=g, dtype=torch.int64)
+    bitmask = bitmask.to(torch.int32).to(DEVICE)
+    logits = torch.randn(3, vocab, generator=g).to(DEVICE, dtype)
+    expected = logits.masked_fill(~unpack_bitmask(bitmask, vocab), float("-inf"))
+    mask_logits_(logits, bitmask)
+    assert torch.equal(logits, expected)
+
+
 def test_gumbel32_is_a_pure_function() -> None:
     seeds = torch.tensor([3, 2**40 + 5])
     toks = torch.arange(50).expand(2, 50)

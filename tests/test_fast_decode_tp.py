@@ -37,6 +37,7 @@ def two_ranks() -> dict:
         "hand_sharded_fast_equals_its_reference",
         "hand_sharded_equals_one_process",
         "ranks_identical",
+        "projections_stacked",
     ],
 )
 def test_tensor_parallel_fast_step(two_ranks: dict, check: str) -> None:

@@ -89,6 +89,11 @@ def _decoder(backend: Any, cuda: bool, temperature: float = 0.0) -> Any:
     return FastDecoder(backend.model, graphs=False, fused=False, tp=tp, **kw)
 
 
+def _stacked(decoder: Any) -> bool:
+    """Whether every layer runs q/k/v and gate/up as one product each."""
+    return all(p.qkv is not None and p.gate_up is not None for p in decoder.step.parts)
+
+
 def _texts(gens: list[Any]) -> list[list[Any]]:
     return [[g.text, g.completion_tokens] for g in gens]
 
@@ -188,6 +193,7 @@ def rank_main(device: str, folder: str, out_dir: str) -> None:
     backend.fast = _decoder(backend, cuda)
     result["decode_path"] = backend.describe()["decode_path"]
     result["local_heads"] = [backend.fast.shape.q_heads, backend.fast.shape.kv_heads]
+    result["stacked"] = _stacked(backend.fast)
     result["fast"] = _texts(generate_fast(backend, _requests(range(5))))
     result["fast_again"] = _texts(generate_fast(backend, _requests([3, 0, 1])))
     backend.fast = None
@@ -219,6 +225,7 @@ def rank_main(device: str, folder: str, out_dir: str) -> None:
     sharded.fast = None
     result["hand_sharded_reference"] = _texts(sharded.generate(_requests(range(5))))
     sharded.fast = _decoder(sharded, cuda)
+    result["hand_sharded_stacked"] = _stacked(sharded.fast)
     result["hand_sharded_fast"] = _texts(generate_fast(sharded, _requests(range(5))))
     sharded.close()
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result), encoding="utf-8")
@@ -258,6 +265,7 @@ def run(device: str, world: int = 2) -> dict[str, Any]:
         ),
         "ranks_identical": all(r[k] == first[k] for r in ranks for k in keys),
         "fast_path_selected": all(r["decode_path"] == "fast" for r in ranks),
+        "projections_stacked": all(r["stacked"] and r["hand_sharded_stacked"] for r in ranks),
     }
     out["ok"] = all(out["checks"].values())
     return out

@@ -291,7 +291,10 @@ class FastDecoder:
         """Sample token `step` of every row from b.logits and record it."""
         allowed = None
         if masked:
-            allowed = unpack_bitmask(b.bitmask, self.shape.vocab)
+            if self.step.fused:  # one kernel, in place (b.logits is rewritten every forward)
+                self.step.kernels.mask_logits_(b.logits, b.bitmask)
+            else:
+                allowed = unpack_bitmask(b.bitmask, self.shape.vocab)
             b.done.logical_or_(b.forced)  # rows whose grammar completed (decided on the host)
         nxt = shortlist_sample(
             b.logits,
@@ -414,6 +417,21 @@ class FastDecoder:
         forced_host = torch.zeros(n, dtype=torch.bool, pin_memory=cuda)
         active = list(range(n))
         finish: dict[int, int] = {}  # rows completed by their grammar -> step of their last token
+        copies = torch.cuda.Stream(device=self.shape.device) if cuda else None
+
+        def upload() -> None:
+            """The masks to the device on a side stream, so the copy overlaps the
+            running forward; the sampler waits for it. (The last sampler to read
+            b.bitmask finished before the host filled these masks: seen().)"""
+            if copies is None:
+                b.bitmask[:n].copy_(mask_host)
+                b.forced[:n].copy_(forced_host)
+                return
+            with torch.cuda.stream(copies):
+                b.bitmask[:n].copy_(mask_host, non_blocking=True)
+                b.forced[:n].copy_(forced_host, non_blocking=True)
+            torch.cuda.current_stream().wait_stream(copies)
+
         t = time.perf_counter()
         masks.fill(mask_host, active)
         mask_s = time.perf_counter() - t
@@ -437,8 +455,7 @@ class FastDecoder:
                 return s, finish, mask_s + time.perf_counter() - t
             masks.fill(mask_host, active)
             mask_s += time.perf_counter() - t
-            b.bitmask[:n].copy_(mask_host, non_blocking=True)
-            b.forced[:n].copy_(forced_host, non_blocking=True)
+            upload()
             self._run(b, "sample_masked")
             record(s + 1)
             s += 1

@@ -8,7 +8,8 @@ PyTorch kernels (the step is a few hundred launches long, so launches count):
   grouped K/V cache, in place (no repeat of K/V per query head), each row from
   its own first valid slot to the current one (both read on the device, so a
   captured graph serves every step), then a combine of the splits;
-- `silu_mul`: the gated MLP's silu(gate) * up.
+- `silu_mul`: the gated MLP's silu(gate) * up;
+- `mask_logits_`: a grammar bitmask applied to the logits in place.
 
 Rounding follows the PyTorch modules where it is cheap to (the residual adds
 and the norm's weight product round to the model dtype as PyTorch does).
@@ -86,6 +87,15 @@ def add_rmsnorm(
 
 
 @triton.jit
+def _rotate(x_ptr, rows, n_rows, i, partner, sign, cos, sin):
+    """Rows `rows` (R, 1) of D-wide heads at x_ptr, rotated: x * cos + rotate_half(x) * sin."""
+    inside = rows < n_rows
+    x = tl.load(x_ptr + i, mask=inside, other=0.0)
+    xr = tl.load(x_ptr + partner, mask=inside, other=0.0).to(tl.float32) * sign
+    return (x.to(tl.float32) * cos + xr * sin).to(x.dtype), inside
+
+
+@triton.jit
 def _rope_to_cache_kernel(
     q_ptr,
     k_ptr,
@@ -97,40 +107,36 @@ def _rope_to_cache_kernel(
     q_out_ptr,
     kc_ptr,
     vc_ptr,
+    s_q,
+    s_kv,
     s_cb,
     s_ch,
     s_cl,
     HQ: tl.constexpr,
     HKV: tl.constexpr,
+    BLOCK_HQ: tl.constexpr,
+    BLOCK_HKV: tl.constexpr,
     D: tl.constexpr,
 ):
-    b = tl.program_id(0)
-    h = tl.program_id(1)
-    i = tl.arange(0, D)
+    b = tl.program_id(0)  # one row: all its heads at once
+    i = tl.arange(0, D)[None, :]  # (1, D)
     half: tl.constexpr = D // 2
     partner = tl.where(i < half, i + half, i - half)  # rotate_half's source index
     sign = tl.where(i < half, -1.0, 1.0)
     pos = tl.load(pos_ptr + b)
     slot = tl.load(slot_ptr)
-    cos = tl.load(cos_ptr + pos * D + i).to(tl.float32)
+    cos = tl.load(cos_ptr + pos * D + i).to(tl.float32)  # (1, D)
     sin = tl.load(sin_ptr + pos * D + i).to(tl.float32)
-    if h < HQ:
-        base = q_ptr + (b * HQ + h) * D
-        x = tl.load(base + i)
-        xr = tl.load(base + partner).to(tl.float32) * sign
-        y = x.to(tl.float32) * cos + xr * sin
-        tl.store(q_out_ptr + (b * HQ + h) * D + i, y.to(x.dtype))
-    elif h < HQ + HKV:
-        kh = h - HQ
-        base = k_ptr + (b * HKV + kh) * D
-        x = tl.load(base + i)
-        xr = tl.load(base + partner).to(tl.float32) * sign
-        y = x.to(tl.float32) * cos + xr * sin
-        tl.store(kc_ptr + b.to(tl.int64) * s_cb + kh * s_ch + slot * s_cl + i, y.to(x.dtype))
-    else:
-        vh = h - HQ - HKV
-        x = tl.load(v_ptr + (b * HKV + vh) * D + i)
-        tl.store(vc_ptr + b.to(tl.int64) * s_cb + vh * s_ch + slot * s_cl + i, x)
+    hq = tl.arange(0, BLOCK_HQ)[:, None]  # (HQ, 1)
+    q_base = q_ptr + b.to(tl.int64) * s_q + hq * D
+    y, inside = _rotate(q_base, hq, HQ, i, partner, sign, cos, sin)
+    tl.store(q_out_ptr + (b * HQ + hq) * D + i, y, mask=inside)
+    hk = tl.arange(0, BLOCK_HKV)[:, None]  # (HKV, 1)
+    cache = b.to(tl.int64) * s_cb + hk * s_ch + slot * s_cl + i
+    y, inside = _rotate(k_ptr + b.to(tl.int64) * s_kv + hk * D, hk, HKV, i, partner, sign, cos, sin)
+    tl.store(kc_ptr + cache, y, mask=inside)
+    v = tl.load(v_ptr + b.to(tl.int64) * s_kv + hk * D + i, mask=inside, other=0.0)
+    tl.store(vc_ptr + cache, v, mask=inside)
 
 
 def rope_to_cache(
@@ -145,13 +151,15 @@ def rope_to_cache(
     k_cache: torch.Tensor,
     v_cache: torch.Tensor,
 ) -> None:
-    """q (B, HQ*D), k and v (B, HKV*D), cos/sin (L, D) tables, pos (B,), slot ()
-    -> q_out (B, HQ*D) rotated; k rotated and v written at `slot` of the caches
-    (B, HKV, L, D), which must share strides."""
+    """q (B, HQ*D), k and v (B, HKV*D) (rows may be strided, as column slices of
+    one fused projection are; k and v alike), cos/sin (L, D) tables, pos (B,),
+    slot () -> q_out (B, HQ*D) contiguous, rotated; k rotated and v written at
+    `slot` of the caches (B, HKV, L, D), which must share strides."""
     batch, hkv, _, d = k_cache.shape
     hq = q.shape[1] // d
     assert k_cache.stride() == v_cache.stride() and k_cache.stride(-1) == 1
-    _rope_to_cache_kernel[(batch, hq + 2 * hkv)](
+    assert q.stride(1) == k.stride(1) == v.stride(1) == 1 and k.stride(0) == v.stride(0)
+    _rope_to_cache_kernel[(batch,)](
         q,
         k,
         v,
@@ -162,13 +170,17 @@ def rope_to_cache(
         q_out,
         k_cache,
         v_cache,
+        q.stride(0),
+        k.stride(0),
         k_cache.stride(0),
         k_cache.stride(1),
         k_cache.stride(2),
         HQ=hq,
         HKV=hkv,
+        BLOCK_HQ=triton.next_power_of_2(hq),
+        BLOCK_HKV=triton.next_power_of_2(hkv),
         D=d,
-        num_warps=1 if d <= 64 else 2,
+        num_warps=4,
     )
 
 
@@ -193,6 +205,7 @@ def _attn_split_kernel(
     BLOCK_N: tl.constexpr,
     SPLITS: tl.constexpr,
     IEEE: tl.constexpr,
+    DIRECT: tl.constexpr,
 ):
     bh = tl.program_id(0)
     sp = tl.program_id(1)
@@ -233,8 +246,16 @@ def _attn_split_kernel(
             pv = tl.dot(p.to(v.dtype), v)
         acc = acc * alpha[:, None] + pv
         m_i = m_new
-    part = (bh * SPLITS + sp) * G + g  # (BLOCK_G,)
     keep = g < G
+    if DIRECT:  # one split: the output itself (o_ptr is `out`; row q_rows is b * HQ + h)
+        y = acc / l_i[:, None]
+        tl.store(
+            o_ptr + q_rows[:, None] * D + d[None, :],
+            y.to(o_ptr.dtype.element_ty),
+            mask=keep[:, None],
+        )
+        return
+    part = (bh * SPLITS + sp) * G + g  # (BLOCK_G,)
     tl.store(o_ptr + part[:, None] * D + d[None, :], acc, mask=keep[:, None])
     tl.store(m_ptr + part, m_i, mask=keep)
     tl.store(l_ptr + part, l_i, mask=keep)
@@ -292,13 +313,14 @@ def decode_attention(
     group = hq // hkv
     o_part, m_part, l_part = work
     splits = m_part.numel() // (batch * hkv * group)
+    direct = splits == 1  # a big batch fills the chip without splits: no combine pass
     _attn_split_kernel[(batch * hkv, splits)](
         q,
         k_cache,
         v_cache,
         start,
         slot,
-        o_part,
+        out if direct else o_part,
         m_part,
         l_part,
         k_cache.stride(0),
@@ -312,8 +334,11 @@ def decode_attention(
         BLOCK_N=64 if d <= 64 else 32,
         SPLITS=splits,
         IEEE=q.dtype == torch.float32,
+        DIRECT=direct,
         num_warps=4,
     )
+    if direct:
+        return
     _attn_combine_kernel[(batch * hq,)](
         o_part,
         m_part,
@@ -329,18 +354,46 @@ def decode_attention(
 
 
 @triton.jit
-def _silu_mul_kernel(g_ptr, u_ptr, out_ptr, N, BLOCK: tl.constexpr):
-    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+def _silu_mul_kernel(g_ptr, u_ptr, out_ptr, N, s_in, BLOCK: tl.constexpr):
+    row = tl.program_id(0)
+    i = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     inside = i < N
-    g = tl.load(g_ptr + i, mask=inside, other=0.0)
-    u = tl.load(u_ptr + i, mask=inside, other=0.0)
+    g = tl.load(g_ptr + row * s_in + i, mask=inside, other=0.0)
+    u = tl.load(u_ptr + row * s_in + i, mask=inside, other=0.0)
     gf = g.to(tl.float32)
     act = (gf / (1.0 + tl.exp(-gf))).to(g.dtype)  # rounded like F.silu's output
-    tl.store(out_ptr + i, (act.to(tl.float32) * u.to(tl.float32)).to(g.dtype), mask=inside)
+    y = (act.to(tl.float32) * u.to(tl.float32)).to(g.dtype)
+    tl.store(out_ptr + row * N + i, y, mask=inside)
 
 
 def silu_mul(gate: torch.Tensor, up: torch.Tensor, out: torch.Tensor) -> None:
-    """out <- silu(gate) * up, elementwise (contiguous tensors of one shape)."""
-    n = gate.numel()
+    """out (B, N) contiguous <- silu(gate) * up, elementwise; gate and up (B, N)
+    may be column views of one (B, 2N) product (a shared row stride)."""
+    batch, n = gate.shape
+    assert gate.stride() == up.stride() and gate.stride(1) == 1 and out.is_contiguous()
     block = 1024
-    _silu_mul_kernel[(triton.cdiv(n, block),)](gate, up, out, n, BLOCK=block, num_warps=4)
+    _silu_mul_kernel[(batch, triton.cdiv(n, block))](
+        gate, up, out, n, gate.stride(0), BLOCK=block, num_warps=4
+    )
+
+
+@triton.jit
+def _mask_logits_kernel(logits_ptr, mask_ptr, V, W, BLOCK: tl.constexpr):
+    row = tl.program_id(0)
+    tok = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    inside = tok < V
+    words = tl.load(mask_ptr + row * W + (tok >> 5), mask=inside, other=-1)
+    allowed = ((words >> (tok & 31)) & 1) != 0  # an arithmetic shift keeps bit 0 right
+    neg = tl.full((BLOCK,), float("-inf"), tl.float32).to(logits_ptr.dtype.element_ty)
+    tl.store(logits_ptr + row * V + tok, neg, mask=inside & ~allowed)
+
+
+def mask_logits_(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
+    """(B, V) contiguous logits, (B, ceil(V/32)) int32 bitmask (bit j of word w
+    allows token 32w + j): disallowed logits become -inf, in place; one kernel,
+    where unpacking the mask to (B, V) and masked_fill take several."""
+    batch, vocab = logits.shape
+    block = 4096
+    _mask_logits_kernel[(batch, triton.cdiv(vocab, block))](
+        logits, bitmask, vocab, bitmask.shape[1], BLOCK=block, num_warps=8
+    )

@@ -1,8 +1,10 @@
 """The one-token decode step of a Llama-family causal LM (Llama, Mistral
 without a sliding window, Qwen2; SmolLM2 is a Llama) over a static K/V cache,
-written against the model's own modules: its Linear layers are called as they
-are (biases included), its norms' weights and rotary embedding are read, and
-nothing is copied or changed in the model.
+written against the model's own modules: its Linear layers' weights are used
+as they are (biases included), its norms' weights and rotary embedding are
+read, and no weight is copied. (With `stacked=True`, q/k/v and gate/up each
+run as one product: their weights move into one buffer per layer, of which
+the model's parameters become views; values unchanged.)
 
 Per layer: norm, q/k/v projections, rotary + cache write, grouped decode
 attention, o projection, residual + norm, gate/up, silu * up, down, residual
@@ -24,13 +26,14 @@ Knows nothing about sampling, prompts or when the loop stops."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from agents.decode.attention import grouped_attention
+from agents.decode.fused_projections import stack
 from agents.decode.tensor_parallel import LayerSlices, TensorParallel, slice_model
 from agents.steering.hooks import decoder_layers
 
@@ -100,7 +103,17 @@ class StepBuffers:
 class LlamaStep:
     """The weights (borrowed) and the one-token forward; see the module docstring."""
 
-    def __init__(self, model: nn.Module, *, fused: bool, tp: TensorParallel | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        fused: bool,
+        tp: TensorParallel | None = None,
+        stacked: bool = True,
+    ) -> None:
+        """`fused`: Triton kernels for the elementwise parts; `stacked`: q/k/v and
+        gate/up as one product each (the model's weights re-homed, see
+        agents.decode.fused_projections)."""
         reason = unsupported_reason(model)
         if reason is not None:
             raise ValueError(reason)
@@ -117,6 +130,7 @@ class LlamaStep:
         self.tp = tp
         q_heads, kv_heads = int(cfg.num_attention_heads), int(cfg.num_key_value_heads)
         vocab = int(self.lm_head.weight.shape[0])
+        stacks = [self._stack(layer) if stacked else (None, None) for layer in self.layers]
         if tp is None:  # the model's own modules, called as they are
             self.parts = [_module_slices(layer) for layer in self.layers]
             self.final_norm = self.norm
@@ -127,6 +141,10 @@ class LlamaStep:
                 raise ValueError(slices)
             self.slices, self.parts, self.final_norm = slices, slices.layers, slices.final_norm
             q_heads, kv_heads, vocab = slices.q_heads, slices.kv_heads, slices.vocab
+        self.parts = [
+            replace(part, qkv=qkv, gate_up=gate_up)
+            for part, (qkv, gate_up) in zip(self.parts, stacks, strict=True)
+        ]
         self.shape = Shape(
             layers=len(self.layers),
             hidden=int(cfg.hidden_size),
@@ -142,6 +160,11 @@ class LlamaStep:
             from agents.decode import kernels
 
             self.kernels = kernels
+
+    @staticmethod
+    def _stack(layer: nn.Module) -> tuple[object, object]:
+        attn, mlp = layer.self_attn, layer.mlp
+        return stack([attn.q_proj, attn.k_proj, attn.v_proj]), stack([mlp.gate_proj, mlp.up_proj])
 
     def rope_tables(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(cos, sin), each (length, D) float32: the model's rotary embedding at
@@ -175,10 +198,11 @@ class LlamaStep:
         n = len(parts)
         self._norm(h, None, parts[0].input_norm, normed, None)
         for i, p in enumerate(parts):
-            q, k, v = p.q(normed), p.k(normed), p.v(normed)
+            q, k, v = p.qkv(normed) if p.qkv else (p.q(normed), p.k(normed), p.v(normed))
             o = self._attend(i, q, k, v, buf, cos, sin)
             self._norm(self._reduce(p.o(o), p.o_bias), h, p.post_norm, normed, None)
-            down = self._reduce(p.down(self._gated(p.gate(normed), p.up(normed))), p.down_bias)
+            gate, up = p.gate_up(normed) if p.gate_up else (p.gate(normed), p.up(normed))
+            down = self._reduce(p.down(self._gated(gate, up)), p.down_bias)
             after = parts[i + 1].input_norm if i + 1 < n else self.final_norm
             self._norm(down, h, after, normed, buf.deltas.get(i))
         if self.slices is not None:
@@ -241,7 +265,7 @@ class LlamaStep:
 
     def _gated(self, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
         if self.fused:
-            out = torch.empty_like(gate)
+            out = torch.empty(gate.shape, dtype=gate.dtype, device=gate.device)
             self.kernels.silu_mul(gate, up, out)
             return out
         return F.silu(gate) * up
@@ -259,9 +283,10 @@ class LlamaStep:
         s = self.shape
         kc, vc = buf.keys[i], buf.values[i]
         if self.fused:
-            q_rot = torch.empty_like(q)
+            # q may be a column view of the stacked q/k/v product: fresh, contiguous outputs
+            q_rot = torch.empty(q.shape, dtype=q.dtype, device=q.device)
             self.kernels.rope_to_cache(q, k, v, cos, sin, buf.pos, buf.slot, q_rot, kc, vc)
-            out = torch.empty_like(q)
+            out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
             assert buf.attn_work is not None
             self.kernels.decode_attention(
                 q_rot, kc, vc, buf.start, buf.slot, self.scale, out, buf.attn_work

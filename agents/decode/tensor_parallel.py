@@ -139,6 +139,8 @@ class LayerSlices:
     post_norm: Any
     o_bias: torch.Tensor | None = None  # row-parallel biases: added after the all-reduce
     down_bias: torch.Tensor | None = None
+    qkv: Any = None  # q, k, v as one product (agents.decode.fused_projections), if stacked
+    gate_up: Any = None  # gate, up likewise
 
 
 @dataclass(frozen=True, kw_only=True)
