@@ -250,6 +250,12 @@ def distributed(
         Path | None,
         typer.Option(metavar="DIR", help="Tokenizer folder (as for the gpu benchmark)."),
     ] = None,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile", help="Add rank 0's GPU kernel times of one more tick to the JSON."
+        ),
+    ] = False,
     json_dest: JsonOption = None,
 ) -> None:
     """Distributed runs: s/tick on 1 rank vs 2 (data mode, 1B shape, 512 requests;
@@ -269,6 +275,7 @@ def distributed(
         tokenizer=tokenizer,
         arch=arch,
         requests=requests,
+        profile=profile,
     )
     table = [
         f"{result['gpu_name'] or result['device']}, tokenizer {result['tokenizer']}",

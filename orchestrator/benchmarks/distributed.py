@@ -151,6 +151,22 @@ def _local_backend(case: dict[str, Any], world: int, device: str, tok: Any) -> A
     )
 
 
+def _kernel_profile(generate: Any, reqs: list[Any], top: int = 25) -> list[list]:
+    """Rank 0's GPU kernels over one more tick: [name, ms, launches], most time first."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        generate(reqs)
+        torch.cuda.synchronize()
+    rows = [
+        [e.key[:80], round(e.device_time_total / 1e3, 3), e.count]
+        for e in prof.key_averages()
+        if e.device_time_total > 0
+    ]
+    return sorted(rows, key=lambda r: -r[1])[:top]
+
+
 def rank_main(case: dict[str, Any], out_path: str) -> None:
     """One rank of one case (launched by bench_distributed)."""
     import torch
@@ -214,6 +230,8 @@ def rank_main(case: dict[str, Any], out_path: str) -> None:
         "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if cuda else None,
         "decode_path": local.describe().get("decode_path"),  # fast (captured step) or reference
     }
+    if case.get("profile") and cuda:
+        result["kernels"] = _kernel_profile(backend.generate, reqs)
     last = getattr(getattr(local, "fast", None), "last", None)  # rank 0's latest fast decode
     if last is not None and last.steps > 1:
         result["prefill_s"] = round(last.prefill_s, 3)
@@ -232,9 +250,11 @@ def bench_distributed(
     tokenizer: Path | None = None,
     arch: str | None = None,
     requests: int | None = None,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """Every case on each of its world sizes; `arch`/`requests` override the
-    cases' (e.g. `--arch tiny --device cpu` for a smoke run on CPU)."""
+    cases' (e.g. `--arch tiny --device cpu` for a smoke run on CPU); `profile`
+    adds rank 0's kernel times of one more tick (CUDA)."""
     import torch
 
     from orchestrator.benchmarks.gpu import DEFAULT_TOKENIZER, load_tokenizer
@@ -256,6 +276,7 @@ def bench_distributed(
                 "new_tokens": new_tokens,
                 "repeats": repeats,
                 "tokenizer": str(tok_dir),
+                "profile": profile,
             }
             if arch:
                 case["arch"] = arch
