@@ -25,9 +25,11 @@ a per-step cost that fits the decode budget on 2 CPU cores.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from agents.decode.sampling import unpack_bitmask
@@ -45,6 +47,17 @@ _ALL_ALLOWED = -1  # an int32 of 32 one-bits
 # (2.1 and 1.4 ms with 1 and 2 threads on the 2-core CPU); see
 # benchmarks/results/grammar_threads_h200.json.
 MATCHER_THREADS = 2
+
+# A row's mask is a function of its grammar and the tokens it has taken, and
+# most rows of a tick begin alike (a verb; "PLAN: I will"). Some of those
+# early states are dear: after "SAY" the next token must be a space and then
+# a non-space, which llguidance checks over ~32k tokens, 0.3 ms per row, so
+# at B=128 the second and third steps of every tick took 15-35 ms of host
+# time (a GPU stall of ~25 ms per tick on the H200: benchmarks/results/
+# grammar_gaps_h200x2.json). The masks of outputs up to PREFIX_TOKENS tokens
+# long are therefore computed once per distinct prefix and kept (LRU).
+PREFIX_TOKENS = 4
+CACHED_MASKS = 2048  # rows of V/8 bytes: 32 MiB at a 128k vocabulary
 
 
 def _llguidance() -> Any:
@@ -109,6 +122,7 @@ class GrammarCompiler:
         self.width = bitmask_width(vocab_size)
         self.executor = llg.LLExecutor(num_threads=threads)
         self._templates: dict[str, Any] = {}
+        self.prefix_masks = PrefixMasks(CACHED_MASKS)
 
     def matcher(self, grammar: OutputGrammar) -> Any:
         """A fresh matcher at the start of `grammar` (compiled once, then copied)."""
@@ -128,6 +142,8 @@ class GrammarCompiler:
             executor=self.executor,
             width=self.width,
             llg=self._llg,
+            grammars=[None if g is None else g.lark() for g in grammars],
+            cache=self.prefix_masks,
         )
 
     def allocate(self, batch: int) -> torch.Tensor:
@@ -145,13 +161,60 @@ class GrammarCompiler:
         assert torch.isinf(logits[1, 1:]).all() and not torch.isinf(logits[0]).any()
 
 
+class PrefixMasks:
+    """Bitmask rows by (grammar, tokens taken so far), least recently used
+    dropped first; see PREFIX_TOKENS."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._rows: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        row = self._rows.get(key)
+        if row is None:
+            self.misses += 1
+            return None
+        self._rows.move_to_end(key)
+        self.hits += 1
+        return row
+
+    def put(self, key: tuple, row: np.ndarray) -> None:
+        if self.limit <= 0:
+            return
+        self._rows[key] = row
+        self._rows.move_to_end(key)
+        while len(self._rows) > self.limit:
+            self._rows.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
 class GrammarConstraint:
     """The per-row matchers of one batched decode."""
 
-    def __init__(self, matchers: list[Any], *, executor: Any, width: int, llg: Any) -> None:
+    def __init__(
+        self,
+        matchers: list[Any],
+        *,
+        executor: Any,
+        width: int,
+        llg: Any,
+        grammars: Sequence[str | None] | None = None,
+        cache: PrefixMasks | None = None,
+    ) -> None:
+        """`grammars`: each row's grammar text, the key of `cache` with the
+        tokens the row has taken (no cache without them)."""
         self.matchers = matchers  # (B,) an LLMatcher, or None for a free row
         self.executor, self.width, self._llg = executor, width, llg
         self.failed = [False] * len(matchers)  # a matcher rejected a token: the row went free
+        self.cache = cache if grammars is not None else None
+        # (grammar, tokens so far) while the row is at most PREFIX_TOKENS long, else None
+        self.keys: list[tuple | None] = [
+            (g, ()) if g is not None and self.cache is not None else None
+            for g in (grammars or [None] * len(matchers))
+        ]
 
     def _constrained(self, active: Sequence[int]) -> list[int]:
         return [b for b in active if self.matchers[b] is not None and not self.failed[b]]
@@ -164,11 +227,28 @@ class GrammarConstraint:
         # numpy, not bitmask.fill_: torch spreads a fill of this size over its
         # intra-op threads, which took 6.5 ms per step at B=128 on the H200
         # machine's 16-core host (0.25 ms on one thread)
-        bitmask.numpy()[others] = _ALL_ALLOWED
-        if rows:
+        host = bitmask.numpy()
+        host[others] = _ALL_ALLOWED
+        compute: list[int] = []  # rows whose mask llguidance computes
+        shared: dict[tuple, list[int]] = {}  # an uncached prefix -> its rows
+        for b in rows:
+            key = self.keys[b]
+            row = self.cache.get(key) if key is not None and self.cache is not None else None
+            if row is not None:
+                host[b] = row
+            elif key is None:
+                compute.append(b)
+            else:
+                shared.setdefault(key, []).append(b)
+        compute += [group[0] for group in shared.values()]  # one row per new prefix
+        if compute:
             self._llg.torch.fill_next_token_bitmask_par(
-                self.executor, [(self.matchers[b], b) for b in rows], bitmask
+                self.executor, [(self.matchers[b], b) for b in compute], bitmask
             )
+        for key, group in shared.items():
+            row = host[group[0]].copy()
+            self.cache.put(key, row)  # type: ignore[union-attr]
+            host[group[1:]] = row
 
     def consume(self, tokens: Sequence[int], active: Sequence[int]) -> set[int]:
         """Advance each active constrained row by its sampled token; return the
@@ -179,6 +259,10 @@ class GrammarConstraint:
         ok = self.executor.consume_token_par([(self.matchers[b], tokens[b]) for b in rows])
         complete = set()
         for b, good in zip(rows, ok, strict=True):
+            key = self.keys[b]
+            if key is not None:
+                taken = (*key[1], int(tokens[b]))
+                self.keys[b] = (key[0], taken) if len(taken) <= PREFIX_TOKENS else None
             m = self.matchers[b]
             if not good:  # cannot happen with a correct mask; never lose the row over it
                 log.warning("grammar constraint: row %d left its grammar (%s)", b, m.get_error())

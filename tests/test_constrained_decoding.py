@@ -197,3 +197,56 @@ def test_describe_names_the_constraint() -> None:
     off = backend(constrained=False, temperature=0.0).describe()
     assert on["constrained"] is True and on["grammar_library"].startswith("llguidance")
     assert off["constrained"] is False and off["grammar_library"] is None
+
+
+def test_prefix_mask_cache_gives_the_masks_llguidance_computes() -> None:
+    """Rows that share a grammar and a prefix get one computed mask (copied to
+    the others, kept across decodes up to PREFIX_TOKENS tokens): every row's
+    mask, step by step along random walks, equals its matcher's own."""
+    import random
+
+    import numpy as np
+
+    from agents.constraint import PREFIX_TOKENS, GrammarCompiler
+
+    tok = tiny_tokenizer()
+    vocab = len(tok)
+    compiler = GrammarCompiler(tok, vocab_size=vocab, eos_ids=[tok.eos_token_id])
+    grammars = [action_grammar(DEFAULT_LOCATIONS), ReflectionGrammar()] * 4
+    shifts = torch.arange(32, dtype=torch.int32)
+    for decode in range(3):  # the later decodes start from cached prefixes
+        rng = random.Random(decode)
+        constraint = compiler.constraint(grammars)
+        mask = compiler.allocate(len(grammars))
+        active = list(range(len(grammars)))
+        for step in range(PREFIX_TOKENS + 3):
+            constraint.fill(mask, active)
+            tokens = []
+            for b in range(len(grammars)):
+                if b not in active:
+                    tokens.append(0)
+                    continue
+                own = np.frombuffer(constraint.matchers[b].compute_bitmask(), dtype=np.int32)
+                assert np.array_equal(mask.numpy()[b], own), (decode, b)
+                allowed = ((mask[b].unsqueeze(-1) >> shifts) & 1).view(-1)[:vocab].nonzero()
+                # two rows of each grammar take the same token: shared prefixes
+                pick = random.Random(f"{decode}-{b % 4}-{step}").randrange(len(allowed))
+                tokens.append(int(allowed[pick if b % 2 == 0 else rng.randrange(len(allowed))]))
+            done = constraint.consume(tokens, active)
+            active = [b for b in active if b not in done]
+            if not active:
+                break
+    # rows 0 and 4 (and 2 and 6) walk alike: later ones read the first one's mask
+    assert compiler.prefix_masks.hits >= 3 * PREFIX_TOKENS and len(compiler.prefix_masks) > 0
+
+
+def test_prefix_mask_cache_is_bounded() -> None:
+    import numpy as np
+
+    from agents.constraint import PrefixMasks
+
+    cache = PrefixMasks(2)
+    for i in range(3):
+        cache.put(("g", (i,)), np.full(4, i, dtype=np.int32))
+    assert len(cache) == 2 and cache.get(("g", (0,))) is None
+    assert cache.get(("g", (2,))) is not None and cache.hits == 1 and cache.misses == 1
