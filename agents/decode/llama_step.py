@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.decode.attention import grouped_attention
-from agents.decode.fused_projections import stack
+from agents.decode.fused_projections import StackedLinear, stack
 from agents.decode.tensor_parallel import LayerSlices, TensorParallel, slice_model
 from agents.steering.hooks import decoder_layers
 
@@ -162,7 +162,7 @@ class LlamaStep:
             self.kernels = kernels
 
     @staticmethod
-    def _stack(layer: nn.Module) -> tuple[object, object]:
+    def _stack(layer: nn.Module) -> tuple[StackedLinear | None, StackedLinear | None]:
         attn, mlp = layer.self_attn, layer.mlp
         return stack([attn.q_proj, attn.k_proj, attn.v_proj]), stack([mlp.gate_proj, mlp.up_proj])
 

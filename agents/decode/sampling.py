@@ -70,7 +70,7 @@ def shortlist_sample(
     if temperature <= 0:
         return logits.argmax(-1)
     # one topk per row: a chunked two-pass topk measured 2.7x slower on the H200
-    # (0.86 vs 0.32 ms at B=256 over 128k tokens, benchmarks/results/decode_h200x2.json)
+    # (0.86 vs 0.32 ms at B=256 over 128k tokens, benchmarks/results/topk_two_pass_h200x2.json)
     vals, ids = logits.topk(min(shortlist, logits.shape[-1]), dim=-1)  # (B, K), descending
     scores = vals.float() / temperature  # (B, K)
     if top_p < 1.0:
