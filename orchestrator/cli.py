@@ -123,7 +123,7 @@ def with_default_command(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from orchestrator.interrupts import default_interrupts, silence_stdout
+    from orchestrator.interrupts import default_interrupts, ignore_late_signals, silence_stdout
 
     default_interrupts()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -134,8 +134,13 @@ def main(argv: list[str] | None = None) -> None:
         Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {exc}", markup=False)
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
+        ignore_late_signals()
         Console(stderr=True).print("interrupted", markup=False)
         raise SystemExit(130) from None
+    except SystemExit as exc:
+        if exc.code == 130:  # a stopped run: everything is written
+            ignore_late_signals()
+        raise
     except BrokenPipeError:  # stdout closed by the reader (`... | head`): stop quietly
         silence_stdout()
         raise SystemExit(141) from None  # 128 + SIGPIPE, as a shell reports it

@@ -8,7 +8,8 @@
   is atomic, so stopping at once corrupts nothing either.
 - A broken pipe on stdout (`--live | head`) is a stop request like SIGTERM.
 - Until the CLI can catch KeyboardInterrupt (its imports take a few hundred
-  ms), Ctrl+C exits with code 130 and one word instead of a traceback.
+  ms), Ctrl+C exits with code 130 and one word instead of a traceback; once
+  a stopped run exits 130, later signals are ignored (ignore_late_signals).
 
 This module knows nothing of runs; the runner and the CLI use it."""
 
@@ -78,6 +79,17 @@ def default_interrupts() -> None:
     """Python's own Ctrl+C again (KeyboardInterrupt), once the CLI catches it."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def ignore_late_signals() -> None:
+    """Once a stopped run has written everything and the CLI exits 130: a
+    further Ctrl+C (or SIGTERM, SIGHUP) is ignored. While the interpreter
+    shuts down, Python resets its handlers to the default action, so a signal
+    landing then (the third of three quick Ctrl+Cs, say) would end the
+    process by signal instead of with 130."""
+    if threading.current_thread() is threading.main_thread():
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
 
 
 def _exit_interrupted(_signum: int, _frame: object) -> None:

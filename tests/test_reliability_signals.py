@@ -126,3 +126,31 @@ def test_the_same_interrupt_in_a_library_import_still_raises():
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode != 130 and "KeyboardInterrupt" in proc.stderr
+
+
+@pytest.mark.parametrize("how", ["exit-130", "keyboard-interrupt"])
+def test_a_stopped_run_ignores_later_signals(monkeypatch, how):
+    """Once the CLI exits 130, stop signals are ignored: during interpreter
+    shutdown Python's default action would end the process by signal (-2)."""
+    import orchestrator.cli as cli_module
+
+    class Stopped:  # the real app's command names; running it ends as a stopped run
+        registered_commands = cli_module.app.registered_commands
+        registered_groups = cli_module.app.registered_groups
+
+        def __call__(self, **_kwargs):
+            if how == "exit-130":
+                raise SystemExit(130)  # what typer.Exit(130) becomes in standalone mode
+            raise KeyboardInterrupt
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(cli_module, "app", Stopped())
+    try:
+        with pytest.raises(SystemExit) as exc:
+            cli_module.main(["run", "x.yaml"])
+        assert exc.value.code == 130
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
