@@ -173,6 +173,12 @@ class FastDecoder:
         self.captures: list[tuple[int, float]] = []  # (bucket, seconds), for the benchmark
         self.last: DecodeOutput | None = None  # the latest batch's record, for the benchmark
         self._graph_pool = torch.cuda.graph_pool_handle() if self.graphs else None
+        # the grammar masks' uploads, beside the forward (_masked_loop); one for the decoder's life
+        self._copy_stream = (
+            torch.cuda.Stream(device=self.shape.device)
+            if self.shape.device.type == "cuda"
+            else None
+        )
         if self.shape.device.type == "cuda":
             torch.backends.cuda.enable_cudnn_sdp(False)  # see fast_decoder_for
             props = torch.cuda.get_device_properties(self.shape.device)
@@ -417,7 +423,7 @@ class FastDecoder:
         forced_host = torch.zeros(n, dtype=torch.bool, pin_memory=cuda)
         active = list(range(n))
         finish: dict[int, int] = {}  # rows completed by their grammar -> step of their last token
-        copies = torch.cuda.Stream(device=self.shape.device) if cuda else None
+        copies = self._copy_stream
 
         def upload() -> None:
             """The masks to the device on a side stream, so the copy overlaps the
