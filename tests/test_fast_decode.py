@@ -24,7 +24,13 @@ from agents.decode.attention import grouped_attention  # noqa: E402
 from agents.decode.backend_path import generate_fast  # noqa: E402
 from agents.decode.cache import bucket_size  # noqa: E402
 from agents.decode.decoder import FastDecoder  # noqa: E402
-from agents.decode.sampling import gumbel32, shortlist_sample, unpack_bitmask  # noqa: E402
+from agents.decode.sampling import (  # noqa: E402
+    BLOCK_ROWS,
+    gumbel32,
+    shortlist_sample,
+    top_k,
+    unpack_bitmask,
+)
 from agents.hf_backend import HFBackend  # noqa: E402
 from agents.model_loading import LoadedModel  # noqa: E402
 from agents.random_models import byte_tokenizer, tiny_llama  # noqa: E402
@@ -284,12 +290,34 @@ def test_triton_attention_equals_sdpa(group: int, d: int, splits: int) -> None:
 # -- sampling -------------------------------------------------------------------
 
 
-def test_shortlist_sample_depends_only_on_row() -> None:
+@pytest.mark.parametrize("vocab", [49152, 50021])  # whole blocks, and a padded last block
+def test_top_k_equals_torch_topk(vocab: int) -> None:
+    g = torch.Generator().manual_seed(vocab)
+    logits = torch.randn(6, vocab, generator=g)
+    logits[1, 1000:] = float(
+        "-inf"
+    )  # a grammar-masked row: few finite tokens, many blocks all -inf
+    logits[2, ::7] += 6.0  # the top tokens spread over many blocks
+    vals, ids = top_k(logits, 64)
+    want_vals, want_ids = logits.topk(64, dim=-1)
+    assert torch.equal(vals, want_vals)
+    finite = want_vals.isfinite()
+    assert torch.equal(ids[finite], want_ids[finite])  # float32 noise: no ties among finite values
+    # bf16 has ties: the values still match, the ids are distinct and hold those values
+    half = (logits * 3).bfloat16()
+    vals, ids = top_k(half, 64)
+    assert torch.equal(vals, half.topk(64, dim=-1).values)
+    assert torch.equal(half.gather(1, ids), vals)
+    assert all(len(set(r)) == 64 for r in ids.tolist())
+
+
+@pytest.mark.parametrize("rows,vocab", [(6, 300), (BLOCK_ROWS, 49152)])  # one topk; blocks
+def test_shortlist_sample_depends_only_on_row(rows: int, vocab: int) -> None:
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(6, 300, generator=g) * 3
-    seeds = torch.arange(6) * 7919
+    logits = torch.randn(rows, vocab, generator=g) * 3
+    seeds = torch.arange(rows) * 7919
     batch = shortlist_sample(logits, seeds, 4, temperature=0.8, top_p=0.9)
-    for b in range(6):
+    for b in range(0, rows, max(1, rows // 12)):
         alone = shortlist_sample(logits[b : b + 1], seeds[b : b + 1], 4, temperature=0.8, top_p=0.9)
         assert int(alone) == int(batch[b])
     step_tensor = shortlist_sample(logits, seeds, torch.tensor(4), temperature=0.8, top_p=0.9)
