@@ -392,8 +392,10 @@ class MemoryStream:
 
     def reflection_stats(self, agent_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """For each agent, since its last reflection: (how many memories it made,
-        stored or queued; their summed importance). Queued memories are not rated
-        yet, so an importance trigger sees them one tick later."""
+        stored or queued; their summed importance). Only what it lived counts
+        (actions and observations): its own insights are no new experience.
+        Queued memories are not rated yet, so an importance trigger sees them
+        one tick later."""
         counts = np.zeros(len(agent_ids), dtype=np.int64)  # (A,)
         sums = np.zeros(len(agent_ids), dtype=np.float64)  # (A,)
         known = [(i, self._row[a]) for i, a in enumerate(agent_ids) if a in self._row]
@@ -401,11 +403,14 @@ class MemoryStream:
             idx, rows = (np.array(x, dtype=np.int64) for x in zip(*known, strict=True))
             since = np.array([self.last_reflection(agent_ids[i]) for i in idx])[:, None]  # (K, 1)
             fresh = self._valid[rows] & (self._made[rows] > since)  # (K, C)
+            fresh &= self._kind[rows] != _KIND_CODE["reflection"]
             counts[idx] = fresh.sum(axis=1)
             sums[idx] = np.where(fresh, self._imp[rows], 0.0).sum(axis=1)
         for i, a in enumerate(agent_ids):
             counts[i] += sum(
-                1 for t, _, _ in self._pending.get(a, ()) if t > self.last_reflection(a)
+                1
+                for t, _, kind in self._pending.get(a, ())
+                if t > self.last_reflection(a) and kind != "reflection"
             )
         return counts, sums
 

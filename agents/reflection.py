@@ -54,6 +54,19 @@ class Reflection:
     prompt: tuple[Message, ...] = ()  # what the model was shown
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReflectionBatch:
+    """The reflection requests of the agents due after `tick`, made before they
+    are generated: a caller can send them in a batch of its own (the tick
+    engine sends them with the next tick's actions) and hand the answers to
+    Reflector.absorb."""
+
+    people: tuple[Person, ...]
+    requests: tuple[Request, ...]
+    tick: int  # the tick reflected on: memories up to it; the agents are marked reflected at it
+    made_at: int  # the tick whose batch generates them: their insights are its memories
+
+
 def is_periodic_tick(tick: int, every_n: int) -> bool:
     """Ticks every_n-1, 2*every_n-1, ...: after every full every_n ticks of experience."""
     return every_n > 0 and (tick + 1) % every_n == 0
@@ -170,13 +183,13 @@ class Reflector:
             due &= importance >= self.threshold
         return [p for p, d in zip(people, due.tolist(), strict=True) if d]
 
-    def reflect(self, people: Sequence[Person], tick: int) -> list[Reflection]:
-        """One generate for everyone in `people`; stores the insights as reflection
-        memories (queued: the caller's end_tick stores them) and marks each agent
-        reflected. Returns the reflections in `people` order."""
-        if not people:
-            return []
-        requests = [
+    def prepare(
+        self, people: Sequence[Person], tick: int, made_at: int | None = None
+    ) -> ReflectionBatch:
+        """The requests of everyone in `people` reflecting on their memories up
+        to `tick` (those stored or queued now), to be generated in tick
+        `made_at`'s batch (default: `tick`)."""
+        requests = tuple(
             Request(
                 prompt=reflection_prompt(p, self.memory.recent(p.id, self.recent_memories), tick),
                 traits=p.traits,
@@ -186,18 +199,25 @@ class Reflector:
                 grammar=GRAMMAR,
             )
             for p in people
-        ]
-        gens = self.backend.generate(requests)
-        if len(gens) != len(requests):
+        )
+        made = tick if made_at is None else made_at
+        return ReflectionBatch(people=tuple(people), requests=requests, tick=tick, made_at=made)
+
+    def absorb(self, batch: ReflectionBatch, gens: Sequence[Generation]) -> list[Reflection]:
+        """The answers to `batch`: stores the insights as reflection memories of
+        tick `made_at` (queued: the caller's end_tick stores them) and marks
+        each agent reflected at `tick`. Returns the reflections in `people`
+        order."""
+        if len(gens) != len(batch.requests):
             raise RuntimeError(
-                f"backend returned {len(gens)} generations for {len(requests)} reflections"
+                f"backend returned {len(gens)} generations for {len(batch.requests)} reflections"
             )
         out = []
-        for p, gen, req in zip(people, gens, requests, strict=True):
+        for p, gen, req in zip(batch.people, gens, batch.requests, strict=True):
             insights, plan, ok = parse_reflection(gen.text)
             for insight in insights:
-                self.memory.add(p.id, tick, insight, "reflection")
-            self.memory.mark_reflected(p.id, tick)
+                self.memory.add(p.id, batch.made_at, insight, "reflection")
+            self.memory.mark_reflected(p.id, batch.tick)
             out.append(
                 Reflection(
                     agent_id=p.id,
@@ -211,6 +231,16 @@ class Reflector:
         failed = sum(not r.parse_ok for r in out)
         if failed:
             log.debug(
-                "tick %d: %d of %d reflections had no INSIGHT/PLAN line", tick, failed, len(out)
+                "tick %d: %d of %d reflections had no INSIGHT/PLAN line",
+                batch.tick,
+                failed,
+                len(out),
             )
         return out
+
+    def reflect(self, people: Sequence[Person], tick: int) -> list[Reflection]:
+        """prepare, one generate for everyone in `people`, absorb."""
+        if not people:
+            return []
+        batch = self.prepare(people, tick)
+        return self.absorb(batch, self.backend.generate(list(batch.requests)))

@@ -90,6 +90,7 @@ def engine_settings(cfg: RunConfig) -> EngineSettings:
         max_group_size=cfg.world.max_group_size,
         tokens_by_kind={k: cfg.inference.tokens_for(k) for k in ("solo", "encounter")},
         record_prompts=cfg.storage.save_prompts,
+        reflect_with_actions=cfg.optimization.reflect_with_actions,
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from agents.actions import Action, clean_text, parse
 from agents.prompting import action_request
-from agents.reflection import Reflection, Reflector
+from agents.reflection import Reflection, ReflectionBatch, Reflector
 from agents.seeding import GENERATION, derive_seed
 from agents.typing import (
     Backend,
@@ -57,6 +57,10 @@ class EngineSettings:
     max_group_size: int
     tokens_by_kind: dict[str, int]  # max_new_tokens of a "solo" and an "encounter" turn
     record_prompts: bool = True  # storage.save_prompts: return each request's prompt rows
+    # optimization.reflect_with_actions: the reflections due after tick t-1 ride in
+    # tick t's action batch (one decode per tick) instead of a second decode after
+    # tick t's actions
+    reflect_with_actions: bool = True
 
 
 class Simulation:
@@ -91,29 +95,38 @@ class Simulation:
         memory_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        gens = self.backend.generate([t.request for t in turns]) if turns else []
+        riding = self._riding_reflections(tick)
+        reflect_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        requests = [t.request for t in turns] + list(riding.requests if riding else ())
+        gens = self.backend.generate(requests) if requests else []
         generate_s = time.perf_counter() - t0
-        if len(gens) != len(turns):
+        if len(gens) != len(requests):
             raise RuntimeError(
-                f"backend returned {len(gens)} generations for {len(turns)} requests"
+                f"backend returned {len(gens)} generations for {len(requests)} requests"
             )
 
         t0 = time.perf_counter()
         rows = [
             self._apply(turn, gen, tick, i)
-            for i, (turn, gen) in enumerate(zip(turns, gens, strict=True))
+            for i, (turn, gen) in enumerate(zip(turns, gens[: len(turns)], strict=True))
         ]
         memory_s += time.perf_counter() - t0
 
         # Reflect before end_tick, so that this tick's memories and the new
         # insights are embedded and rated together in one batch.
         t0 = time.perf_counter()
-        reflections = self._reflect(tick)
+        if riding is not None:
+            reflections = self.reflector.absorb(riding, gens[len(turns) :])  # type: ignore[union-attr]
+        else:
+            reflections = self._reflect(tick)
         rows = self._mark_reflected(rows, reflections, tick)
         for r in reflections:
             if r.plan:  # after the rows, which show the plan the agent reflected with
                 self.world.set_plan(r.agent_id, r.plan)
-        reflect_s = time.perf_counter() - t0
+        reflect_s += time.perf_counter() - t0
+        generate_calls = (1 if requests else 0) + (1 if reflections and riding is None else 0)
 
         t0 = time.perf_counter()
         self.memory.end_tick(tick)
@@ -129,7 +142,7 @@ class Simulation:
             reflect_s=reflect_s,
             memory_s=memory_s,
             tick_s=time.perf_counter() - start,
-            generate_calls=(1 if turns else 0) + (1 if reflections else 0),
+            generate_calls=generate_calls,
             prompts=self._prompt_rows(turns, reflections, tick) if cfg.record_prompts else [],
             memories=memories,
             positions=positions,
@@ -207,9 +220,22 @@ class Simulation:
             for m in self.memory.take_stored()  # type: ignore[attr-defined]
         ]
 
+    def _riding_reflections(self, tick: int) -> ReflectionBatch | None:
+        """With reflect_with_actions: the reflections due after tick-1, prepared
+        to go in this tick's action batch. They read the memories up to tick-1
+        (all stored by its end_tick), their insights are memories of this tick
+        (the one that generates them), and their plans reach the prompts from
+        tick+1 (this tick's actions are generated beside them). None when
+        reflections run after the actions."""
+        if self.reflector is None or not self.settings.reflect_with_actions:
+            return None
+        due = self.reflector.due(self.world.agents, tick - 1) if tick > 0 else []
+        return self.reflector.prepare(due, tick - 1, made_at=tick) if due else None
+
     def _reflect(self, tick: int) -> list[Reflection]:
-        """Everyone due reflects, in one batched call."""
-        if self.reflector is None:
+        """Without reflect_with_actions: everyone due after this tick's actions
+        reflects, in a second batched call that reads this tick's memories too."""
+        if self.reflector is None or self.settings.reflect_with_actions:
             return []
         return self.reflector.reflect(self.reflector.due(self.world.agents, tick), tick)
 

@@ -89,38 +89,53 @@ def make_sim(**overrides) -> tuple[Simulation, SpyBackend]:
     return sim, backend
 
 
-def test_reflection_on_configured_ticks_and_plan_in_next_prompts() -> None:
+@pytest.mark.parametrize("with_actions", [True, False])
+def test_reflection_on_configured_ticks_and_plan_in_next_prompts(with_actions: bool) -> None:
     sim, backend = make_sim(
-        optimization={"reflect_every_n_ticks": 4},
+        optimization={"reflect_every_n_ticks": 4, "reflect_with_actions": with_actions},
         inference={"max_new_tokens_by_action": {"reflection": 77}},
     )
     results = [sim.step() for _ in range(10)]
+    # due after ticks 3 and 7; riding in the next tick's batch, or a second batch of the same tick
+    first, second = (4, 8) if with_actions else (3, 7)
     reflect_ticks = [r.tick for r in results if any(row.action == "REFLECT" for row in r.rows)]
-    assert reflect_ticks == [3, 7]
-    assert backend.calls == 10 + 2  # one action batch per tick, one reflection batch per due tick
-    assert [r.generate_calls for r in results] == [1, 1, 1, 2, 1, 1, 1, 2, 1, 1]
+    assert reflect_ticks == [first, second]
+    second_decode = [int(not with_actions and r.tick in (3, 7)) for r in results]
+    assert [r.generate_calls for r in results] == [1 + x for x in second_decode]
+    assert backend.calls == 10 + sum(second_decode)
 
-    tick3 = results[3]
-    reflected = {row.agent_id for row in tick3.rows if row.action == "REFLECT"}
+    tick = results[first]
+    reflected = {row.agent_id for row in tick.rows if row.action == "REFLECT"}
     assert reflected  # lazily: everyone who has memories; here that is all who met anyone
-    assert all(row.reflected == (row.agent_id in reflected) for row in tick3.rows)
-    assert not any(row.reflected for r in results if r.tick not in (3, 7) for row in r.rows)
-    assert tick3.reflect_s > 0
+    assert all(row.reflected == (row.agent_id in reflected) for row in tick.rows)
+    assert not any(
+        row.reflected for r in results if r.tick not in (first, second) for row in r.rows
+    )
+    assert tick.reflect_s > 0
 
-    batch = backend.batches[4]  # the reflection batch of tick 3
-    assert all(req.kind == "reflection" and req.max_new_tokens == 77 for req in batch)
+    if with_actions:  # beside tick 4's actions, in its one batch
+        batch = [req for req in backend.batches[4] if req.kind == "reflection"]
+        assert batch and len(batch) < len(backend.batches[4])
+        assert all(req.kind != "reflection" for req in backend.batches[4][: -len(batch)])
+    else:  # the second batch of tick 3
+        batch = backend.batches[4]
+        assert all(req.kind == "reflection" for req in batch)
+    assert all(req.max_new_tokens == 77 for req in batch)
     agents = {a.name: a for a in sim.world.agents}
-    for req in batch:
+    for req in batch:  # both reflect on tick 3
         name = req.prompt[0].content.split(",", 1)[0].removeprefix("You are ")
         assert req.seed == derive_seed(sim.settings.seed, REFLECTION, 3, agents[name].index)
+        assert "Time step 3." in req.prompt[1].content
 
-    # The plan of tick 3 is in every action prompt of a reflected agent until tick 7.
+    # The plan is in every action prompt of a reflected agent from the next tick
+    # until the next reflection's plan takes over.
     plans = {}
-    for row in (r for r in tick3.rows if r.action == "REFLECT"):
+    for row in (r for r in tick.rows if r.action == "REFLECT"):
         plans[row.agent_name] = row.content.split(" | ")[0].removeprefix("PLAN ")
         assert plans[row.agent_name]
-    later = [req for b in backend.batches[5:9] for req in b]  # ticks 4, 5, 6, 7 (actions)
-    assert later and not any(req.kind == "reflection" for req in later)
+    later = [  # the actions of ticks first+1 .. second
+        req for b in backend.batches[5:9] for req in b if req.kind != "reflection"
+    ]
     for req in later:
         name = req.prompt[0].content.split(",", 1)[0].removeprefix("You are ")
         if name in plans:
@@ -130,19 +145,48 @@ def test_reflection_on_configured_ticks_and_plan_in_next_prompts() -> None:
     assert any(req.prompt[0].content.split(",", 1)[0][8:] in plans for req in later)
 
 
-def test_insights_become_memories() -> None:
-    sim, _ = make_sim(optimization={"reflect_every_n_ticks": 2})
-    for _ in range(2):
+@pytest.mark.parametrize("with_actions", [True, False])
+def test_insights_become_memories(with_actions: bool) -> None:
+    sim, _ = make_sim(
+        optimization={"reflect_every_n_ticks": 2, "reflect_with_actions": with_actions}
+    )
+    for _ in range(3 if with_actions else 2):  # due after tick 1: rides in tick 2
         sim.step()
     ids = [a.id for a in sim.world.agents if a.plan]
     assert ids
     recent = sim.memory.recent(ids[0], 20)
     assert any("I feel" in m for m in recent)  # the mock's INSIGHT lines
-    assert sim.memory.last_reflection(ids[0]) == 1
+    assert sim.memory.last_reflection(ids[0]) == 1  # a reflection on tick 1 either way
+
+
+def test_reflections_riding_with_actions_read_the_previous_tick() -> None:
+    sim, backend = make_sim(optimization={"reflect_every_n_ticks": 1})
+    people = sim.world.agents
+    sim.step()  # tick 0: nobody is due before it
+    assert [req.kind for req in backend.batches[0]].count("reflection") == 0
+    before = {p.id: list(sim.memory.recent(p.id, 12)) for p in people}
+    result = sim.step()  # tick 1: the reflections on tick 0 ride along
+    riding = [req for req in backend.batches[1] if req.kind == "reflection"]
+    reflected = [row.agent_id for row in result.rows if row.action == "REFLECT"]
+    assert riding and len(riding) == len(reflected)
+    for req, agent_id in zip(riding, reflected, strict=True):
+        shown = req.prompt[1].content
+        assert all(f"- {m}" in shown for m in before[agent_id])  # tick 0's memories, no later
+        assert sim.memory.last_reflection(agent_id) == 0
+    # Their insights are memories of tick 1, whose batch made them, but no new
+    # experience: they make nobody due again; tick 1's own memories do.
+    insights = [m for m in result.memories if m.kind == "reflection"]
+    assert insights and all(m.tick == 1 for m in insights)
+    lived = {m.agent_id for m in result.memories if m.kind != "reflection"}
+    lived |= {row.agent_id for row in result.rows if row.action != "REFLECT"}  # refreshed ones too
+    counts, _ = sim.memory.reflection_stats([p.id for p in people])
+    assert {p.id for p, n in zip(people, counts.tolist(), strict=True) if n > 0} == lived
 
 
 def test_lazy_agents_without_new_memories_do_not_reflect() -> None:
-    sim, backend = make_sim(optimization={"reflect_every_n_ticks": 1})
+    sim, backend = make_sim(
+        optimization={"reflect_every_n_ticks": 1, "reflect_with_actions": False}
+    )
     reflector: Reflector = sim.reflector
     people = sim.world.agents
     assert reflector.due(people, 0) == []  # nobody has memories yet
@@ -153,9 +197,11 @@ def test_lazy_agents_without_new_memories_do_not_reflect() -> None:
     assert [p.id for p in reflector.due(people, 1)] == [people[0].id]
 
 
-def test_importance_threshold_trigger() -> None:
+@pytest.mark.parametrize("with_actions", [True, False])
+def test_importance_threshold_trigger(with_actions: bool) -> None:
     sim, _ = make_sim(
-        optimization={"reflect_every_n_ticks": 0}, memory={"reflection_threshold": 15.0}
+        optimization={"reflect_every_n_ticks": 0, "reflect_with_actions": with_actions},
+        memory={"reflection_threshold": 15.0},
     )
     assert sim.reflector is not None
     ids = [a.id for a in sim.world.agents]
