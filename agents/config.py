@@ -103,9 +103,10 @@ class SteeringConfig(Section):
 
 class OptimizationConfig(Section):
     reflect_every_n_ticks: int = Field(default=5, ge=0)  # 0 = never
-    # the reflections due after tick t-1 ride in tick t's action batch: one decode a
-    # tick; false = a second decode after tick t's actions (it also reads their memories)
-    reflect_with_actions: bool = True
+    # true: the reflections due after tick t-1 ride in tick t's action batch (one decode
+    # a tick); false: a second decode after tick t's actions, reading their memories too.
+    # false is the default: on the 8B shape it measured faster (docs/memory-and-reflection.md)
+    reflect_with_actions: bool = False
     use_quantization: bool = False  # 4-bit NF4 through bitsandbytes, CUDA only
     max_gpu_memory_gb: GiB | None = None
     max_cpu_memory_gb: GiB | None = None

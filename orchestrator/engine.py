@@ -60,7 +60,7 @@ class EngineSettings:
     # optimization.reflect_with_actions: the reflections due after tick t-1 ride in
     # tick t's action batch (one decode per tick) instead of a second decode after
     # tick t's actions
-    reflect_with_actions: bool = True
+    reflect_with_actions: bool = False
 
 
 class Simulation:

@@ -160,7 +160,7 @@ def test_insights_become_memories(with_actions: bool) -> None:
 
 
 def test_reflections_riding_with_actions_read_the_previous_tick() -> None:
-    sim, backend = make_sim(optimization={"reflect_every_n_ticks": 1})
+    sim, backend = make_sim(optimization={"reflect_every_n_ticks": 1, "reflect_with_actions": True})
     people = sim.world.agents
     sim.step()  # tick 0: nobody is due before it
     assert [req.kind for req in backend.batches[0]].count("reflection") == 0

@@ -21,7 +21,7 @@ TICKS = 40
 BASE = ["--mock-model", "--set", f"ticks={TICKS}", "--set", "population.agents=60"]
 
 
-def _start(run_id: str, root: Path) -> subprocess.Popen:
+def _start(run_id: str, root: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -29,6 +29,7 @@ def _start(run_id: str, root: Path) -> subprocess.Popen:
             "orchestrator.cli",
             str(CONFIGS / "run.fast.yaml"),
             *BASE,
+            *extra,
             "--run-id",
             run_id,
             "--set",
@@ -55,15 +56,27 @@ def _wait_for_tick(proc: subprocess.Popen, run_dir: Path, tick: int, timeout: fl
         time.sleep(0.005)
 
 
-@pytest.mark.parametrize("kill_after", [random.Random(7).randint(1, TICKS - 10), 0])
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kill_after):
+RIDING = ("--set", "optimization.reflect_with_actions=true")
+
+
+@pytest.mark.parametrize(
+    ("kill_after", "extra"),
+    [(random.Random(7).randint(1, TICKS - 10), ()), (0, ()), (TICKS // 2, RIDING)],
+)
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kill_after, extra):
     root = tmp_path / "st"
     ref = cli(
-        str(CONFIGS / "run.fast.yaml"), *BASE, "--run-id", "ref", "--set", f"storage.root={root}"
+        str(CONFIGS / "run.fast.yaml"),
+        *BASE,
+        *extra,
+        "--run-id",
+        "ref",
+        "--set",
+        f"storage.root={root}",
     )
     assert ref.returncode == 0, ref.stderr
 
-    proc = _start("crash", root)
+    proc = _start("crash", root, extra)
     run_dir = root / "dumps" / "crash"
     if kill_after:
         _wait_for_tick(proc, run_dir, kill_after)
