@@ -117,8 +117,8 @@ class Simulation:
         # Reflect before end_tick, so that this tick's memories and the new
         # insights are embedded and rated together in one batch.
         t0 = time.perf_counter()
-        if riding is not None:
-            reflections = self.reflector.absorb(riding, gens[len(turns) :])  # type: ignore[union-attr]
+        if riding is not None and self.reflector is not None:
+            reflections = self.reflector.absorb(riding, gens[len(turns) :])
         else:
             reflections = self._reflect(tick)
         rows = self._mark_reflected(rows, reflections, tick)
