@@ -192,6 +192,9 @@ def rank_main(case: dict[str, Any], out_path: str) -> None:
     load_s = time.perf_counter() - t0
     if env.rank != 0:
         serve(local, channel, mode=case["mode"])
+        decode = _last_decode(local)
+        if decode:  # this rank's own phases of the last tick, beside rank 0's
+            Path(f"{out_path}.rank{env.rank}").write_text(json.dumps(decode), encoding="utf-8")
         local.close()
         channel.close()
         return
@@ -232,13 +235,23 @@ def rank_main(case: dict[str, Any], out_path: str) -> None:
     }
     if case.get("profile") and cuda:
         result["kernels"] = _kernel_profile(backend.generate, reqs)
-    last = getattr(getattr(local, "fast", None), "last", None)  # rank 0's latest fast decode
-    if last is not None and last.steps > 1:
-        result["prefill_s"] = round(last.prefill_s, 3)
-        result["decode_ms_per_step"] = round(1000 * last.decode_s / (last.steps - 1), 2)
-        result["captures_s"] = round(sum(s for _, s in local.fast.captures), 2)
+    result.update(_last_decode(local))
     Path(out_path).write_text(json.dumps(result), encoding="utf-8")
     backend.close()
+
+
+def _last_decode(local: Any) -> dict[str, Any]:
+    """The phases of this rank's latest fast decode (prompts and prefill until
+    the first token, then ms per step), or {} on the reference loop."""
+    fast = getattr(local, "fast", None)
+    last = getattr(fast, "last", None)
+    if last is None or last.steps <= 1:
+        return {}
+    return {
+        "prefill_s": round(last.prefill_s, 3),
+        "decode_ms_per_step": round(1000 * last.decode_s / (last.steps - 1), 2),
+        "captures_s": round(sum(s for _, s in fast.captures), 2),
+    }
 
 
 def bench_distributed(
@@ -296,7 +309,13 @@ def bench_distributed(
                 code = launch(world, rank_main, (case, str(out)))
                 wall = round(time.perf_counter() - t0, 1)
                 if code == 0 and out.exists():
-                    rows.append({**row, **json.loads(out.read_text()), "wall_s": wall})
+                    result = json.loads(out.read_text())
+                    others = [Path(f"{out}.rank{r}") for r in range(1, world)]
+                    if any(p.exists() for p in others):  # every rank's own phases, rank 0 first
+                        result["rank_decode"] = [
+                            {k: result.get(k) for k in ("prefill_s", "decode_ms_per_step")}
+                        ] + [json.loads(p.read_text()) if p.exists() else None for p in others]
+                    rows.append({**row, **result, "wall_s": wall})
                 else:
                     rows.append({**row, "world_size": world, "error": f"exit code {code}"})
                 log.info("%s", rows[-1])
