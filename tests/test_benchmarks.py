@@ -106,3 +106,23 @@ def test_bad_options_are_one_line_and_exit_2(app, args, expected: str, capsys) -
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and expected in err and len(err.splitlines()) == 1
+
+
+def test_each_rank_reports_its_own_decode_phases() -> None:
+    """The distributed benchmark's per-rank phases: from a rank's latest fast
+    decode, nothing on the reference loop (no `fast`) or a one-step decode."""
+    from types import SimpleNamespace
+
+    from orchestrator.benchmarks.distributed import _last_decode
+
+    last = SimpleNamespace(steps=5, prefill_s=0.1234, decode_s=0.04)
+    fast = SimpleNamespace(last=last, captures=[(32, 0.25), (64, 0.5)])
+    assert _last_decode(SimpleNamespace(fast=fast)) == {
+        "prefill_s": 0.123,
+        "decode_ms_per_step": 10.0,
+        "captures_s": 0.75,
+    }
+    assert _last_decode(SimpleNamespace(fast=None)) == {}
+    assert _last_decode(SimpleNamespace()) == {}
+    one_step = SimpleNamespace(last=SimpleNamespace(steps=1, prefill_s=0.1, decode_s=0.0))
+    assert _last_decode(SimpleNamespace(fast=one_step)) == {}
