@@ -407,10 +407,9 @@ class MemoryStream:
             counts[idx] = fresh.sum(axis=1)
             sums[idx] = np.where(fresh, self._imp[rows], 0.0).sum(axis=1)
         for i, a in enumerate(agent_ids):
+            since = self.last_reflection(a)
             counts[i] += sum(
-                1
-                for t, _, kind in self._pending.get(a, ())
-                if t > self.last_reflection(a) and kind != "reflection"
+                1 for t, _, kind in self._pending.get(a, ()) if t > since and kind != "reflection"
             )
         return counts, sums
 

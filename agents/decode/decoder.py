@@ -174,17 +174,12 @@ class FastDecoder:
         self.last: DecodeOutput | None = None  # the latest batch's record, for the benchmark
         self._graph_pool = torch.cuda.graph_pool_handle() if self.graphs else None
         # the grammar masks' uploads, beside the forward (_masked_loop); one for the decoder's life
-        self._copy_stream = (
-            torch.cuda.Stream(device=self.shape.device)
-            if self.shape.device.type == "cuda"
-            else None
-        )
+        self._copy_stream: torch.cuda.Stream | None = None
+        self._sms = 1
         if self.shape.device.type == "cuda":
             torch.backends.cuda.enable_cudnn_sdp(False)  # see fast_decoder_for
-            props = torch.cuda.get_device_properties(self.shape.device)
-            self._sms = props.multi_processor_count
-        else:
-            self._sms = 1
+            self._sms = torch.cuda.get_device_properties(self.shape.device).multi_processor_count
+            self._copy_stream = torch.cuda.Stream(device=self.shape.device)
 
     def release(self) -> None:
         """Drop the pool, the buckets and their graphs (memory goes with them)."""
