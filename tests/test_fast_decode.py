@@ -404,6 +404,42 @@ def test_mask_logits_kernel_equals_unpacking(dtype: torch.dtype, vocab: int) -> 
     assert torch.equal(logits, expected)
 
 
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("vocab", [128 * 40, 128 * 40 + 77])  # whole blocks; a padded last one
+def test_block_max_kernel_equals_amax(dtype: torch.dtype, vocab: int) -> None:
+    from agents.decode.kernels import block_max
+
+    g = torch.Generator().manual_seed(vocab)
+    logits = torch.randn(5, vocab, generator=g).to(DEVICE, dtype)
+    logits[1, 300:] = float("-inf")  # a grammar-masked row: whole blocks of -inf
+    logits[2, -1] = 50.0  # the maximum in the last (maybe partial) block
+    padded = torch.nn.functional.pad(logits, (0, -vocab % 128), value=float("-inf"))
+    want = padded.view(5, -1, 128).amax(-1)
+    got = block_max(logits, 128)
+    assert got.shape == want.shape and torch.equal(got, want)
+    assert torch.equal(top_k(logits, 8, fused=True)[0], logits.topk(8, dim=-1).values)
+
+
+@needs_triton
+@pytest.mark.parametrize("rows,top_p", [(7, 0.9), (BLOCK_ROWS, 0.9), (7, 1.0)])
+def test_fused_sampler_matches_the_torch_tail(rows: int, top_p: float) -> None:
+    """The kernel's tail (same hash, same top-p rule) draws what the PyTorch tail
+    draws, row by row, and a row's draw depends only on its own seed and step."""
+    g = torch.Generator().manual_seed(rows)
+    logits = (torch.randn(rows, 16384, generator=g) * 3).to(DEVICE)
+    logits[0, 100:] = float("-inf")  # a masked row with few finite tokens
+    seeds = (torch.arange(rows) * 7919 + 2**40).to(DEVICE)
+    for step in (0, 5):
+        kw = dict(temperature=0.8, top_p=top_p)
+        fused = shortlist_sample(logits, seeds, torch.tensor(step, device=DEVICE), fused=True, **kw)
+        plain = shortlist_sample(logits, seeds, step, **kw)
+        assert fused.dtype == torch.int64 and torch.equal(fused.cpu(), plain.cpu()), step
+        alone = shortlist_sample(logits[3:4], seeds[3:4], step, fused=True, **kw)
+        assert int(alone) == int(fused[3])
+    assert int(fused[0]) < 100
+
+
 def test_gumbel32_is_a_pure_function() -> None:
     seeds = torch.tensor([3, 2**40 + 5])
     toks = torch.arange(50).expand(2, 50)

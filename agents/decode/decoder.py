@@ -304,6 +304,7 @@ class FastDecoder:
             temperature=self.temperature,
             top_p=self.top_p,
             allowed=allowed,
+            fused=self.step.fused,
         )
         was_done = b.done.clone()
         nxt = torch.where(was_done, self.pad_id, nxt)  # (B,)

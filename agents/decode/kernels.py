@@ -9,7 +9,13 @@ PyTorch kernels (the step is a few hundred launches long, so launches count):
   its own first valid slot to the current one (both read on the device, so a
   captured graph serves every step), then a combine of the splits;
 - `silu_mul`: the gated MLP's silu(gate) * up;
-- `mask_logits_`: a grammar bitmask applied to the logits in place.
+- `mask_logits_`: a grammar bitmask applied to the logits in place;
+- `block_max`: the maximum of every vocabulary block of each row (the first
+  stage of the sampler's top-k), at the copy rate where a PyTorch amax over
+  a (B, V/128, 128) view reads at a fifth of it;
+- `pick_from_shortlist`: the sampler's tail (temperature, top-p within the
+  shortlist, the hashed Gumbel noise, the argmax) as one program per row
+  instead of about forty small kernels.
 
 Rounding follows the PyTorch modules where it is cheap to (the residual adds
 and the norm's weight product round to the model dtype as PyTorch does).
@@ -304,10 +310,20 @@ def decode_attention(
     scale: float,
     out: torch.Tensor,
     work: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    *,
+    block_n: int | None = None,
+    num_warps: int = 2,
+    num_stages: int = 2,
 ) -> None:
     """q (B, HQ*D) (one token per row) attends to cache slots start[b]..slot of
     k_cache/v_cache (B, HKV, L, D) -> out (B, HQ*D). `work` holds the split
-    partials: o (B*HKV*S*G*D,), m and l (B*HKV*S*G,) float32, S = splits."""
+    partials: o (B*HKV*S*G*D,), m and l (B*HKV*S*G,) float32, S = splits.
+
+    The launch settings (tile of `block_n` cache slots, warps, pipeline
+    stages) are the best of a sweep on the H200 over the 1B shape at B=256 and
+    512 and the 8B shape at B=32 and 128 (benchmarks/results/
+    attn_sampler_sweep_h200.json): 3.2 -> 3.4 TB/s at 1B B=256, 2.9 -> 3.2 at
+    8B B=128, against 4 warps and the default stages."""
     batch, hkv, _, d = k_cache.shape
     hq = q.shape[1] // d
     group = hq // hkv
@@ -331,11 +347,12 @@ def decode_attention(
         G=group,
         BLOCK_G=max(16, triton.next_power_of_2(group)),
         D=d,
-        BLOCK_N=64 if d <= 64 else 32,
+        BLOCK_N=block_n or (64 if d <= 64 or direct else 32),
         SPLITS=splits,
         IEEE=q.dtype == torch.float32,
         DIRECT=direct,
-        num_warps=4,
+        num_warps=num_warps,
+        num_stages=num_stages,
     )
     if direct:
         return
@@ -397,3 +414,108 @@ def mask_logits_(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
     _mask_logits_kernel[(batch, triton.cdiv(vocab, block))](
         logits, bitmask, vocab, bitmask.shape[1], BLOCK=block, num_warps=8
     )
+
+
+@triton.jit
+def _block_max_kernel(x_ptr, out_ptr, V, NB, s_row, BLOCK: tl.constexpr, PER: tl.constexpr):
+    row = tl.program_id(0)
+    blk = tl.program_id(1) * PER + tl.arange(0, PER)  # (PER,) block numbers
+    tok = blk[:, None] * BLOCK + tl.arange(0, BLOCK)[None, :]  # (PER, BLOCK)
+    x = tl.load(x_ptr + row.to(tl.int64) * s_row + tok, mask=tok < V, other=float("-inf"))
+    tl.store(out_ptr + row * NB + blk, tl.max(x, 1), mask=blk < NB)
+
+
+def block_max(logits: torch.Tensor, block: int) -> torch.Tensor:
+    """(B, V) logits (unit column stride) -> (B, ceil(V / block)) maxima of each
+    block of `block` tokens, the last block padded with -inf (as
+    torch.nn.functional.pad + amax). `block` is a power of two."""
+    batch, vocab = logits.shape
+    assert logits.stride(1) == 1 and block & (block - 1) == 0
+    blocks = triton.cdiv(vocab, block)
+    out = torch.empty((batch, blocks), dtype=logits.dtype, device=logits.device)
+    per = max(1, 4096 // block)  # 4,096 tokens per program
+    _block_max_kernel[(batch, triton.cdiv(blocks, per))](
+        logits, out, vocab, blocks, logits.stride(0), BLOCK=block, PER=per, num_warps=4
+    )
+    return out
+
+
+@triton.jit
+def _pcg32(x):
+    """The PCG hash of agents.decode.sampling._pcg on uint32 (wrapping products)."""
+    state = x * 747796405 + 2891336453
+    word = ((state >> ((state >> 28) + 4)) ^ state) * 277803737
+    return (word >> 22) ^ word
+
+
+@triton.jit
+def _pick_kernel(
+    vals_ptr,
+    ids_ptr,
+    seeds_ptr,
+    step_ptr,
+    out_ptr,
+    K,
+    s_vals,
+    s_ids,
+    inv_temperature,
+    top_p,
+    USE_TOP_P: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    row = tl.program_id(0)
+    k = tl.arange(0, BLOCK_K)
+    inside = k < K
+    v = tl.load(vals_ptr + row * s_vals + k, mask=inside, other=float("-inf"))
+    ids = tl.load(ids_ptr + row * s_ids + k, mask=inside, other=0)
+    scores = v.to(tl.float32) * inv_temperature
+    if USE_TOP_P:  # the mass before a token is still short of top_p: it stays
+        p = tl.exp(scores - tl.max(scores, 0))
+        p = p / tl.sum(p, 0)
+        keep = (tl.cumsum(p, 0) - p) < top_p
+        scores = tl.where(keep & inside, scores, float("-inf"))
+    seed = tl.load(seeds_ptr + row)
+    lo = (seed & 0xFFFFFFFF).to(tl.uint32)
+    hi = ((seed >> 32) & 0xFFFFFFFF).to(tl.uint32)
+    step = tl.load(step_ptr).to(tl.uint32)
+    key = _pcg32(_pcg32(_pcg32(lo) ^ hi) ^ step)
+    bits = _pcg32(key ^ ids.to(tl.uint32))  # (BLOCK_K,)
+    u = ((bits >> 8).to(tl.float32) + 0.5) * (1.0 / 16777216.0)
+    noisy = scores - tl.log(-tl.log(u))
+    choice = tl.argmax(noisy, 0)
+    picked = tl.sum(tl.where(k == choice, ids, 0), 0)
+    tl.store(out_ptr + row, picked)
+
+
+def pick_from_shortlist(
+    vals: torch.Tensor,
+    ids: torch.Tensor,
+    seeds: torch.Tensor,
+    step: torch.Tensor,
+    temperature: float,
+    top_p: float,
+) -> torch.Tensor:
+    """(B, K) shortlist values (descending) and token ids, (B,) int64 seeds, a
+    device step counter -> (B,) int64 tokens: agents.decode.sampling's tail
+    (scores / temperature, top-p within the K, Gumbel noise hashed from
+    (seed, step, token id), argmax) in one kernel. Same hash and rule; the
+    float32 log and the summation order of the top-p mass are the kernel's."""
+    batch, k = vals.shape
+    assert vals.stride(1) == 1 and ids.stride(1) == 1 and temperature > 0
+    out = torch.empty(batch, dtype=torch.int64, device=vals.device)
+    _pick_kernel[(batch,)](
+        vals,
+        ids,
+        seeds,
+        step,
+        out,
+        k,
+        vals.stride(0),
+        ids.stride(0),
+        1.0 / temperature,
+        top_p,
+        USE_TOP_P=top_p < 1.0,
+        BLOCK_K=triton.next_power_of_2(k),
+        num_warps=1,
+    )
+    return out
