@@ -130,6 +130,20 @@ def test_fast_equals_reference_greedy(steering: bool, fused: bool, graphs: bool)
     assert [g.steer for g in fast] == [g.steer for g in reference]
 
 
+@needs_triton
+def test_fused_prefill_in_chunks_equals_reference(monkeypatch) -> None:
+    """The step's own prefill, split into chunks of whole prompts (here one row
+    each), fills the cache rows and logits of every chunk as one pass would."""
+    from agents.decode import llama_step
+
+    monkeypatch.setattr(llama_step, "_PREFILL_TOKENS", 1)
+    backend = make_backend(steering=True)
+    reqs = requests(range(5))
+    reference = backend.generate(reqs)
+    attach_fast(backend, fused=True, graphs=CUDA)
+    assert texts(generate_fast(backend, reqs)) == texts(reference)
+
+
 def test_steering_changes_the_fast_path() -> None:
     """The deltas really enter the fast step (not only the prefill)."""
     reqs = requests(range(5))

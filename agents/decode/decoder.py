@@ -1,6 +1,7 @@
-"""The fast decode loop: prefill a batch through the model as the reference
-loop does (transformers, left padding, steering hooks masking the padding),
-move its K/V into the static pool, then run the one-token step (model,
+"""The fast decode loop: prefill a batch (with the Triton kernels, by the
+step's own prefill straight into the static pool; else through transformers
+as the reference loop does, left padding, steering hooks masking the padding,
+its K/V then moved into the pool), then run the one-token step (model,
 steering, sampler) once per token, replaying a CUDA graph captured once per
 batch-size bucket. Finished rows are masked, not removed; the host reads a
 small status record once per step, pipelined one step behind the GPU (with
@@ -355,7 +356,7 @@ class FastDecoder:
         n, width = ids.shape
         max_new = max(budgets)
         b = self._prepare(n, width, max_new, masks is not None)
-        self._prefill(b, ids, mask, pos, steer)
+        self._prefill(b, ids, mask, pos, lengths, steer)
         self._start(b, n, width, lengths, budgets, seeds)
         size = b.size
         cuda = self.shape.device.type == "cuda"
@@ -462,10 +463,27 @@ class FastDecoder:
             record(s + 1)
             s += 1
 
-    def _prefill(self, b, ids, mask, pos, steer) -> None:
-        """The prompt through transformers (sdpa, steering hooks), its K/V copied
-        into the pool's first rows and its last logits into the sampler's input."""
+    def _prefill(self, b, ids, mask, pos, lengths, steer) -> None:
+        """The prompts' K/V into the pool's first rows and their last logits into
+        the sampler's input: with the fused kernels, by the step's own prefill
+        (LlamaStep.prefill, the steering deltas added by the kernels); else
+        through transformers (sdpa, steering hooks), the K/V copied over."""
         n, width = ids.shape
+        if self.step.fused and self.tp is None:
+            assert self.pool is not None
+            with steer if steer is not None else contextlib.nullcontext():  # sets the deltas
+                self.step.prefill(
+                    ids,
+                    torch.tensor(lengths, device=ids.device),
+                    b.buf.keys,
+                    b.buf.values,
+                    self._deltas(),
+                    self.pool.cos,
+                    self.pool.sin,
+                    b.logits[:n],
+                )
+            b.logits[n:].zero_()
+            return
         with steer if steer is not None else contextlib.nullcontext():
             out = self.model(
                 input_ids=ids,

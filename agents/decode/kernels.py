@@ -41,28 +41,32 @@ def _add_rmsnorm_kernel(
     out_ptr,
     H,
     eps,
+    delta_per,
     HAS_RES: tl.constexpr,
     HAS_DELTA: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     row = tl.program_id(0)
+    at = row.to(tl.int64) * H  # a prefill's rows * H can pass 2**31
     cols = tl.arange(0, BLOCK)
     inside = cols < H
-    x = tl.load(x_ptr + row * H + cols, mask=inside, other=0.0)
+    x = tl.load(x_ptr + at + cols, mask=inside, other=0.0)
     dtype = x.dtype
     if HAS_RES:  # h = residual + x, rounded to the model dtype as a PyTorch add is
-        r = tl.load(res_ptr + row * H + cols, mask=inside, other=0.0)
+        r = tl.load(res_ptr + at + cols, mask=inside, other=0.0)
         x = (r.to(tl.float32) + x.to(tl.float32)).to(dtype)
     if HAS_DELTA:  # the steering hook's add, after the block's own
-        d = tl.load(delta_ptr + row * H + cols, mask=inside, other=0.0).to(dtype)
+        d = tl.load(
+            delta_ptr + (row // delta_per).to(tl.int64) * H + cols, mask=inside, other=0.0
+        ).to(dtype)
         x = (x.to(tl.float32) + d.to(tl.float32)).to(dtype)
     if HAS_RES or HAS_DELTA:
-        tl.store(res_ptr + row * H + cols, x, mask=inside)  # the residual stream, in place
+        tl.store(res_ptr + at + cols, x, mask=inside)  # the residual stream, in place
     xf = x.to(tl.float32)
     var = tl.sum(xf * xf, axis=0) / H
     y = (xf * tl.rsqrt(var + eps)).to(dtype)
     w = tl.load(w_ptr + cols, mask=inside, other=0.0)
-    tl.store(out_ptr + row * H + cols, (y.to(tl.float32) * w.to(tl.float32)).to(dtype), mask=inside)
+    tl.store(out_ptr + at + cols, (y.to(tl.float32) * w.to(tl.float32)).to(dtype), mask=inside)
 
 
 def add_rmsnorm(
@@ -72,9 +76,11 @@ def add_rmsnorm(
     eps: float,
     out: torch.Tensor,
     delta: torch.Tensor | None = None,
+    delta_per: int = 1,
 ) -> None:
     """residual <- residual + x (+ delta); out <- rmsnorm(residual) * weight.
-    Without a residual, out <- rmsnorm(x (+ delta)) (x is updated when delta is given)."""
+    Without a residual, out <- rmsnorm(x (+ delta)) (x is updated when delta is given).
+    Row r adds delta[r // delta_per] (a prefill: one delta per prompt of delta_per tokens)."""
     batch, hidden = x.shape
     res = residual if residual is not None else x
     _add_rmsnorm_kernel[(batch,)](
@@ -85,6 +91,7 @@ def add_rmsnorm(
         out,
         hidden,
         eps,
+        delta_per,
         HAS_RES=residual is not None,
         HAS_DELTA=delta is not None,
         BLOCK=triton.next_power_of_2(hidden),
@@ -113,6 +120,8 @@ def _rope_to_cache_kernel(
     q_out_ptr,
     kc_ptr,
     vc_ptr,
+    rows_ptr,
+    k_out_ptr,
     s_q,
     s_kv,
     s_cb,
@@ -123,26 +132,35 @@ def _rope_to_cache_kernel(
     BLOCK_HQ: tl.constexpr,
     BLOCK_HKV: tl.constexpr,
     D: tl.constexpr,
+    PREFILL: tl.constexpr,
 ):
-    b = tl.program_id(0)  # one row: all its heads at once
+    b = tl.program_id(0)  # one token: all its heads at once
     i = tl.arange(0, D)[None, :]  # (1, D)
     half: tl.constexpr = D // 2
     partner = tl.where(i < half, i + half, i - half)  # rotate_half's source index
     sign = tl.where(i < half, -1.0, 1.0)
     pos = tl.load(pos_ptr + b)
-    slot = tl.load(slot_ptr)
+    if PREFILL:  # this token's cache row and slot (slot -1: a padding token, not kept)
+        row = tl.load(rows_ptr + b)
+        slot = tl.load(slot_ptr + b)
+    else:  # a decode step: cache row b, the step's shared slot
+        row = b
+        slot = tl.load(slot_ptr)
     cos = tl.load(cos_ptr + pos * D + i).to(tl.float32)  # (1, D)
     sin = tl.load(sin_ptr + pos * D + i).to(tl.float32)
     hq = tl.arange(0, BLOCK_HQ)[:, None]  # (HQ, 1)
     q_base = q_ptr + b.to(tl.int64) * s_q + hq * D
     y, inside = _rotate(q_base, hq, HQ, i, partner, sign, cos, sin)
-    tl.store(q_out_ptr + (b * HQ + hq) * D + i, y, mask=inside)
+    tl.store(q_out_ptr + (b.to(tl.int64) * HQ + hq) * D + i, y, mask=inside)
     hk = tl.arange(0, BLOCK_HKV)[:, None]  # (HKV, 1)
-    cache = b.to(tl.int64) * s_cb + hk * s_ch + slot * s_cl + i
+    cache = row.to(tl.int64) * s_cb + hk * s_ch + slot * s_cl + i
     y, inside = _rotate(k_ptr + b.to(tl.int64) * s_kv + hk * D, hk, HKV, i, partner, sign, cos, sin)
-    tl.store(kc_ptr + cache, y, mask=inside)
+    kept = inside & ((hk * 0 + slot) >= 0)  # (HKV, 1)
+    tl.store(kc_ptr + cache, y, mask=kept)
     v = tl.load(v_ptr + b.to(tl.int64) * s_kv + hk * D + i, mask=inside, other=0.0)
-    tl.store(vc_ptr + cache, v, mask=inside)
+    tl.store(vc_ptr + cache, v, mask=kept)
+    if PREFILL:  # the rotated keys of every token, for the prompt's own attention
+        tl.store(k_out_ptr + (b.to(tl.int64) * HKV + hk) * D + i, y, mask=inside)
 
 
 def rope_to_cache(
@@ -156,12 +174,19 @@ def rope_to_cache(
     q_out: torch.Tensor,
     k_cache: torch.Tensor,
     v_cache: torch.Tensor,
+    rows: torch.Tensor | None = None,
+    k_out: torch.Tensor | None = None,
 ) -> None:
     """q (B, HQ*D), k and v (B, HKV*D) (rows may be strided, as column slices of
     one fused projection are; k and v alike), cos/sin (L, D) tables, pos (B,),
     slot () -> q_out (B, HQ*D) contiguous, rotated; k rotated and v written at
-    `slot` of the caches (B, HKV, L, D), which must share strides."""
-    batch, hkv, _, d = k_cache.shape
+    `slot` of the caches (R, HKV, L, D), which must share strides.
+
+    Prefill (`rows` given): the B inputs are tokens; token t goes to cache row
+    rows[t] at slot[t] (a (B,) tensor; -1 keeps it out of the cache), and its
+    rotated k also to k_out (B, HKV*D) contiguous."""
+    _, hkv, _, d = k_cache.shape
+    batch = q.shape[0]
     hq = q.shape[1] // d
     assert k_cache.stride() == v_cache.stride() and k_cache.stride(-1) == 1
     assert q.stride(1) == k.stride(1) == v.stride(1) == 1 and k.stride(0) == v.stride(0)
@@ -176,6 +201,8 @@ def rope_to_cache(
         q_out,
         k_cache,
         v_cache,
+        rows if rows is not None else pos,
+        k_out if k_out is not None else q_out,
         q.stride(0),
         k.stride(0),
         k_cache.stride(0),
@@ -186,6 +213,7 @@ def rope_to_cache(
         BLOCK_HQ=triton.next_power_of_2(hq),
         BLOCK_HKV=triton.next_power_of_2(hkv),
         D=d,
+        PREFILL=rows is not None,
         num_warps=4,
     )
 
@@ -372,7 +400,7 @@ def decode_attention(
 
 @triton.jit
 def _silu_mul_kernel(g_ptr, u_ptr, out_ptr, N, s_in, BLOCK: tl.constexpr):
-    row = tl.program_id(0)
+    row = tl.program_id(0).to(tl.int64)  # a prefill's rows * N can pass 2**31
     i = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     inside = i < N
     g = tl.load(g_ptr + row * s_in + i, mask=inside, other=0.0)

@@ -38,6 +38,9 @@ from agents.decode.tensor_parallel import LayerSlices, TensorParallel, slice_mod
 from agents.steering.hooks import decoder_layers
 
 SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
+# Tokens per prefill chunk (whole prompts): bounds the activations, e.g. the
+# 8B shape's gate/up output at 32k tokens is 1.9 GB in bf16
+_PREFILL_TOKENS = 32768
 
 
 def _text_config(model: nn.Module):
@@ -212,6 +215,91 @@ class LlamaStep:
         else:
             logits.copy_(self.lm_head(normed))
 
+    # -- the prompt ----------------------------------------------------------------
+
+    def prefill(
+        self,
+        ids: torch.Tensor,
+        lengths: torch.Tensor,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        deltas: dict[int, torch.Tensor],
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        logits: torch.Tensor,
+    ) -> None:
+        """The prompts through the model with this step's kernels (fused, whole
+        model only), instead of transformers' forward, whose float32 norms,
+        rotary and SiLU, K/V repeats for the padding mask and cache
+        concatenations were a third of an 8B prefill's GPU time.
+
+        ids (n, T) left-padded, lengths (n,) on the device -> every layer's K/V of
+        row b's tokens into keys/values[i][b, :, T - len_b : T], as the decode
+        step expects; logits (n, V) <- each row's next-token logits. Inside, the
+        prompts are right-aligned (left-aligned tokens, padding after them), so
+        causal attention alone is exact for every real token (a padding token
+        after them is never attended to) and runs as sdpa's flash kernel on the
+        grouped heads without a mask or a K/V copy. The steering delta of row b
+        is added at every one of its positions, which equals the hooks' (real
+        tokens only) on every token that counts."""
+        assert self.fused and self.tp is None
+        n, width = ids.shape
+        per = max(1, _PREFILL_TOKENS // width)  # rows per chunk: bounded activations
+        for lo in range(0, n, per):
+            hi = min(n, lo + per)
+            last = self._prefill_rows(
+                ids[lo:hi], lengths[lo:hi], lo, keys, values, deltas, cos, sin
+            )
+            if self.lm_head.bias is None:
+                torch.mm(last, self.lm_head.weight.t(), out=logits[lo:hi])
+            else:
+                logits[lo:hi].copy_(self.lm_head(last))
+
+    def _prefill_rows(self, ids, lengths, row0, keys, values, deltas, cos, sin) -> torch.Tensor:
+        """One chunk of whole prompts (rows row0.. of the cache); returns each
+        row's final-normed hidden state at its last token (n, H)."""
+        s, k = self.shape, self.kernels
+        n, width = ids.shape
+        dev = ids.device
+        t = torch.arange(width, device=dev)
+        shift = width - lengths  # (n,): padding before row b's first token
+        right = ids.gather(1, (t[None, :] + shift[:, None]).clamp(max=width - 1))  # (n, T)
+        real = t[None, :] < lengths[:, None]
+        slots = torch.where(real, t[None, :] + shift[:, None], -1).view(-1)  # cache slot or -1
+        rows = (torch.arange(n, device=dev) + row0).repeat_interleave(width)
+        pos = t.repeat(n)  # a right-aligned row's positions are 0, 1, ...
+        tokens = n * width
+        h = self._embed(right.view(-1))  # (nT, H): the residual stream
+        normed = torch.empty_like(h)
+        parts = self.parts
+        self._norm(h, None, parts[0].input_norm, normed, None)
+        hd, hq, hkv = s.head_dim, s.q_heads, s.kv_heads
+        for i, p in enumerate(parts):
+            q, kk, v = p.qkv(normed) if p.qkv else (p.q(normed), p.k(normed), p.v(normed))
+            q_rot = torch.empty((tokens, hq * hd), dtype=q.dtype, device=dev)
+            k_rot = torch.empty((tokens, hkv * hd), dtype=q.dtype, device=dev)
+            k.rope_to_cache(q, kk, v, cos, sin, pos, slots, q_rot, keys[i], values[i], rows, k_rot)
+            attn = F.scaled_dot_product_attention(
+                q_rot.view(n, width, hq, hd).transpose(1, 2),
+                k_rot.view(n, width, hkv, hd).transpose(1, 2),
+                v.view(n, width, hkv, hd).transpose(1, 2),
+                is_causal=True,
+                scale=self.scale,
+                enable_gqa=hq != hkv,
+            )  # (n, HQ, T, D)
+            o = attn.transpose(1, 2).reshape(tokens, hq * hd)
+            self._norm(p.o(o), h, p.post_norm, normed, None)
+            gate, up = p.gate_up(normed) if p.gate_up else (p.gate(normed), p.up(normed))
+            down = p.down(self._gated(gate, up))
+            after = parts[i + 1].input_norm if i + 1 < len(parts) else self.final_norm
+            delta = deltas.get(i)
+            if delta is None:
+                self._norm(down, h, after, normed, None)
+            else:
+                k.add_rmsnorm(down, h, after.weight, _eps(after), normed, delta[row0:], width)
+        last = torch.arange(n, device=dev) * width + lengths - 1  # each row's last real token
+        return normed.index_select(0, last)
+
     # -- tensor parallelism (identity without it) -----------------------------------
 
     def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -254,7 +342,7 @@ class LlamaStep:
     ) -> None:
         """residual += x (+ delta); out = norm(residual). Without a residual, x is
         the stream itself (the embedding)."""
-        eps = float(getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6)))
+        eps = _eps(norm)
         if self.fused:
             self.kernels.add_rmsnorm(x, residual, norm.weight, eps, out, delta)
             return
@@ -319,6 +407,10 @@ def _module_slices(layer: nn.Module) -> LayerSlices:
         input_norm=layer.input_layernorm,
         post_norm=layer.post_attention_layernorm,
     )
+
+
+def _eps(norm: nn.Module) -> float:
+    return float(getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6)))
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
