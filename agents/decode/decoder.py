@@ -474,7 +474,7 @@ class FastDecoder:
             with steer if steer is not None else contextlib.nullcontext():  # sets the deltas
                 self.step.prefill(
                     ids,
-                    torch.tensor(lengths, device=ids.device),
+                    lengths,
                     b.buf.keys,
                     b.buf.values,
                     self._deltas(),

@@ -41,9 +41,10 @@ def _add_rmsnorm_kernel(
     out_ptr,
     H,
     eps,
-    delta_per,
+    delta_rows_ptr,
     HAS_RES: tl.constexpr,
     HAS_DELTA: tl.constexpr,
+    DELTA_ROWS: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     row = tl.program_id(0)
@@ -56,9 +57,8 @@ def _add_rmsnorm_kernel(
         r = tl.load(res_ptr + at + cols, mask=inside, other=0.0)
         x = (r.to(tl.float32) + x.to(tl.float32)).to(dtype)
     if HAS_DELTA:  # the steering hook's add, after the block's own
-        d = tl.load(
-            delta_ptr + (row // delta_per).to(tl.int64) * H + cols, mask=inside, other=0.0
-        ).to(dtype)
+        d_row = tl.load(delta_rows_ptr + row).to(tl.int64) if DELTA_ROWS else row.to(tl.int64)
+        d = tl.load(delta_ptr + d_row * H + cols, mask=inside, other=0.0).to(dtype)
         x = (x.to(tl.float32) + d.to(tl.float32)).to(dtype)
     if HAS_RES or HAS_DELTA:
         tl.store(res_ptr + at + cols, x, mask=inside)  # the residual stream, in place
@@ -76,11 +76,12 @@ def add_rmsnorm(
     eps: float,
     out: torch.Tensor,
     delta: torch.Tensor | None = None,
-    delta_per: int = 1,
+    delta_rows: torch.Tensor | None = None,
 ) -> None:
     """residual <- residual + x (+ delta); out <- rmsnorm(residual) * weight.
     Without a residual, out <- rmsnorm(x (+ delta)) (x is updated when delta is given).
-    Row r adds delta[r // delta_per] (a prefill: one delta per prompt of delta_per tokens)."""
+    Row r adds delta[delta_rows[r]] when delta_rows is given (a prefill: each
+    token its prompt's delta), else delta[r]."""
     batch, hidden = x.shape
     res = residual if residual is not None else x
     _add_rmsnorm_kernel[(batch,)](
@@ -91,9 +92,10 @@ def add_rmsnorm(
         out,
         hidden,
         eps,
-        delta_per,
+        delta_rows if delta_rows is not None else x,
         HAS_RES=residual is not None,
         HAS_DELTA=delta is not None,
+        DELTA_ROWS=delta_rows is not None,
         BLOCK=triton.next_power_of_2(hidden),
         num_warps=8 if hidden >= 2048 else 4,
     )

@@ -26,6 +26,7 @@ Knows nothing about sampling, prompts or when the loop stops."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -220,7 +221,7 @@ class LlamaStep:
     def prefill(
         self,
         ids: torch.Tensor,
-        lengths: torch.Tensor,
+        lengths: Sequence[int],
         keys: list[torch.Tensor],
         values: list[torch.Tensor],
         deltas: dict[int, torch.Tensor],
@@ -233,15 +234,18 @@ class LlamaStep:
         rotary and SiLU, K/V repeats for the padding mask and cache
         concatenations were a third of an 8B prefill's GPU time.
 
-        ids (n, T) left-padded, lengths (n,) on the device -> every layer's K/V of
-        row b's tokens into keys/values[i][b, :, T - len_b : T], as the decode
-        step expects; logits (n, V) <- each row's next-token logits. Inside, the
-        prompts are right-aligned (left-aligned tokens, padding after them), so
-        causal attention alone is exact for every real token (a padding token
-        after them is never attended to) and runs as sdpa's flash kernel on the
-        grouped heads without a mask or a K/V copy. The steering delta of row b
-        is added at every one of its positions, which equals the hooks' (real
-        tokens only) on every token that counts."""
+        ids (n, T) left-padded on the device, lengths (n,) -> every layer's K/V
+        of row b's tokens into keys/values[i][b, :, T - len_b : T], as the decode
+        step expects; logits (n, V) <- each row's next-token logits.
+
+        Inside, the real tokens of all prompts form one packed stream (no
+        padding in the products, norms and rotary: a batch of mixed lengths
+        pays for its tokens, not for n times the longest). Only the attention
+        sees the prompts laid out (n, T), right-aligned (tokens first, padding
+        after), so causal attention alone is exact for every real token and runs
+        as sdpa's flash kernel on the grouped heads without a mask or a K/V
+        copy. Each token adds its own prompt's steering delta, as the hooks do
+        on real tokens. Long batches go in chunks of whole prompts."""
         assert self.fused and self.tp is None
         n, width = ids.shape
         per = max(1, _PREFILL_TOKENS // width)  # rows per chunk: bounded activations
@@ -261,33 +265,43 @@ class LlamaStep:
         s, k = self.shape, self.kernels
         n, width = ids.shape
         dev = ids.device
-        t = torch.arange(width, device=dev)
-        shift = width - lengths  # (n,): padding before row b's first token
-        right = ids.gather(1, (t[None, :] + shift[:, None]).clamp(max=width - 1))  # (n, T)
-        real = t[None, :] < lengths[:, None]
-        slots = torch.where(real, t[None, :] + shift[:, None], -1).view(-1)  # cache slot or -1
-        rows = (torch.arange(n, device=dev) + row0).repeat_interleave(width)
-        pos = t.repeat(n)  # a right-aligned row's positions are 0, 1, ...
-        tokens = n * width
-        h = self._embed(right.view(-1))  # (nT, H): the residual stream
+        # the packed stream, built on the host from the lengths (no device sync):
+        # token j is row `row[j]`'s token `t[j]` (its position), at column
+        # width - len + t of the left-padded ids and at slot (row, t) of the
+        # right-aligned layout
+        lens = torch.tensor(list(lengths), dtype=torch.int64)
+        row = torch.repeat_interleave(torch.arange(n), lens)
+        t = torch.arange(int(lens.sum())) - torch.repeat_interleave(lens.cumsum(0) - lens, lens)
+        slot = width - lens[row] + t  # the cache slot: the decode step's left padding
+        dense = row * width + t  # (n, T) right-aligned layout, flattened
+        host = torch.stack([row + row0, t, slot, dense, row * width + slot])
+        row_c, pos, slot, dense, src = host.to(dev, non_blocking=True)
+        last = (lens.cumsum(0) - 1).to(dev, non_blocking=True)  # each row's last token
+        tokens = int(lens.sum())
+        h = self._embed(ids.view(-1).index_select(0, src))  # (N, H): the residual stream
         normed = torch.empty_like(h)
         parts = self.parts
         self._norm(h, None, parts[0].input_norm, normed, None)
         hd, hq, hkv = s.head_dim, s.q_heads, s.kv_heads
+        laid = torch.zeros((n * width, (hq + 2 * hkv) * hd), dtype=h.dtype, device=dev)
+        q_rot, k_rot, v_dense = laid.split([hq * hd, hkv * hd, hkv * hd], dim=1)
+        q_tok = torch.empty((tokens, hq * hd), dtype=h.dtype, device=dev)
+        k_tok = torch.empty((tokens, hkv * hd), dtype=h.dtype, device=dev)
         for i, p in enumerate(parts):
             q, kk, v = p.qkv(normed) if p.qkv else (p.q(normed), p.k(normed), p.v(normed))
-            q_rot = torch.empty((tokens, hq * hd), dtype=q.dtype, device=dev)
-            k_rot = torch.empty((tokens, hkv * hd), dtype=q.dtype, device=dev)
-            k.rope_to_cache(q, kk, v, cos, sin, pos, slots, q_rot, keys[i], values[i], rows, k_rot)
+            k.rope_to_cache(q, kk, v, cos, sin, pos, slot, q_tok, keys[i], values[i], row_c, k_tok)
+            q_rot.index_copy_(0, dense, q_tok)  # into the (n, T) layout for the attention
+            k_rot.index_copy_(0, dense, k_tok)
+            v_dense.index_copy_(0, dense, v)
             attn = F.scaled_dot_product_attention(
                 q_rot.view(n, width, hq, hd).transpose(1, 2),
                 k_rot.view(n, width, hkv, hd).transpose(1, 2),
-                v.view(n, width, hkv, hd).transpose(1, 2),
+                v_dense.view(n, width, hkv, hd).transpose(1, 2),
                 is_causal=True,
                 scale=self.scale,
                 enable_gqa=hq != hkv,
             )  # (n, HQ, T, D)
-            o = attn.transpose(1, 2).reshape(tokens, hq * hd)
+            o = attn.transpose(1, 2).reshape(n * width, hq * hd).index_select(0, dense)
             self._norm(p.o(o), h, p.post_norm, normed, None)
             gate, up = p.gate_up(normed) if p.gate_up else (p.gate(normed), p.up(normed))
             down = p.down(self._gated(gate, up))
@@ -296,8 +310,7 @@ class LlamaStep:
             if delta is None:
                 self._norm(down, h, after, normed, None)
             else:
-                k.add_rmsnorm(down, h, after.weight, _eps(after), normed, delta[row0:], width)
-        last = torch.arange(n, device=dev) * width + lengths - 1  # each row's last real token
+                k.add_rmsnorm(down, h, after.weight, _eps(after), normed, delta, row_c)
         return normed.index_select(0, last)
 
     # -- tensor parallelism (identity without it) -----------------------------------
