@@ -115,10 +115,11 @@ def test_each_rank_reports_its_own_decode_phases() -> None:
 
     from orchestrator.benchmarks.distributed import _last_decode
 
-    last = SimpleNamespace(steps=5, prefill_s=0.1234, decode_s=0.04)
+    last = SimpleNamespace(steps=5, prefill_s=0.1234, prompts_s=0.0456, decode_s=0.04)
     fast = SimpleNamespace(last=last, captures=[(32, 0.25), (64, 0.5)])
     assert _last_decode(SimpleNamespace(fast=fast)) == {
         "prefill_s": 0.123,
+        "prompts_s": 0.046,
         "decode_ms_per_step": 10.0,
         "captures_s": 0.75,
     }

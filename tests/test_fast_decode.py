@@ -124,10 +124,12 @@ def test_fast_equals_reference_greedy(steering: bool, fused: bool, graphs: bool)
     backend = make_backend(steering=steering)
     reqs = requests(range(5))  # prompts of very different lengths: left padding
     reference = backend.generate(reqs)
-    attach_fast(backend, fused=fused, graphs=graphs)
+    decoder = attach_fast(backend, fused=fused, graphs=graphs)
     fast = generate_fast(backend, reqs)
     assert texts(fast) == texts(reference)
     assert [g.steer for g in fast] == [g.steer for g in reference]
+    last = decoder.last  # the prompts' host time is a part of the time to the first token
+    assert last is not None and 0 < last.prompts_s <= last.prefill_s
 
 
 @needs_triton

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import torch
@@ -65,6 +65,7 @@ class DecodeOutput:
     prefill_s: float  # from t0 until the first token was seen: prompts, prefill, sampling
     decode_s: float  # from then until the last token was seen
     mask_s: float = 0.0  # host time in the grammar matchers (consume + fill), all steps
+    prompts_s: float = 0.0  # of prefill_s, before decode(): chat template, tokens, padding
 
 
 def offload_or_quantized(model: nn.Module, quantized: bool) -> str | None:
@@ -338,7 +339,8 @@ class FastDecoder:
         """ids/mask/pos (n, T) left-padded on the model's device; lengths, budgets
         and seeds per row. `steer` is entered for the prefill only (it sets the
         steering coefficients and the prefill's token mask)."""
-        t0 = time.perf_counter() if t0 is None else t0
+        entered = time.perf_counter()
+        t0 = entered if t0 is None else t0
         on_device = (
             torch.cuda.device(self.shape.device)  # graphs capture on the current device
             if self.shape.device.type == "cuda"
@@ -346,7 +348,8 @@ class FastDecoder:
         )
         try:
             with on_device:
-                self.last = self._decode(ids, mask, pos, lengths, budgets, seeds, steer, masks, t0)
+                last = self._decode(ids, mask, pos, lengths, budgets, seeds, steer, masks, t0)
+                self.last = replace(last, prompts_s=entered - t0)
             return self.last
         except torch.cuda.OutOfMemoryError:
             self.release()  # leave the memory to the caller's back-off

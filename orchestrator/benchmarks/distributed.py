@@ -249,6 +249,7 @@ def _last_decode(local: Any) -> dict[str, Any]:
         return {}
     return {
         "prefill_s": round(last.prefill_s, 3),
+        "prompts_s": round(last.prompts_s, 3),
         "decode_ms_per_step": round(1000 * last.decode_s / (last.steps - 1), 2),
         "captures_s": round(sum(s for _, s in fast.captures), 2),
     }
@@ -313,7 +314,10 @@ def bench_distributed(
                     others = [Path(f"{out}.rank{r}") for r in range(1, world)]
                     if any(p.exists() for p in others):  # every rank's own phases, rank 0 first
                         result["rank_decode"] = [
-                            {k: result.get(k) for k in ("prefill_s", "decode_ms_per_step")}
+                            {
+                                k: result.get(k)
+                                for k in ("prefill_s", "prompts_s", "decode_ms_per_step")
+                            }
                         ] + [json.loads(p.read_text()) if p.exists() else None for p in others]
                     rows.append({**row, **result, "wall_s": wall})
                 else:
