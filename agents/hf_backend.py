@@ -38,7 +38,7 @@ from agents.decode.sampling import token_bits
 from agents.model_loading import LoadedModel, describe_loaded, load_model
 from agents.steering.chat import (
     digit_token_ids,
-    encode,
+    encode_many,
     expected_digit,
     left_pad,
     render_chat,
@@ -132,11 +132,11 @@ class HFBackend:
 
     # -- prompts -------------------------------------------------------------
 
-    def _prompt_ids(self, messages: Sequence[Message]) -> list[int]:
-        ids = encode(
-            self.tokenizer, render_chat(self.tokenizer, messages, add_generation_prompt=True)
-        )
-        return ids[-self.max_prompt_tokens :]
+    def _prompt_ids(self, prompts: Sequence[Sequence[Message]]) -> list[list[int]]:
+        """Each prompt's token ids (the chat template, then one batched encode),
+        cut to the last max_prompt_tokens."""
+        texts = [render_chat(self.tokenizer, m, add_generation_prompt=True) for m in prompts]
+        return [ids[-self.max_prompt_tokens :] for ids in encode_many(self.tokenizer, texts)]
 
     def _left_pad(self, seqs: Sequence[list[int]]) -> tuple[torch.Tensor, ...]:
         """(ids, mask, positions), each (B, T), left-padded, on the model's device."""
@@ -172,7 +172,7 @@ class HFBackend:
     @torch.no_grad()
     def _generate_batch(self, requests: list[Request]) -> list[Generation]:
         t0 = time.perf_counter()
-        prompts = [self._prompt_ids(r.prompt) for r in requests]
+        prompts = self._prompt_ids([r.prompt for r in requests])
         ids, mask, pos = self._left_pad(prompts)  # (B, T)
         n, width = ids.shape
         budgets = [r.max_new_tokens for r in requests]
@@ -262,7 +262,7 @@ class HFBackend:
         `digits`, for each chat prompt: one unsteered batched forward pass."""
         if not prompts:
             return []
-        ids, mask, pos = self._left_pad([self._prompt_ids(p) for p in prompts])  # (B, T)
+        ids, mask, pos = self._left_pad(self._prompt_ids(prompts))  # (B, T)
         out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, **self._keep_last
         )

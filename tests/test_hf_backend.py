@@ -136,13 +136,31 @@ def test_digit_expectation_batched_equals_single() -> None:
     assert batched == pytest.approx(alone, abs=1e-5)
     assert all(1.0 <= v <= 9.0 for v in batched)
     # by hand: restricted softmax over the digit tokens of the last position
-    ids = backend._prompt_ids(prompts[0])
+    ids = backend._prompt_ids([prompts[0]])[0]
     with torch.no_grad():
         logits = backend.model(torch.tensor([ids])).logits[0, -1]
     digit_ids = [backend.tokenizer.convert_tokens_to_ids(d) for d in "123456789"]
     p = logits[digit_ids].softmax(-1)
     assert batched[0] == pytest.approx(float((p * torch.arange(1, 10)).sum()), abs=1e-5)
     assert all(1.0 <= v <= 2.0 for v in backend.digit_expectation(prompts[:2], digits="12"))
+
+
+def test_prompt_ids_encode_the_batch_as_one_by_one() -> None:
+    """One batched tokenizer call gives each prompt the ids it gets alone, each
+    cut to its last max_prompt_tokens."""
+    from agents.steering.chat import encode, render_chat
+
+    backend = make_backend(steering=False)
+    prompts = [(Message(role="user", content=p),) for p in PROMPTS]
+    alone = [
+        encode(backend.tokenizer, render_chat(backend.tokenizer, p, add_generation_prompt=True))
+        for p in prompts
+    ]
+    assert backend._prompt_ids(prompts) == alone
+    backend.max_prompt_tokens = 12
+    cut = backend._prompt_ids(prompts)
+    assert cut == [ids[-12:] for ids in alone] and max(map(len, alone)) > 12
+    assert backend._prompt_ids([]) == []
 
 
 def test_build_from_local_folder_and_describe(tmp_path, monkeypatch) -> None:

@@ -19,7 +19,7 @@ from agents.typing import Generation, Request
 def generate_fast(backend: Any, requests: Sequence[Request]) -> list[Generation]:
     """All requests in one fast batched decode, results in request order."""
     t0 = time.perf_counter()
-    prompts = [backend._prompt_ids(r.prompt) for r in requests]
+    prompts = backend._prompt_ids([r.prompt for r in requests])
     ids, mask, pos = backend._left_pad(prompts)  # (B, T)
     out = backend.fast.decode(
         ids,

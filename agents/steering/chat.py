@@ -31,6 +31,15 @@ def encode(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def encode_many(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """encode() of each text, in one tokenizer call: a fast tokenizer encodes
+    the batch on all cores, where one call per text pays its overhead each time
+    (a tick's 256 prompts: 0.15 s of host time per call on the H200 machine)."""
+    if not texts:
+        return []
+    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, ...]:
     """(ids, mask, positions), each (B, T) on the CPU, padded on the left, with
     positions counted as if unpadded so a row sees what it would see alone."""
