@@ -1,9 +1,13 @@
 """Triton kernels of the one-token decode step, each replacing several small
-PyTorch kernels (the step is a few hundred launches long, so launches count):
+PyTorch kernels (the step is a few hundred launches long, so launches count);
+the first three also serve the step's own prefill (LlamaStep.prefill), one
+program per prompt token:
 
-- `add_rmsnorm`: residual add (+ an optional per-row steering delta) and RMSNorm;
+- `add_rmsnorm`: residual add (+ an optional per-row steering delta, or per
+  token its prompt's) and RMSNorm;
 - `rope_to_cache`: rotary embedding of q and k at each row's position, k and v
-  written into the static cache at the current slot (read from a device scalar);
+  written into the static cache at the current slot (read from a device
+  scalar), or in a prefill at each token's own row and slot;
 - `decode_attention`: split-K attention of one query token per row over the
   grouped K/V cache, in place (no repeat of K/V per query head), each row from
   its own first valid slot to the current one (both read on the device, so a
@@ -529,7 +533,8 @@ def pick_from_shortlist(
     device step counter -> (B,) int64 tokens: agents.decode.sampling's tail
     (scores / temperature, top-p within the K, Gumbel noise hashed from
     (seed, step, token id), argmax) in one kernel. Same hash and rule; the
-    float32 log and the summation order of the top-p mass are the kernel's."""
+    float32 log, the temperature applied as a product with its reciprocal and
+    the summation order of the top-p mass are the kernel's."""
     batch, k = vals.shape
     assert vals.stride(1) == 1 and ids.stride(1) == 1 and temperature > 0
     out = torch.empty(batch, dtype=torch.int64, device=vals.device)

@@ -262,7 +262,7 @@ class LlamaStep:
     def _prefill_rows(self, ids, lengths, row0, keys, values, deltas, cos, sin) -> torch.Tensor:
         """One chunk of whole prompts (rows row0.. of the cache); returns each
         row's final-normed hidden state at its last token (n, H)."""
-        s, k = self.shape, self.kernels
+        s, kern = self.shape, self.kernels
         n, width = ids.shape
         dev = ids.device
         # the packed stream, built on the host from the lengths (no device sync):
@@ -288,8 +288,10 @@ class LlamaStep:
         q_tok = torch.empty((tokens, hq * hd), dtype=h.dtype, device=dev)
         k_tok = torch.empty((tokens, hkv * hd), dtype=h.dtype, device=dev)
         for i, p in enumerate(parts):
-            q, kk, v = p.qkv(normed) if p.qkv else (p.q(normed), p.k(normed), p.v(normed))
-            k.rope_to_cache(q, kk, v, cos, sin, pos, slot, q_tok, keys[i], values[i], row_c, k_tok)
+            q, k, v = p.qkv(normed) if p.qkv else (p.q(normed), p.k(normed), p.v(normed))
+            kern.rope_to_cache(
+                q, k, v, cos, sin, pos, slot, q_tok, keys[i], values[i], row_c, k_tok
+            )
             q_rot.index_copy_(0, dense, q_tok)  # into the (n, T) layout for the attention
             k_rot.index_copy_(0, dense, k_tok)
             v_dense.index_copy_(0, dense, v)
@@ -310,7 +312,7 @@ class LlamaStep:
             if delta is None:
                 self._norm(down, h, after, normed, None)
             else:
-                k.add_rmsnorm(down, h, after.weight, _eps(after), normed, delta, row_c)
+                kern.add_rmsnorm(down, h, after.weight, _eps(after), normed, delta, row_c)
         return normed.index_select(0, last)
 
     # -- tensor parallelism (identity without it) -----------------------------------
