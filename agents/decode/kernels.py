@@ -161,7 +161,7 @@ def _rope_to_cache_kernel(
     hk = tl.arange(0, BLOCK_HKV)[:, None]  # (HKV, 1)
     cache = row.to(tl.int64) * s_cb + hk * s_ch + slot * s_cl + i
     y, inside = _rotate(k_ptr + b.to(tl.int64) * s_kv + hk * D, hk, HKV, i, partner, sign, cos, sin)
-    kept = inside & ((hk * 0 + slot) >= 0)  # (HKV, 1)
+    kept = inside & ((hk * 0 + slot) >= 0)  # (HKV, 1): the slot test as a tensor mask
     tl.store(kc_ptr + cache, y, mask=kept)
     v = tl.load(v_ptr + b.to(tl.int64) * s_kv + hk * D + i, mask=inside, other=0.0)
     tl.store(vc_ptr + cache, v, mask=kept)

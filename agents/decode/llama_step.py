@@ -202,19 +202,13 @@ class LlamaStep:
         n = len(parts)
         self._norm(h, None, parts[0].input_norm, normed, None)
         for i, p in enumerate(parts):
-            q, k, v = p.qkv(normed) if p.qkv else (p.q(normed), p.k(normed), p.v(normed))
+            q, k, v = _qkv(p, normed)
             o = self._attend(i, q, k, v, buf, cos, sin)
             self._norm(self._reduce(p.o(o), p.o_bias), h, p.post_norm, normed, None)
-            gate, up = p.gate_up(normed) if p.gate_up else (p.gate(normed), p.up(normed))
-            down = self._reduce(p.down(self._gated(gate, up)), p.down_bias)
+            down = self._reduce(self._mlp(p, normed), p.down_bias)
             after = parts[i + 1].input_norm if i + 1 < n else self.final_norm
             self._norm(down, h, after, normed, buf.deltas.get(i))
-        if self.slices is not None:
-            self._head_tp(normed, logits)
-        elif self.lm_head.bias is None:  # straight into the caller's buffer: no extra copy
-            torch.mm(normed, self.lm_head.weight.t(), out=logits)
-        else:
-            logits.copy_(self.lm_head(normed))
+        self._head(normed, logits)
 
     # -- the prompt ----------------------------------------------------------------
 
@@ -254,10 +248,7 @@ class LlamaStep:
             last = self._prefill_rows(
                 ids[lo:hi], lengths[lo:hi], lo, keys, values, deltas, cos, sin
             )
-            if self.lm_head.bias is None:
-                torch.mm(last, self.lm_head.weight.t(), out=logits[lo:hi])
-            else:
-                logits[lo:hi].copy_(self.lm_head(last))
+            self._head(last, logits[lo:hi])
 
     def _prefill_rows(self, ids, lengths, row0, keys, values, deltas, cos, sin) -> torch.Tensor:
         """One chunk of whole prompts (rows row0.. of the cache); returns each
@@ -288,7 +279,7 @@ class LlamaStep:
         q_tok = torch.empty((tokens, hq * hd), dtype=h.dtype, device=dev)
         k_tok = torch.empty((tokens, hkv * hd), dtype=h.dtype, device=dev)
         for i, p in enumerate(parts):
-            q, k, v = p.qkv(normed) if p.qkv else (p.q(normed), p.k(normed), p.v(normed))
+            q, k, v = _qkv(p, normed)
             kern.rope_to_cache(
                 q, k, v, cos, sin, pos, slot, q_tok, keys[i], values[i], row_c, k_tok
             )
@@ -305,14 +296,8 @@ class LlamaStep:
             )  # (n, HQ, T, D)
             o = attn.transpose(1, 2).reshape(n * width, hq * hd).index_select(0, dense)
             self._norm(p.o(o), h, p.post_norm, normed, None)
-            gate, up = p.gate_up(normed) if p.gate_up else (p.gate(normed), p.up(normed))
-            down = p.down(self._gated(gate, up))
             after = parts[i + 1].input_norm if i + 1 < len(parts) else self.final_norm
-            delta = deltas.get(i)
-            if delta is None:
-                self._norm(down, h, after, normed, None)
-            else:
-                kern.add_rmsnorm(down, h, after.weight, _eps(after), normed, delta, row_c)
+            self._norm(self._mlp(p, normed), h, after, normed, deltas.get(i), row_c)
         return normed.index_select(0, last)
 
     # -- tensor parallelism (identity without it) -----------------------------------
@@ -354,24 +339,39 @@ class LlamaStep:
         norm: nn.Module,
         out: torch.Tensor,
         delta: torch.Tensor | None,
+        delta_rows: torch.Tensor | None = None,
     ) -> None:
         """residual += x (+ delta); out = norm(residual). Without a residual, x is
-        the stream itself (the embedding)."""
+        the stream itself (the embedding). Row r adds delta[delta_rows[r]] when
+        delta_rows is given (the fused prefill), else delta[r]."""
         eps = _eps(norm)
         if self.fused:
-            self.kernels.add_rmsnorm(x, residual, norm.weight, eps, out, delta)
+            self.kernels.add_rmsnorm(x, residual, norm.weight, eps, out, delta, delta_rows)
             return
+        assert delta_rows is None, "per-token delta rows: the fused kernels only"
         stream = x if residual is None else residual.add_(x)
         if delta is not None:
             stream.add_(delta.to(stream.dtype))
         out.copy_(norm(stream))
 
-    def _gated(self, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    def _mlp(self, p: LayerSlices, x: torch.Tensor) -> torch.Tensor:
+        """down(silu(gate(x)) * up(x)), before any tensor-parallel reduce."""
+        gate, up = p.gate_up(x) if p.gate_up else (p.gate(x), p.up(x))
         if self.fused:
-            out = torch.empty(gate.shape, dtype=gate.dtype, device=gate.device)
-            self.kernels.silu_mul(gate, up, out)
-            return out
-        return F.silu(gate) * up
+            gated = torch.empty(gate.shape, dtype=gate.dtype, device=gate.device)
+            self.kernels.silu_mul(gate, up, gated)
+        else:
+            gated = F.silu(gate) * up
+        return p.down(gated)
+
+    def _head(self, normed: torch.Tensor, logits: torch.Tensor) -> None:
+        """logits (B, V) <- the LM head of the final-normed rows."""
+        if self.slices is not None:
+            self._head_tp(normed, logits)
+        elif self.lm_head.bias is None:  # straight into the caller's buffer: no extra copy
+            torch.mm(normed, self.lm_head.weight.t(), out=logits)
+        else:
+            logits.copy_(self.lm_head(normed))
 
     def _attend(
         self,
@@ -422,6 +422,11 @@ def _module_slices(layer: nn.Module) -> LayerSlices:
         input_norm=layer.input_layernorm,
         post_norm=layer.post_attention_layernorm,
     )
+
+
+def _qkv(p: LayerSlices, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v of x: one stacked product, or the three projections."""
+    return p.qkv(x) if p.qkv else (p.q(x), p.k(x), p.v(x))
 
 
 def _eps(norm: nn.Module) -> float:

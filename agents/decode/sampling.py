@@ -76,14 +76,14 @@ def top_k(
     rows, vocab = logits.shape
     if vocab < 4 * k * block:  # too few blocks to pay off
         return logits.topk(k, dim=-1)
+    if vocab % block:  # whole blocks; -inf never outranks a real logit
+        logits = torch.nn.functional.pad(logits, (0, block - vocab % block), value=float("-inf"))
+    blocks = logits.view(rows, -1, block)  # (B, NB, block)
     if fused:
         from agents.decode.kernels import block_max
 
         maxima = block_max(logits, block)  # (B, NB)
-    if vocab % block:  # whole blocks; -inf never outranks a real logit
-        logits = torch.nn.functional.pad(logits, (0, block - vocab % block), value=float("-inf"))
-    blocks = logits.view(rows, -1, block)  # (B, NB, block)
-    if not fused:
+    else:
         maxima = blocks.amax(-1)
     best = maxima.topk(k, dim=-1).indices  # (B, k) blocks holding the top k
     cand = blocks.gather(1, best.unsqueeze(-1).expand(rows, k, block)).view(rows, k * block)
