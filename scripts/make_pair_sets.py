@@ -8,6 +8,8 @@ prompt, one shared user turn and assistant opening.
 - varied: 14 persona pairs per trait (the base 8, N's four odd favourable-high
   pairs replaced, plus 6 new ones covering more facets: for N anxiety, mood
   swings, reaction to criticism, stress, low mood, irritability) x 8 turns.
+- varied_o: the shipped pairs with O's personas taken from varied (intellect
+  as well as imagination and art), the other traits as shipped.
 - held: the varied personas, each followed by one sentence stating the other
   four traits at levels drawn at random (seeded) and identical in both
   personas, so the pair differs in its own trait only.
@@ -166,6 +168,9 @@ def main() -> None:
                    "(N's favourable-high ones replaced) plus 6 new ones per trait."),
         "held": (varied, True, "the varied personas, each followed by one sentence naming the "
                  "other four traits at random (seeded) levels, the same in both personas."),
+        "varied_o": ({**base, "O": varied["O"]}, False, "the shipped personas, except O's: the "
+                     "14 varied ones, whose 6 new personas add intellect (ideas, words, "
+                     "pondering) to imagination and art."),
     }  # fmt: skip
     (OUT / "pair_sets").mkdir(exist_ok=True)
     for name, (personas, held, what) in sets.items():

@@ -35,14 +35,6 @@ def random_vectors(layers=(1,), hidden=64, seed=0) -> SteeringVectors:
 
 
 DATA = Path(__file__).resolve().parents[1] / "agents" / "data"
-# IPIP-50 keys per factor (+1 high-keyed), published order; N = Emotional Stability negated
-IPIP50_KEYS = {
-    "E": [1, -1, 1, -1, 1, -1, 1, -1, 1, -1],
-    "A": [-1, 1, -1, 1, -1, 1, -1, 1, 1, 1],
-    "C": [1, -1, 1, -1, 1, -1, 1, -1, 1, 1],
-    "O": [1, -1, 1, -1, 1, -1, 1, 1, 1, 1],
-    "N": [1, -1, 1, -1, 1, 1, 1, 1, 1, 1],
-}
 
 
 def test_shipped_data_sizes() -> None:
@@ -52,21 +44,43 @@ def test_shipped_data_sizes() -> None:
     for t in TRAITS:
         assert sum(p.trait == t for p in pairs) >= 40
         items = [i for i in dev.items if i.trait == t]
-        assert len(items) == 12 and sum(i.key == -1 for i in items) == 6
-        assert [i.key for i in test.items if i.trait == t] == IPIP50_KEYS[t]
-    assert len(test.items) == 50
+        assert len(items) == 22 and 8 <= sum(i.key == -1 for i in items) <= 11
+        keys = [i.key for i in test.items if i.trait == t]
+        assert 22 <= len(keys) <= 24 and min(keys.count(1), keys.count(-1)) >= 10
+    assert len(dev.items) == 110 and len(test.items) == 117
 
 
-def test_test_set_is_ipip50_by_one_rule() -> None:
-    """Every test statement is 'I ' + the IPIP stem with its first letter
-    lower-cased, and the file names its source and the rule."""
+def test_dev_holds_the_retired_ipip50_test_set() -> None:
+    """Version 1's test set (the IPIP-50 markers) was seen, so it joined dev."""
+    doc = json.loads((DATA / "questionnaire_dev.json").read_text())
+    ipip50 = [i for i in doc["items"] if i["origin"].startswith("IPIP-50")]
+    assert len(ipip50) == 50 and doc["version"] == 2
+    assert {i["trait"] for i in ipip50} == set(TRAITS)
+    for item in doc["items"]:
+        stem = item["stem"]
+        assert item["text"] == "I " + stem[0].lower() + stem[1:]
+
+
+def test_test_set_is_ipip_neo_by_one_rule() -> None:
+    """Every test statement is 'I ' + an IPIP-NEO stem with its first letter
+    lower-cased; two to four per facet of all 30, in administration order;
+    the file names its source, the selection rule and the rephrasing rule."""
     doc = json.loads((DATA / "questionnaire_test.json").read_text())
     assert "Goldberg" in doc["source"] and "ipip.ori.org" in doc["source"]
-    assert "lower-cased" in doc["rephrasing_rule"]
+    assert "lower-cased" in doc["rephrasing_rule"] and "before any item" in doc["selection_rule"]
+    assert doc["version"] == 2
+    by_facet: dict[str, list[dict]] = {}
     for item in doc["items"]:
-        stem = item["ipip"]
+        stem = item["stem"]
         assert item["text"] == "I " + stem[0].lower() + stem[1:]
-    assert len({i["ipip"] for i in doc["items"]}) == 50
+        assert item["facet"][0] == item["trait"]
+        by_facet.setdefault(item["facet"], []).append(item)
+    assert len(by_facet) == 30
+    for facet, items in by_facet.items():
+        assert 2 <= len(items) <= 4, facet
+        order = [i["neo300_item"] for i in items]
+        assert order == sorted(order), facet  # administration order within a facet
+    assert len({i["neo300_item"] for i in doc["items"]}) == len(doc["items"])
 
 
 def _norm(text: str) -> str:
@@ -79,7 +93,7 @@ def test_pairs_dev_and_test_share_no_item_text() -> None:
     shipped pairs and every candidate pair set a sweep can compare."""
     dev = {_norm(i.text) for i in load_questionnaire("dev").items}
     test = {_norm(i.text) for i in load_questionnaire("test").items}
-    assert len(dev) == 60 and len(test) == 50
+    assert len(dev) == 110 and len(test) == 117
     assert not dev & test
     pair_sets = [load_pairs()] + [load_pairs_file(f) for f in sorted(DATA.glob("pair_sets/*.json"))]
     assert len(pair_sets) >= 3
