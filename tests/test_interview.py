@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from agents.steering.data import load_questionnaire
 from agents.typing import TRAITS
 from orchestrator.assemble import open_run_state
 from orchestrator.config_loader import load_config
@@ -49,7 +50,8 @@ def test_mock_interview_shapes_and_context(mock_run):
     result = interview(mock_run, plan)
     n, items = 6, result.rows[result.rows["kind"] == "item"]
     n_items = items["text"].nunique()
-    assert n_items == 50 and result.items_name == "test"
+    assert n_items == len(load_questionnaire("test").items) == 117
+    assert result.items_name == "test"
     assert result.tick == 3 and result.source == "checkpoint"
     assert len(items) == n * n_items * 2  # every agent, every item, context and bare
     assert set(items["setting"]) == {"context", "bare"}
@@ -141,7 +143,6 @@ def _small_questionnaire(path: Path):
     tokenizer makes every character a token: fewer items, a faster test)."""
     from dataclasses import replace
 
-    from agents.steering.data import load_questionnaire
 
     q = load_questionnaire("test")
     keep = [

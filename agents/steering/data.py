@@ -2,7 +2,7 @@
 with one job each: the contrastive pairs that build the vectors
 (contrastive_pairs.json), the DEV questionnaire on which every steering choice
 is made (questionnaire_dev.json, read by the sweep) and the TEST questionnaire
-that only reports (questionnaire_test.json: the public-domain IPIP-50 markers,
+that only reports (questionnaire_test.json: 117 public-domain IPIP-NEO items,
 read by evaluate_steering and the run verification). A test checks that the
 three share no item text. Knows nothing about models or tokenizers."""
 

@@ -1,6 +1,6 @@
 """The behavioural check: load the run's model and steering vectors as
-manifest.json describes them, and measure the TEST questionnaire (IPIP-50) under
-steering with agents.steering.evaluation.evaluate_steering. This module only
+manifest.json describes them, and measure the TEST questionnaire (117 IPIP-NEO
+items) under steering with agents.steering.evaluation.evaluate_steering. This module only
 adapts: it reads the manifest into a typed spec, loads what the spec names,
 calls the evaluation, and turns its SteeringReport into a CheckResult. The
 measurement and its pass rule (SteeringReport.passed: a monotone effect of

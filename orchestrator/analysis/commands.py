@@ -136,7 +136,7 @@ EmbedderChoice = Literal["minilm", "hashing"]
         "across agents (effect sizes with bootstrap CIs), permutation test over shuffled "
         "trait vectors; with --control, the same on a steering-off run, which must show none. "
         "(3) Behavioural check: loads the run's model and vectors (manifest.json) and measures "
-        "the TEST questionnaire (IPIP-50) under steering; skipped for mock runs. "
+        "the TEST questionnaire (117 IPIP-NEO items) under steering; skipped for mock runs. "
         "(4) Text check: per trait, correlation across agents between coefficient and the "
         "trait score of the agent's messages (sentence embeddings). "
         "Exit 0 when no check fails, 1 when one fails, 2 on bad input."

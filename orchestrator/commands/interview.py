@@ -43,7 +43,7 @@ def interview(
         typer.Option(
             "--items",
             metavar="test|dev|FILE",
-            help="The questionnaire: the shipped test (IPIP-50) or dev set, or a JSON file "
+            help="The questionnaire: the shipped test (117 IPIP-NEO items) or dev set, or a JSON file "
             '{"prompt": ..., "items": [{"trait", "key", "text"}]}.',
         ),
     ] = "test",
