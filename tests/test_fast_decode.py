@@ -456,6 +456,32 @@ def test_fused_sampler_matches_the_torch_tail(rows: int, top_p: float) -> None:
     assert int(fused[0]) < 100
 
 
+@needs_triton
+def test_record_tokens_kernel_keeps_the_books() -> None:
+    """Four rows at step 2: one already done (gets the pad id, counts nothing),
+    one sampling an eos id, one reaching its budget, one going on."""
+    from agents.decode.kernels import record_tokens
+
+    def dev(values: list, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+        return torch.tensor(values, dtype=dtype, device=DEVICE)
+
+    nxt = dev([9, 1, 7, 8])
+    done = dev([True, False, False, False], torch.bool)
+    produced, budgets = dev([1, 2, 2, 2]), dev([5, 5, 3, 5])
+    step, finish = dev(2), dev([1, 0, 0, 0])
+    out = torch.full((4, 4), -5, dtype=torch.int64, device=DEVICE)
+    tokens, status = dev([0, 0, 0, 0]), torch.zeros(9, dtype=torch.int64, device=DEVICE)
+    eos, pad = dev([1, 2]), 0
+    record_tokens(nxt, done, produced, budgets, eos, step, finish, out, tokens, status, pad)
+    assert out[:, 2].tolist() == [0, 1, 7, 8] and out[:, [0, 1, 3]].eq(-5).all()
+    assert tokens.tolist() == [0, 1, 7, 8]
+    assert produced.tolist() == [1, 3, 3, 3]
+    assert done.tolist() == [True, True, True, False]
+    assert finish.tolist() == [1, 2, 2, 0]
+    assert status.tolist() == [0, 1, 7, 8, 1, 1, 1, 0, 3]
+    assert int(step) == 3
+
+
 def test_gumbel32_is_a_pure_function() -> None:
     seeds = torch.tensor([3, 2**40 + 5])
     toks = torch.arange(50).expand(2, 50)

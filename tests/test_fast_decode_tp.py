@@ -1,9 +1,10 @@
 """The fast decode step on tensor-parallel models (agents.decode.tensor_parallel):
 on 2 gloo ranks, with the tiny random Llama in fp32 loaded through
 transformers' own tensor parallelism, the fast step on each rank's slices
-(PyTorch form, no graphs) gives the same greedy tokens as the reference loop
-over the same sharded model, with left padding and steering, on a fresh and a
-reused bucket; every rank holds the same tokens, sampled ones included; a
+(PyTorch form, no graphs; and with the Triton kernels in triton's
+interpreter, which also prefill through the step) gives the same greedy tokens
+as the reference loop over the same sharded model, with left padding and
+steering, on a fresh and a reused bucket; every rank holds the same tokens, sampled ones included; a
 model sharded by hand into plain local tensors agrees too. The decode loop
 and the check live in tests/tp_fast_check.py, which a GPU run also executes
 on CUDA (NCCL, Triton kernels, captured graphs). Plus the layouts the step
@@ -33,6 +34,7 @@ def two_ranks() -> dict:
     "check",
     [
         "fast_equals_reference",
+        "fused_equals_reference",
         "reused_bucket_equals_reference",
         "hand_sharded_fast_equals_its_reference",
         "hand_sharded_equals_one_process",

@@ -65,8 +65,9 @@ def _backend(lm: Any) -> Any:
     )
 
 
-def _decoder(backend: Any, cuda: bool, temperature: float = 0.0) -> Any:
-    """On CUDA what hf_backend picks (fused, graphs); on CPU the PyTorch step."""
+def _decoder(backend: Any, cuda: bool, temperature: float = 0.0, fused: bool = False) -> Any:
+    """On CUDA what hf_backend picks (fused, graphs); on CPU the PyTorch step,
+    or with `fused` the Triton kernels in triton's interpreter (no graphs)."""
     from agents.decode.decoder import FastDecoder, fast_decoder_for, tensor_parallel_for
 
     kw = dict(
@@ -86,7 +87,7 @@ def _decoder(backend: Any, cuda: bool, temperature: float = 0.0) -> Any:
 
         tp = process_group_of(backend.model)
     assert tp is not None and not isinstance(tp, str), tp
-    return FastDecoder(backend.model, graphs=False, fused=False, tp=tp, **kw)
+    return FastDecoder(backend.model, graphs=False, fused=fused, tp=tp, **kw)
 
 
 def _stacked(decoder: Any) -> bool:
@@ -173,6 +174,8 @@ def rank_main(device: str, folder: str, out_dir: str) -> None:
 
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     cuda = device == "cuda"
+    if not cuda:  # read when the kernels are defined: before agents.decode.kernels loads
+        os.environ.setdefault("TRITON_INTERPRET", "1")
     if cuda:
         torch.cuda.set_device(local_rank)
     else:
@@ -196,6 +199,11 @@ def rank_main(device: str, folder: str, out_dir: str) -> None:
     result["stacked"] = _stacked(backend.fast)
     result["fast"] = _texts(generate_fast(backend, _requests(range(5))))
     result["fast_again"] = _texts(generate_fast(backend, _requests([3, 0, 1])))
+    if not cuda:  # the fused kernels and the step's own tensor-parallel prefill
+        backend.fast = _decoder(backend, cuda, fused=True)
+        result["fused"] = _texts(generate_fast(backend, _requests(range(5))))
+    else:  # the CUDA decoder above is the fused one
+        result["fused"] = result["fast"]
     backend.fast = None
     result["reference_again"] = _texts(backend.generate(_requests([3, 0, 1])))
     backend.fast = _decoder(backend, cuda, temperature=0.8)
@@ -251,9 +259,10 @@ def run(device: str, world: int = 2) -> dict[str, Any]:
         out["ok"] = False
         return out
     first = ranks[0]
-    keys = ("fast", "fast_again", "sampled", "hand_sharded_fast")
+    keys = ("fast", "fast_again", "fused", "sampled", "hand_sharded_fast")
     out["checks"] = {
         "fast_equals_reference": all(r["fast"] == r["reference"] for r in ranks),
+        "fused_equals_reference": all(r["fused"] == r["reference"] for r in ranks),
         "reused_bucket_equals_reference": all(
             r["fast_again"] == r["reference_again"] for r in ranks
         ),

@@ -19,7 +19,10 @@ program per prompt token:
   a (B, V/128, 128) view reads at a fifth of it;
 - `pick_from_shortlist`: the sampler's tail (temperature, top-p within the
   shortlist, the hashed Gumbel noise, the argmax) as one program per row
-  instead of about forty small kernels.
+  instead of about forty small kernels;
+- `record_tokens`: the decode loop's per-step bookkeeping after sampling
+  (finished rows, budgets, eos, the host's status record, the step counter)
+  in one program.
 
 Rounding follows the PyTorch modules where it is cheap to (the residual adds
 and the norm's weight product round to the model dtype as PyTorch does).
@@ -554,3 +557,94 @@ def pick_from_shortlist(
         num_warps=1,
     )
     return out
+
+
+@triton.jit
+def _record_kernel(
+    nxt_ptr,
+    done_ptr,
+    produced_ptr,
+    budgets_ptr,
+    eos_ptr,
+    step_ptr,
+    finish_ptr,
+    out_ptr,
+    tokens_ptr,
+    status_ptr,
+    B,
+    E,
+    capacity,
+    s_out,
+    pad_id,
+    BLOCK_B: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+):
+    r = tl.arange(0, BLOCK_B)
+    row = r < B
+    step = tl.load(step_ptr)
+    was = tl.load(done_ptr + r, mask=row, other=1) != 0
+    tok = tl.where(was, pad_id, tl.load(nxt_ptr + r, mask=row, other=0))
+    steps = (
+        tl.zeros([BLOCK_B], dtype=tl.int64) + step
+    )  # per row (a scalar mask trips the interpreter)
+    tl.store(out_ptr + r.to(tl.int64) * s_out + steps, tok, mask=row & (steps < capacity))
+    produced = tl.load(produced_ptr + r, mask=row, other=0) + tl.where(was, 0, 1)
+    tl.store(produced_ptr + r, produced, mask=row)
+    e = tl.arange(0, BLOCK_E)
+    eos = tl.load(eos_ptr + e, mask=e < E, other=-1)  # -1 is no token id
+    is_eos = tl.max((tok[:, None] == eos[None, :]).to(tl.int32), 1) != 0
+    budget = tl.load(budgets_ptr + r, mask=row, other=0)
+    newly = ~was & (is_eos | (produced >= budget))
+    finish = tl.load(finish_ptr + r, mask=row, other=0)
+    tl.store(finish_ptr + r, tl.where(newly, step, finish), mask=row)
+    done = was | newly
+    tl.store(done_ptr + r, done.to(tl.int1), mask=row)
+    tl.store(tokens_ptr + r, tok, mask=row)
+    tl.store(status_ptr + r, tok, mask=row)
+    tl.store(status_ptr + B + r, done.to(tl.int64), mask=row)
+    tl.store(status_ptr + 2 * B, tl.sum(tl.where(row & done, 1, 0).to(tl.int64), 0))
+    tl.debug_barrier()  # every thread has read the step before it moves on
+    tl.store(step_ptr, step + 1)
+
+
+def record_tokens(
+    nxt: torch.Tensor,
+    done: torch.Tensor,
+    produced: torch.Tensor,
+    budgets: torch.Tensor,
+    eos: torch.Tensor,
+    step: torch.Tensor,
+    finish_step: torch.Tensor,
+    out: torch.Tensor,
+    tokens: torch.Tensor,
+    status: torch.Tensor,
+    pad_id: int,
+) -> None:
+    """The decode loop's per-step bookkeeping in one program, in place: a row
+    that was done gets pad_id instead of nxt (B,); the token goes to out[:,
+    step], the next input `tokens` and status[:B]; produced counts it; a row
+    that meets an eos id (E,) or its budget becomes done, with finish_step =
+    step; status[B:2B] the done flags, status[2B] how many; step += 1. (The
+    decoder's PyTorch form of the same takes about twenty small kernels.)"""
+    batch = nxt.shape[0]
+    assert out.stride(1) == 1 and status.shape[0] == 2 * batch + 1
+    _record_kernel[(1,)](
+        nxt,
+        done,
+        produced,
+        budgets,
+        eos,
+        step,
+        finish_step,
+        out,
+        tokens,
+        status,
+        batch,
+        eos.shape[0],
+        out.shape[1],
+        out.stride(0),
+        pad_id,
+        BLOCK_B=triton.next_power_of_2(batch),
+        BLOCK_E=triton.next_power_of_2(max(eos.shape[0], 1)),
+        num_warps=4,
+    )

@@ -223,10 +223,10 @@ class LlamaStep:
         sin: torch.Tensor,
         logits: torch.Tensor,
     ) -> None:
-        """The prompts through the model with this step's kernels (fused, whole
-        model only), instead of transformers' forward, whose float32 norms,
-        rotary and SiLU, K/V repeats for the padding mask and cache
-        concatenations were a third of an 8B prefill's GPU time.
+        """The prompts through the model with this step's kernels (fused only),
+        instead of transformers' forward, whose float32 norms, rotary and SiLU,
+        K/V repeats for the padding mask and cache concatenations were a third
+        of an 8B prefill's GPU time.
 
         ids (n, T) left-padded on the device, lengths (n,) -> every layer's K/V
         of row b's tokens into keys/values[i][b, :, T - len_b : T], as the decode
@@ -239,8 +239,10 @@ class LlamaStep:
         after), so causal attention alone is exact for every real token and runs
         as sdpa's flash kernel on the grouped heads without a mask or a K/V
         copy. Each token adds its own prompt's steering delta, as the hooks do
-        on real tokens. Long batches go in chunks of whole prompts."""
-        assert self.fused and self.tp is None
+        on real tokens. Long batches go in chunks of whole prompts. Under tensor
+        parallelism each rank runs its own heads and MLP columns, with the
+        step's all-reduces after o and down and its gathered LM head."""
+        assert self.fused
         n, width = ids.shape
         per = max(1, _PREFILL_TOKENS // width)  # rows per chunk: bounded activations
         for lo in range(0, n, per):
@@ -295,9 +297,10 @@ class LlamaStep:
                 enable_gqa=hq != hkv,
             )  # (n, HQ, T, D)
             o = attn.transpose(1, 2).reshape(n * width, hq * hd).index_select(0, dense)
-            self._norm(p.o(o), h, p.post_norm, normed, None)
+            self._norm(self._reduce(p.o(o), p.o_bias), h, p.post_norm, normed, None)
+            down = self._reduce(self._mlp(p, normed), p.down_bias)
             after = parts[i + 1].input_norm if i + 1 < len(parts) else self.final_norm
-            self._norm(self._mlp(p, normed), h, after, normed, deltas.get(i), row_c)
+            self._norm(down, h, after, normed, deltas.get(i), row_c)
         return normed.index_select(0, last)
 
     # -- tensor parallelism (identity without it) -----------------------------------
