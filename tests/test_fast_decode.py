@@ -434,7 +434,12 @@ def test_block_max_kernel_equals_amax(dtype: torch.dtype, vocab: int) -> None:
     want = padded.view(5, -1, 128).amax(-1)
     got = block_max(logits, 128)
     assert got.shape == want.shape and torch.equal(got, want)
-    assert torch.equal(top_k(logits, 8, fused=True)[0], logits.topk(8, dim=-1).values)
+    vals, ids = top_k(logits, 8, fused=True)  # the two-stage kernels (40 blocks >= 4 * 8)
+    assert torch.equal(vals, logits.topk(8, dim=-1).values)
+    assert torch.equal(logits.gather(1, ids), vals)  # each id holds its value
+    assert int(ids[2, 0]) == vocab - 1
+    tied = torch.zeros(2, vocab, device=DEVICE, dtype=dtype)  # every value equal
+    assert top_k(tied, 8, fused=True)[1].tolist() == [list(range(8))] * 2  # lowest ids first
 
 
 @needs_triton

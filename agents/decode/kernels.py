@@ -17,6 +17,8 @@ program per prompt token:
 - `block_max`: the maximum of every vocabulary block of each row (the first
   stage of the sampler's top-k), at the copy rate where a PyTorch amax over
   a (B, V/128, 128) view reads at a fifth of it;
+- `top_k_blocks`: the sampler's whole two-stage top-k (block maxima, best
+  blocks, best tokens), each selection a bitonic top-k in one program per row;
 - `pick_from_shortlist`: the sampler's tail (temperature, top-p within the
   shortlist, the hashed Gumbel noise, the argmax) as one program per row
   instead of about forty small kernels;
@@ -475,6 +477,69 @@ def block_max(logits: torch.Tensor, block: int) -> torch.Tensor:
         logits, out, vocab, blocks, logits.stride(0), BLOCK=block, PER=per, num_warps=4
     )
     return out
+
+
+@triton.jit
+def _order_key(x):
+    """float32 -> int64 whose signed order is the float order (no NaNs)."""
+    b = x.to(tl.int32, bitcast=True)
+    return (b ^ ((b >> 31) & 0x7FFFFFFF)).to(tl.int64)
+
+
+# top_k_blocks packs (value, index) into one int64 sort key: value key * 8192 +
+# (8191 - index), so indices stay below 8192 and among equal values the lower
+# index ranks first
+
+
+@triton.jit
+def _best_blocks_kernel(max_ptr, out_ptr, NB, NBP: tl.constexpr, K: tl.constexpr):
+    row = tl.program_id(0)
+    i = tl.arange(0, NBP)
+    x = tl.load(max_ptr + row * NB + i, mask=i < NB, other=float("-inf")).to(tl.float32)
+    key = tl.where(i < NB, _order_key(x) * 8192 + (8191 - i), -(2**60))  # padding: last
+    top = tl.topk(key, K)  # (K,) descending
+    tl.store(out_ptr + row * K + tl.arange(0, K), (8191 - (top & 8191)).to(tl.int32))
+
+
+@triton.jit
+def _top_tokens_kernel(
+    x_ptr, best_ptr, vals_ptr, ids_ptr, V, s_row, K: tl.constexpr, BLOCK: tl.constexpr
+):
+    row = tl.program_id(0)
+    base = x_ptr + row.to(tl.int64) * s_row
+    c = tl.arange(0, K * BLOCK)  # candidate c: token c % BLOCK of the (c // BLOCK)-th best block
+    tok = tl.load(best_ptr + row * K + c // BLOCK).to(tl.int64) * BLOCK + c % BLOCK
+    x = tl.load(base + tok, mask=tok < V, other=float("-inf"))
+    top = tl.topk(_order_key(x.to(tl.float32)) * 8192 + (8191 - c), K)  # (K,) descending
+    pos = 8191 - (top & 8191)
+    t = tl.load(best_ptr + row * K + pos // BLOCK).to(tl.int64) * BLOCK + pos % BLOCK
+    k = tl.arange(0, K)
+    tl.store(ids_ptr + row * K + k, t)
+    tl.store(vals_ptr + row * K + k, tl.load(base + t, mask=t < V, other=float("-inf")))
+
+
+def top_k_blocks(logits: torch.Tensor, k: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """agents.decode.sampling.top_k's two stages as three kernels: the block
+    maxima (block_max), the k blocks with the largest maxima, the k largest of
+    their k * block tokens, each a bitonic top-k (tl.topk) over packed (value,
+    index) keys in one program per row instead of two torch.topk (0.091
+    against 0.113 ms at B=256 over 128k tokens on an H200). (B, V) logits with
+    unit column stride -> (values (B, k) descending, token ids (B, k) int64);
+    among equal values the lower block, then the lower token, ranks first."""
+    batch, vocab = logits.shape
+    blocks = triton.cdiv(vocab, block)
+    assert k & (k - 1) == 0 and k * block <= 8192 and blocks <= 8192 and k <= blocks
+    maxima = block_max(logits, block)  # (B, NB)
+    best = torch.empty((batch, k), dtype=torch.int32, device=logits.device)
+    _best_blocks_kernel[(batch,)](
+        maxima, best, blocks, NBP=triton.next_power_of_2(blocks), K=k, num_warps=4
+    )
+    vals = torch.empty((batch, k), dtype=logits.dtype, device=logits.device)
+    ids = torch.empty((batch, k), dtype=torch.int64, device=logits.device)
+    _top_tokens_kernel[(batch,)](
+        logits, best, vals, ids, vocab, logits.stride(0), K=k, BLOCK=block, num_warps=8
+    )
+    return vals, ids
 
 
 @triton.jit
