@@ -408,7 +408,7 @@ def test_projections_are_stacked_without_a_second_copy() -> None:
 def test_mask_logits_kernel_equals_unpacking(dtype: torch.dtype, vocab: int) -> None:
     """The fused path's in-place mask == unpack + masked_fill, on random words
     (sign bits included), a vocabulary that ends inside a word and a block."""
-    from agents.decode.kernels import mask_logits_
+    from agents.decode.sampler_kernels import mask_logits_
 
     g = torch.Generator().manual_seed(vocab)
     words = (vocab + 31) // 32
@@ -424,7 +424,7 @@ def test_mask_logits_kernel_equals_unpacking(dtype: torch.dtype, vocab: int) -> 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("vocab", [128 * 40, 128 * 40 + 77])  # whole blocks; a padded last one
 def test_block_max_kernel_equals_amax(dtype: torch.dtype, vocab: int) -> None:
-    from agents.decode.kernels import block_max
+    from agents.decode.sampler_kernels import block_max
 
     g = torch.Generator().manual_seed(vocab)
     logits = torch.randn(5, vocab, generator=g).to(DEVICE, dtype)
@@ -465,7 +465,7 @@ def test_fused_sampler_matches_the_torch_tail(rows: int, top_p: float) -> None:
 def test_record_tokens_kernel_keeps_the_books() -> None:
     """Four rows at step 2: one already done (gets the pad id, counts nothing),
     one sampling an eos id, one reaching its budget, one going on."""
-    from agents.decode.kernels import record_tokens
+    from agents.decode.sampler_kernels import record_tokens
 
     def dev(values: list, dtype: torch.dtype = torch.int64) -> torch.Tensor:
         return torch.tensor(values, dtype=dtype, device=DEVICE)

@@ -174,7 +174,7 @@ def rank_main(device: str, folder: str, out_dir: str) -> None:
 
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     cuda = device == "cuda"
-    if not cuda:  # read when the kernels are defined: before agents.decode.kernels loads
+    if not cuda:  # read when the kernels are defined: before the kernel modules load
         os.environ.setdefault("TRITON_INTERPRET", "1")
     if cuda:
         torch.cuda.set_device(local_rank)

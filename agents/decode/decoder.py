@@ -295,7 +295,7 @@ class FastDecoder:
         allowed = None
         if masked:
             if self.step.fused:  # one kernel, in place (b.logits is rewritten every forward)
-                self.step.kernels.mask_logits_(b.logits, b.bitmask)
+                sampler_kernels().mask_logits_(b.logits, b.bitmask)
             else:
                 allowed = unpack_bitmask(b.bitmask, self.shape.vocab)
             b.done.logical_or_(b.forced)  # rows whose grammar completed (decided on the host)
@@ -309,7 +309,7 @@ class FastDecoder:
             fused=self.step.fused,
         )
         if self.step.fused:
-            self.step.kernels.record_tokens(
+            sampler_kernels().record_tokens(
                 nxt,
                 b.done,
                 b.produced,
@@ -541,6 +541,14 @@ class FastDecoder:
         b.finish_step.zero_()
         b.out.fill_(self.pad_id)
         b.bitmask.fill_(-1)
+
+
+def sampler_kernels() -> Any:
+    """agents.decode.sampler_kernels, imported on first use: it needs triton
+    (and, on CPU, TRITON_INTERPRET set before it loads)."""
+    from agents.decode import sampler_kernels as module
+
+    return module
 
 
 def kv_cache(out: Any) -> Any:

@@ -71,14 +71,14 @@ def top_k(
     is <= its block's max <= the k-th selected block max, and those k maxima
     are k tokens at least that large), then a topk over those candidates.
     Used from BLOCK_ROWS rows on, where it is faster than one topk. `fused`:
-    both stages as Triton kernels (agents.decode.kernels.top_k_blocks; CUDA,
+    both stages as Triton kernels (agents.decode.sampler_kernels.top_k_blocks; CUDA,
     or the Triton interpreter), 0.091 against 0.113 ms for the block maxima
     kernel and two torch.topk at B=256 over 128k tokens."""
     rows, vocab = logits.shape
     if vocab < 4 * k * block:  # too few blocks to pay off
         return logits.topk(k, dim=-1)
     if fused:
-        from agents.decode.kernels import top_k_blocks
+        from agents.decode.sampler_kernels import top_k_blocks
 
         return top_k_blocks(logits, k, block)
     if vocab % block:  # whole blocks; -inf never outranks a real logit
@@ -104,7 +104,7 @@ def shortlist_sample(
 ) -> torch.Tensor:
     """(B, V) logits -> (B,) token ids. `allowed` (B, V) bool masks tokens out.
     `fused`: the block maxima and the tail after the shortlist as Triton
-    kernels (agents.decode.kernels; CUDA or the interpreter): the same rule
+    kernels (agents.decode.sampler_kernels; CUDA or the interpreter): the same rule
     and hash, but the kernel's float32 log and top-p summation order, so a
     draw can differ from the unfused one where two noisy scores all but tie."""
     if allowed is not None:
@@ -117,7 +117,7 @@ def shortlist_sample(
     else:
         vals, ids = logits.topk(k, dim=-1)
     if fused:
-        from agents.decode.kernels import pick_from_shortlist
+        from agents.decode.sampler_kernels import pick_from_shortlist
 
         if not isinstance(step, torch.Tensor):
             step = torch.tensor(step, device=logits.device)
