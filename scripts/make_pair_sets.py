@@ -10,6 +10,7 @@ prompt, one shared user turn and assistant opening.
   swings, reaction to criticism, stress, low mood, irritability) x 8 turns.
 - varied_o: the shipped pairs with O's personas taken from varied (intellect
   as well as imagination and art), the other traits as shipped.
+- varied_n: the same for N (the varied N personas, more of N's facets).
 - held: the varied personas, each followed by one sentence stating the other
   four traits at levels drawn at random (seeded) and identical in both
   personas, so the pair differs in its own trait only.
@@ -171,6 +172,9 @@ def main() -> None:
         "varied_o": ({**base, "O": varied["O"]}, False, "the shipped personas, except O's: the "
                      "14 varied ones, whose 6 new personas add intellect (ideas, words, "
                      "pondering) to imagination and art."),
+        "varied_n": ({**base, "N": varied["N"]}, False, "the shipped personas, except N's: the "
+                     "14 varied ones (anxiety, mood swings, criticism, stress, low mood, "
+                     "irritability)."),
     }  # fmt: skip
     (OUT / "pair_sets").mkdir(exist_ok=True)
     for name, (personas, held, what) in sets.items():

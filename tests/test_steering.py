@@ -43,19 +43,26 @@ def test_shipped_data_sizes() -> None:
     assert load_questionnaire() == test  # reporting reads the test set unless told otherwise
     for t in TRAITS:
         assert sum(p.trait == t for p in pairs) >= 40
-        items = [i for i in dev.items if i.trait == t]
-        assert len(items) == 22 and 8 <= sum(i.key == -1 for i in items) <= 11
+        keys = [i.key for i in dev.items if i.trait == t]
+        assert len(keys) >= 39 and min(keys.count(1), keys.count(-1)) >= 14
         keys = [i.key for i in test.items if i.trait == t]
         assert 22 <= len(keys) <= 24 and min(keys.count(1), keys.count(-1)) >= 10
-    assert len(dev.items) == 110 and len(test.items) == 117
+    assert len(dev.items) == 220 and len(test.items) == 117
 
 
-def test_dev_holds_the_retired_ipip50_test_set() -> None:
-    """Version 1's test set (the IPIP-50 markers) was seen, so it joined dev."""
+def test_dev_holds_the_retired_ipip50_and_the_rest_of_the_ipip_neo() -> None:
+    """Version 1's test set (the IPIP-50 markers) was seen, so it joined dev;
+    the IPIP-NEO items the test set did not take are dev's too (27 of the 30
+    facets have some left), and none of them is a test item."""
     doc = json.loads((DATA / "questionnaire_dev.json").read_text())
+    test = json.loads((DATA / "questionnaire_test.json").read_text())
     ipip50 = [i for i in doc["items"] if i["origin"].startswith("IPIP-50")]
-    assert len(ipip50) == 50 and doc["version"] == 2
+    assert len(ipip50) == 50 and doc["version"] == 3
     assert {i["trait"] for i in ipip50} == set(TRAITS)
+    neo = [i for i in doc["items"] if "neo300_item" in i]
+    facets = {i["facet"] for i in neo}
+    assert facets <= {i["facet"] for i in test["items"]} and len(facets) == 27
+    assert not {i["neo300_item"] for i in neo} & {i["neo300_item"] for i in test["items"]}
     for item in doc["items"]:
         stem = item["stem"]
         assert item["text"] == "I " + stem[0].lower() + stem[1:]
@@ -93,7 +100,7 @@ def test_pairs_dev_and_test_share_no_item_text() -> None:
     shipped pairs and every candidate pair set a sweep can compare."""
     dev = {_norm(i.text) for i in load_questionnaire("dev").items}
     test = {_norm(i.text) for i in load_questionnaire("test").items}
-    assert len(dev) == 110 and len(test) == 117
+    assert len(dev) == 220 and len(test) == 117
     assert not dev & test
     pair_sets = [load_pairs()] + [load_pairs_file(f) for f in sorted(DATA.glob("pair_sets/*.json"))]
     assert len(pair_sets) >= 3
