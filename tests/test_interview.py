@@ -143,7 +143,6 @@ def _small_questionnaire(path: Path):
     tokenizer makes every character a token: fewer items, a faster test)."""
     from dataclasses import replace
 
-
     q = load_questionnaire("test")
     keep = [
         next(i for i in q.items if i.trait == t and i.key == k) for t in TRAITS for k in (1, -1)
