@@ -287,8 +287,9 @@ def test_rating_measure_option() -> None:
     vecs = random_vectors((1,))
     hooks = SteeringHooks(model, vecs, 0.5)
     coefs = torch.tensor([[0.0] * 5, [1.0, 0, 0, 0, 0], [0, 0, -1.0, 0, 0]])
-    r = rm.ratings(hooks, vecs.deltas(coefs, 0.5))  # (3, C) in two chunks
-    assert r.shape == (3, 50) and ((r >= 1) & (r <= 5)).all()
+    r = rm.ratings(hooks, vecs.deltas(coefs, 0.5))  # (3, items) in two chunks
+    n_items = len(load_questionnaire("test").items)
+    assert r.shape == (3, n_items) and ((r >= 1) & (r <= 5)).all()
     torch.testing.assert_close(r[0], rm.ratings()[0], atol=1e-5, rtol=0)
     assert not torch.allclose(r[1], r[0])
     rep = evaluate_steering(
