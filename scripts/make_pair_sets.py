@@ -11,6 +11,8 @@ prompt, one shared user turn and assistant opening.
 - varied_o: the shipped pairs with O's personas taken from varied (intellect
   as well as imagination and art), the other traits as shipped.
 - varied_n: the same for N (the varied N personas, more of N's facets).
+- facets: the shipped A, C and O personas; E and N as in varied plus 6
+  personas each for the NEO facets varied leaves out.
 - held: the varied personas, each followed by one sentence stating the other
   four traits at levels drawn at random (seeded) and identical in both
   personas, so the pair differs in its own trait only.
@@ -122,6 +124,40 @@ N_FAVOURABLE_HIGH = [
     ("desirable_high", "You are an alert person who feels the weight of every deadline.",
      "You are a complacent person who feels no pressure at all."),
 ]
+# facets: E's and N's NEO facets the varied personas leave out or touch once
+# (E: assertiveness, activity, excitement-seeking, cheerfulness; N: anger,
+# low self-worth, immoderation, vulnerability), two per facet where one framing
+# was missing, written from the facet names, not from any item
+FACETS: dict[str, list[tuple[str, str, str]]] = {
+    "E": [
+        ("desirable_high", "You are a natural leader who steps forward and organises any group.",
+         "You are a passive follower who waits for someone else to organise the group."),
+        ("desirable_high", "You are an energetic, lively person who packs each day with activity.",
+         "You are a sluggish, listless person who gets through each day slowly."),
+        ("desirable_low", "You are a reckless thrill-seeker who chases danger and wild nights out.",
+         "You are a sensible person who prefers calm evenings to wild nights out."),
+        ("desirable_high", "You are a bubbly, cheerful person who laughs often and lights up a room.",
+         "You are a sombre, flat person who rarely laughs or lights up."),
+        ("desirable_low", "You are a pushy, domineering person who bosses every group around.",
+         "You are a gentle, easygoing person who lets a group find its own way."),
+        ("desirable_low", "You are a hyperactive person who cannot sit still for a minute.",
+         "You are a relaxed person who is happy to sit still and unwind."),
+    ],
+    "N": [
+        ("desirable_low", "You are a hot-headed person who flies into a rage when things go wrong.",
+         "You are a mild person who stays even-tempered when things go wrong."),
+        ("desirable_low", "You are a person full of self-doubt who often feels worthless.",
+         "You are a person with healthy self-regard who rarely doubts their worth."),
+        ("desirable_low", "You are an impulsive person who gives in to every craving and regrets it.",
+         "You are a self-possessed person who can say no to a craving without effort."),
+        ("desirable_low", "You are a fragile person who falls apart when a crisis hits.",
+         "You are a resilient person who stays composed when a crisis hits."),
+        ("desirable_high", "You are a spirited person who lets it show when something makes them angry.",
+         "You are a passive person who never shows anger, even when treated unfairly."),
+        ("desirable_high", "You are an indulgent person who savours life's pleasures without holding back.",
+         "You are an austere person who denies themselves every small pleasure."),
+    ],
+}
 # fmt: on
 # other-trait wording for the held-explicit set: (high, low)
 OTHER = {
@@ -172,6 +208,11 @@ def main() -> None:
         "varied_o": ({**base, "O": varied["O"]}, False, "the shipped personas, except O's: the "
                      "14 varied ones, whose 6 new personas add intellect (ideas, words, "
                      "pondering) to imagination and art."),
+        "facets": ({**base, "E": varied["E"] + FACETS["E"], "N": varied["N"] + FACETS["N"]},
+                   False, "the shipped personas for A, C and O; E's and N's are the 14 varied "
+                   "ones plus 6 that cover the NEO facets those leave out (E: assertiveness, "
+                   "activity, excitement-seeking, cheerfulness; N: anger, self-worth, "
+                   "immoderation, vulnerability)."),
         "varied_n": ({**base, "N": varied["N"]}, False, "the shipped personas, except N's: the "
                      "14 varied ones (anxiety, mood swings, criticism, stress, low mood, "
                      "irritability)."),
