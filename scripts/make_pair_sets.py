@@ -126,8 +126,8 @@ N_FAVOURABLE_HIGH = [
 ]
 # facets: E's and N's NEO facets the varied personas leave out or touch once
 # (E: assertiveness, activity, excitement-seeking, cheerfulness; N: anger,
-# low self-worth, immoderation, vulnerability), two per facet where one framing
-# was missing, written from the facet names, not from any item
+# low self-worth, immoderation, vulnerability), six per trait, E's valence-
+# balanced, written from the facet names rather than from any item
 FACETS: dict[str, list[tuple[str, str, str]]] = {
     "E": [
         ("desirable_high", "You are a natural leader who steps forward and organises any group.",
