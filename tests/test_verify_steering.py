@@ -416,8 +416,9 @@ def test_behavioural_check_on_smollm2_at_shipped_defaults(run_dir: Path, tmp_pat
     manifest = load_run(hf_dir).manifest | {"model": model_record}
     out = run_behavioural(manifest, hf_dir, device="cpu")
     # On the TEST questionnaire (117 IPIP-NEO items) the shipped defaults reach
-    # 5/5 monotone but a lower bound >= 3x only for A and O (docs/steering.md, "Not reached"): the
-    # check must run to a verdict with those facts, not pass by fiat.
+    # 5/5 monotone but a lower bound >= 3x only for A and O (docs/steering.md,
+    # "Not reached"): the check must run to a verdict with those facts, not pass
+    # by fiat.
     assert out.check.status in ("pass", "fail"), f"{out.check.summary}\n{out.text}"
     assert "5 of 5 traits monotone" in out.check.summary, out.check.summary
     assert "100 random controls" in out.check.summary and "test questionnaire" in out.check.summary
