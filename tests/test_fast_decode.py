@@ -303,41 +303,6 @@ def test_triton_attention_equals_sdpa(group: int, d: int, splits: int) -> None:
         assert err < (1e-5 if dtype == torch.float32 else 1e-2), (dtype, float(err))
 
 
-@needs_triton
-@pytest.mark.parametrize("splits", [1, 3])
-@pytest.mark.parametrize(("group", "d"), [(4, 64), (3, 32)])
-def test_attention_with_new_token_equals_rope_then_attention(group: int, d: int, splits: int):
-    """decode_attention(new=...) (rotary, cache write and attention in one
-    launch) = rope_to_cache, then attention over the written cache: the same
-    cache contents bit for bit, the same output to rounding."""
-    from agents.decode.kernels import NewToken, decode_attention, rope_to_cache
-
-    batch, hkv, length = 4, 2, 150
-    dtypes = [torch.float32] + ([torch.bfloat16] if CUDA else [])
-    for dtype in dtypes:
-        _, kc, vc, start, slot = random_cache(batch, hkv, group, d, length, dtype, DEVICE, seed=7)
-        g = torch.Generator().manual_seed(splits)
-        hq = hkv * group
-        qkv = torch.randn(batch, (hq + 2 * hkv) * d, generator=g).to(DEVICE, dtype)
-        q, k, v = qkv.split([hq * d, hkv * d, hkv * d], dim=1)  # strided column views
-        angle = torch.arange(length)[:, None] * 0.05 * torch.arange(1, d + 1)[None]
-        cos, sin = angle.cos().to(DEVICE), angle.sin().to(DEVICE)
-        pos = torch.randint(0, length, (batch,), generator=g).to(DEVICE)
-        n = batch * hkv * group * splits
-        work = (torch.empty(n * d, device=DEVICE),) + (torch.empty(n, device=DEVICE),) * 2
-        q_rot = torch.empty(batch, hq * d, device=DEVICE, dtype=dtype)
-        k_ref, v_ref = kc.clone(), vc.clone()
-        rope_to_cache(q, k, v, cos, sin, pos, slot, q_rot, k_ref, v_ref)
-        want = torch.full_like(q_rot, float("nan"))
-        decode_attention(q_rot, k_ref, v_ref, start, slot, d**-0.5, want, work)
-        got = torch.full_like(q_rot, float("nan"))
-        new = NewToken(k=k, v=v, cos=cos, sin=sin, pos=pos)
-        decode_attention(q, kc, vc, start, slot, d**-0.5, got, work, new=new)
-        assert torch.equal(kc, k_ref) and torch.equal(vc, v_ref)
-        err = (got.float() - want.float()).norm() / want.float().norm()
-        assert err < (1e-6 if dtype == torch.float32 else 1e-2), (dtype, float(err))
-
-
 # -- sampling -------------------------------------------------------------------
 
 

@@ -24,8 +24,6 @@ interpreter with TRITON_INTERPRET=1 in tests)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import triton
 import triton.language as tl
@@ -231,13 +229,6 @@ def _attn_split_kernel(
     o_ptr,
     m_ptr,
     l_ptr,
-    k_ptr,
-    v_ptr,
-    cos_ptr,
-    sin_ptr,
-    pos_ptr,
-    s_q,
-    s_kv,
     s_cb,
     s_ch,
     s_cl,
@@ -250,15 +241,13 @@ def _attn_split_kernel(
     SPLITS: tl.constexpr,
     IEEE: tl.constexpr,
     DIRECT: tl.constexpr,
-    ROPE: tl.constexpr,
 ):
     bh = tl.program_id(0)
     sp = tl.program_id(1)
     b = bh // HKV
     kvh = bh % HKV
     start = tl.load(start_ptr + b).to(tl.int32)
-    slot = tl.load(slot_ptr).to(tl.int32)
-    end = slot + 1
+    end = tl.load(slot_ptr).to(tl.int32) + 1
     chunk = tl.cdiv(tl.cdiv(end - start, SPLITS), BLOCK_N) * BLOCK_N
     lo = start + sp * chunk
     hi = tl.minimum(lo + chunk, end)
@@ -266,33 +255,14 @@ def _attn_split_kernel(
     d = tl.arange(0, D)
     # the G query heads that share this K/V head, padded to a tl.dot-sized tile
     q_rows = (b * HKV + kvh) * G + g
-    heads = (kvh * G + g)[:, None]  # (BLOCK_G, 1): this row's query heads
+    q = tl.load(q_ptr + q_rows[:, None] * D + d[None, :], mask=(g < G)[:, None], other=0.0)
     m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_G], tl.float32)
     acc = tl.zeros([BLOCK_G, D], tl.float32)
     base = b.to(tl.int64) * s_cb + kvh * s_ch  # the pool can pass 2**31 elements
-    if ROPE:
-        # the step's rotary embedding and cache write, done here instead of a
-        # kernel of their own: q and the new token's k rotated at this row's
-        # position (rounded to the model dtype, as the separate kernel stored
-        # them), k and v written at `slot` by the split that holds it, which
-        # adds that token from registers; the loop stops before it
-        half: tl.constexpr = D // 2
-        i = d[None, :]
-        partner = tl.where(i < half, i + half, i - half)
-        sign = tl.where(i < half, -1.0, 1.0)
-        pos = tl.load(pos_ptr + b)
-        cos = tl.load(cos_ptr + pos * D + i).to(tl.float32)  # (1, D)
-        sin = tl.load(sin_ptr + pos * D + i).to(tl.float32)
-        q_at = q_ptr + b.to(tl.int64) * s_q + heads * D
-        q, _ = _rotate(q_at, g[:, None], G, i, partner, sign, cos, sin)
-        hi_loop = tl.minimum(hi, slot)
-    else:
-        q = tl.load(q_ptr + q_rows[:, None] * D + d[None, :], mask=(g < G)[:, None], other=0.0)
-        hi_loop = hi
-    for s0 in range(lo, hi_loop, BLOCK_N):
+    for s0 in range(lo, hi, BLOCK_N):
         n = s0 + tl.arange(0, BLOCK_N)
-        valid = n < hi_loop
+        valid = n < hi
         offs = base + n[:, None] * s_cl + d[None, :]
         k = tl.load(kc_ptr + offs, mask=valid[:, None], other=0.0)  # (BLOCK_N, D)
         if IEEE:
@@ -311,21 +281,6 @@ def _attn_split_kernel(
             pv = tl.dot(p.to(v.dtype), v)
         acc = acc * alpha[:, None] + pv
         m_i = m_new
-    if ROPE:
-        if (lo <= slot) & (slot < hi):  # this split holds the new token
-            new = b.to(tl.int64) * s_kv + kvh * D  # (1, D) tiles below: this K/V head
-            k_new, _ = _rotate(k_ptr + new, i * 0, 1, i, partner, sign, cos, sin)
-            v_new = tl.load(v_ptr + new + i)
-            tl.store(kc_ptr + base + slot * s_cl + i, k_new)
-            tl.store(vc_ptr + base + slot * s_cl + i, v_new)
-            s = tl.sum(q.to(tl.float32) * k_new.to(tl.float32), 1) * qk_scale  # (BLOCK_G,)
-            m_new = tl.maximum(m_i, s)
-            p = tl.exp2(s - m_new)
-            alpha = tl.exp2(m_i - m_new)
-            l_i = l_i * alpha + p
-            pv = p.to(v_new.dtype).to(tl.float32)[:, None] * v_new.to(tl.float32)  # as tl.dot rounds p
-            acc = acc * alpha[:, None] + pv
-            m_i = m_new
     keep = g < G
     if DIRECT:  # one split: the output itself (o_ptr is `out`; row q_rows is b * HQ + h)
         y = acc / l_i[:, None]
@@ -375,19 +330,6 @@ def attention_splits(batch: int, kv_heads: int, sm_count: int) -> int:
     return max(1, min(16, -(-4 * sm_count // (batch * kv_heads))))
 
 
-@dataclass(frozen=True)
-class NewToken:
-    """The step's own token, for `decode_attention` to rotate and cache itself:
-    k and v (B, HKV*D) as projected (column views of one product may share a
-    row stride), the rotary tables cos/sin (L, D) and each row's position pos (B,)."""
-
-    k: torch.Tensor
-    v: torch.Tensor
-    cos: torch.Tensor
-    sin: torch.Tensor
-    pos: torch.Tensor
-
-
 def decode_attention(
     q: torch.Tensor,
     k_cache: torch.Tensor,
@@ -398,20 +340,13 @@ def decode_attention(
     out: torch.Tensor,
     work: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     *,
-    new: NewToken | None = None,
     block_n: int | None = None,
     num_warps: int = 2,
     num_stages: int = 2,
 ) -> None:
     """q (B, HQ*D) (one token per row) attends to cache slots start[b]..slot of
-    k_cache/v_cache (B, HKV, L, D) -> out (B, HQ*D) contiguous. `work` holds
-    the split partials: o (B*HKV*S*G*D,), m and l (B*HKV*S*G,) float32, S = splits.
-
-    With `new`, this is rope_to_cache and the attention in one launch: q comes
-    as projected (rows may be strided), q and new.k are rotated at new.pos,
-    new.k and new.v are written at `slot`, and that slot's term is added from
-    registers (one kernel and one round trip of q fewer per layer). Without
-    it, q is rotated already and `slot` is in the cache.
+    k_cache/v_cache (B, HKV, L, D) -> out (B, HQ*D). `work` holds the split
+    partials: o (B*HKV*S*G*D,), m and l (B*HKV*S*G,) float32, S = splits.
 
     The launch settings (tile of `block_n` cache slots, warps, pipeline
     stages) are the best of a sweep on the H200 over the 1B shape at B=256 and
@@ -424,11 +359,6 @@ def decode_attention(
     o_part, m_part, l_part = work
     splits = m_part.numel() // (batch * hkv * group)
     direct = splits == 1  # a big batch fills the chip without splits: no combine pass
-    assert q.stride(1) == 1 and (new is not None or q.is_contiguous())
-    if new is not None:
-        assert new.k.stride() == new.v.stride() and new.k.stride(1) == 1
-        assert k_cache.stride() == v_cache.stride() and k_cache.stride(-1) == 1
-    rope = new or NewToken(k=q, v=q, cos=q, sin=q, pos=start)  # unread placeholders
     _attn_split_kernel[(batch * hkv, splits)](
         q,
         k_cache,
@@ -438,13 +368,6 @@ def decode_attention(
         out if direct else o_part,
         m_part,
         l_part,
-        rope.k,
-        rope.v,
-        rope.cos,
-        rope.sin,
-        rope.pos,
-        q.stride(0),
-        rope.k.stride(0),
         k_cache.stride(0),
         k_cache.stride(1),
         k_cache.stride(2),
@@ -457,7 +380,6 @@ def decode_attention(
         SPLITS=splits,
         IEEE=q.dtype == torch.float32,
         DIRECT=direct,
-        ROPE=new is not None,
         num_warps=num_warps,
         num_stages=num_stages,
     )

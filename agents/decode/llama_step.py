@@ -6,13 +6,12 @@ read, and no weight is copied. (With `stacked=True`, q/k/v and gate/up each
 run as one product: their weights move into one buffer per layer, of which
 the model's parameters become views; values unchanged.)
 
-Per layer: norm, q/k/v projections, rotary + cache write + grouped decode
+Per layer: norm, q/k/v projections, rotary + cache write, grouped decode
 attention, o projection, residual + norm, gate/up, silu * up, down, residual
 (+ the steering delta of a steered layer, as SteeringHooks adds it to the
 block's output). With `fused=True` the elementwise parts run as Triton kernels
-(agents.decode.kernels; 8 launches a layer, 9 when the attention splits,
-instead of about 35); otherwise as PyTorch operations that mirror
-transformers' modules (CPU, tests).
+(agents.decode.kernels; about 13 launches a layer instead of about 35);
+otherwise as PyTorch operations that mirror transformers' modules (CPU, tests).
 Every operation has a fixed shape and reads positions and the cache slot from
 device tensors, so the step can be captured in a CUDA graph.
 
@@ -390,13 +389,13 @@ class LlamaStep:
         s = self.shape
         kc, vc = buf.keys[i], buf.values[i]
         if self.fused:
-            # one launch rotates q and k, writes k and v at the slot and attends
-            # (q, k, v may be column views of the stacked q/k/v product)
+            # q may be a column view of the stacked q/k/v product: fresh, contiguous outputs
+            q_rot = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+            self.kernels.rope_to_cache(q, k, v, cos, sin, buf.pos, buf.slot, q_rot, kc, vc)
             out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
             assert buf.attn_work is not None
-            new = self.kernels.NewToken(k=k, v=v, cos=cos, sin=sin, pos=buf.pos)
             self.kernels.decode_attention(
-                q, kc, vc, buf.start, buf.slot, self.scale, out, buf.attn_work, new=new
+                q_rot, kc, vc, buf.start, buf.slot, self.scale, out, buf.attn_work
             )
             return out
         batch = q.shape[0]
