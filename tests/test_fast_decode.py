@@ -282,10 +282,14 @@ def test_grouped_attention_equals_sdpa(group: int) -> None:
 
 
 @needs_triton
-@pytest.mark.parametrize("splits", [1, 3])
+@pytest.mark.parametrize("splits,persist", [(1, 0), (1, 1), (3, 0)])
 @pytest.mark.parametrize(("group", "d"), [(4, 64), (3, 32)])
-def test_triton_attention_equals_sdpa(group: int, d: int, splits: int) -> None:
+def test_triton_attention_equals_sdpa(monkeypatch, group: int, d: int, splits: int, persist: int):
+    """persist: a fixed grid smaller than the items, each program looping."""
+    from agents.decode import kernels
     from agents.decode.kernels import decode_attention
+
+    monkeypatch.setattr(kernels, "PERSIST_PER_SM", persist)
 
     dtypes = [torch.float32] + ([torch.bfloat16] if CUDA else [])
     for dtype in dtypes:
@@ -440,6 +444,32 @@ def test_block_max_kernel_equals_amax(dtype: torch.dtype, vocab: int) -> None:
     assert int(ids[2, 0]) == vocab - 1
     tied = torch.zeros(2, vocab, device=DEVICE, dtype=dtype)  # every value equal
     assert top_k(tied, 8, fused=True)[1].tolist() == [list(range(8))] * 2  # lowest ids first
+
+
+@needs_triton
+@pytest.mark.parametrize("vocab", [49152, 50021])
+def test_top_k_search_selection_equals_bitonic(monkeypatch, vocab: int) -> None:
+    """The kernels' selection by binary search + compaction picks exactly what
+    the bitonic tl.topk picks (same values, same ids, same order), also where
+    many values tie at the k-th place and where most of a row is -inf."""
+    from agents.decode import sampler_kernels
+
+    g = torch.Generator().manual_seed(vocab)
+    logits = torch.randn(6, vocab, generator=g) * 3
+    logits[1] = (logits[1] * 2).round() / 2  # coarse levels: ties at the threshold
+    logits[2, 100:] = float("-inf")  # fewer finite tokens than blocks
+    logits[3] = 0.0  # every value equal
+    logits[4, ::5] += 8.0  # the winners spread over many blocks
+    logits[5, 1000:1064] = 30.0  # the winners packed in one block
+    for dtype in (torch.float32, torch.bfloat16):
+        x = logits.to(DEVICE, dtype)
+        monkeypatch.setattr(sampler_kernels, "SEARCH", True)
+        vals, ids = top_k(x, 64, fused=True)
+        monkeypatch.setattr(sampler_kernels, "SEARCH", False)
+        want_vals, want_ids = top_k(x, 64, fused=True)
+        assert torch.equal(vals, want_vals) and torch.equal(ids, want_ids)
+        assert torch.equal(vals, x.topk(64, dim=-1).values)
+        assert torch.equal(x.gather(1, ids), vals)
 
 
 @needs_triton

@@ -233,6 +233,47 @@ def _attn_split_kernel(
     s_ch,
     s_cl,
     qk_scale,
+    items,
+    HKV: tl.constexpr,
+    G: tl.constexpr,
+    BLOCK_G: tl.constexpr,
+    D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    SPLITS: tl.constexpr,
+    IEEE: tl.constexpr,
+    DIRECT: tl.constexpr,
+    PERSIST: tl.constexpr,
+):
+    if PERSIST:  # a fixed grid, each program taking (row, K/V head) items in turn
+        for bh in range(tl.program_id(0), items, tl.num_programs(0)):
+            _attn_item(
+                bh, 0, q_ptr, kc_ptr, vc_ptr, start_ptr, slot_ptr, o_ptr, m_ptr, l_ptr,
+                s_cb, s_ch, s_cl, qk_scale, HKV, G, BLOCK_G, D, BLOCK_N, SPLITS, IEEE, DIRECT,
+            )  # fmt: skip
+    else:
+        _attn_item(
+            tl.program_id(0), tl.program_id(1), q_ptr, kc_ptr, vc_ptr, start_ptr, slot_ptr,
+            o_ptr, m_ptr, l_ptr, s_cb, s_ch, s_cl, qk_scale, HKV, G, BLOCK_G, D, BLOCK_N,
+            SPLITS, IEEE, DIRECT,
+        )  # fmt: skip
+
+
+@triton.jit
+def _attn_item(
+    bh,
+    sp,
+    q_ptr,
+    kc_ptr,
+    vc_ptr,
+    start_ptr,
+    slot_ptr,
+    o_ptr,
+    m_ptr,
+    l_ptr,
+    s_cb,
+    s_ch,
+    s_cl,
+    qk_scale,
     HKV: tl.constexpr,
     G: tl.constexpr,
     BLOCK_G: tl.constexpr,
@@ -242,8 +283,7 @@ def _attn_split_kernel(
     IEEE: tl.constexpr,
     DIRECT: tl.constexpr,
 ):
-    bh = tl.program_id(0)
-    sp = tl.program_id(1)
+    """Split `sp` of row b = bh // HKV, K/V head bh % HKV."""
     b = bh // HKV
     kvh = bh % HKV
     start = tl.load(start_ptr + b).to(tl.int32)
@@ -289,11 +329,11 @@ def _attn_split_kernel(
             y.to(o_ptr.dtype.element_ty),
             mask=keep[:, None],
         )
-        return
-    part = (bh * SPLITS + sp) * G + g  # (BLOCK_G,)
-    tl.store(o_ptr + part[:, None] * D + d[None, :], acc, mask=keep[:, None])
-    tl.store(m_ptr + part, m_i, mask=keep)
-    tl.store(l_ptr + part, l_i, mask=keep)
+    else:
+        part = (bh * SPLITS + sp) * G + g  # (BLOCK_G,)
+        tl.store(o_ptr + part[:, None] * D + d[None, :], acc, mask=keep[:, None])
+        tl.store(m_ptr + part, m_i, mask=keep)
+        tl.store(l_ptr + part, l_i, mask=keep)
 
 
 @triton.jit
@@ -322,6 +362,16 @@ def _attn_combine_kernel(
     o = tl.load(o_ptr + part[:, None] * D + d[None, :], mask=inside[:, None], other=0.0)
     y = tl.sum(o * w[:, None], 0) / l_sum
     tl.store(out_ptr + pid * D + d, y.to(out_ptr.dtype.element_ty))
+
+
+# programs per SM of the persistent attention grid (0: one program per item); A/B
+PERSIST_PER_SM = 0
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 4  # the interpreter: a small grid that still loops
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def attention_splits(batch: int, kv_heads: int, sm_count: int) -> int:
@@ -359,7 +409,10 @@ def decode_attention(
     o_part, m_part, l_part = work
     splits = m_part.numel() // (batch * hkv * group)
     direct = splits == 1  # a big batch fills the chip without splits: no combine pass
-    _attn_split_kernel[(batch * hkv, splits)](
+    items = batch * hkv
+    persist = direct and PERSIST_PER_SM > 0 and items > PERSIST_PER_SM * _sm_count(q.device)
+    grid = (PERSIST_PER_SM * _sm_count(q.device),) if persist else (items, splits)
+    _attn_split_kernel[grid](
         q,
         k_cache,
         v_cache,
@@ -372,6 +425,7 @@ def decode_attention(
         k_cache.stride(1),
         k_cache.stride(2),
         scale * LOG2E,
+        items,
         HKV=hkv,
         G=group,
         BLOCK_G=max(16, triton.next_power_of_2(group)),
@@ -380,6 +434,7 @@ def decode_attention(
         SPLITS=splits,
         IEEE=q.dtype == torch.float32,
         DIRECT=direct,
+        PERSIST=persist,
         num_warps=num_warps,
         num_stages=num_stages,
     )

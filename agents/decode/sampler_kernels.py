@@ -72,43 +72,108 @@ def block_max(logits: torch.Tensor, block: int) -> torch.Tensor:
     return out
 
 
-@triton.jit
-def _order_key(x):
-    """float32 -> int64 whose signed order is the float order (no NaNs)."""
-    b = x.to(tl.int32, bitcast=True)
-    return (b ^ ((b >> 31) & 0x7FFFFFFF)).to(tl.int64)
-
-
 # top_k_blocks packs (value, index) into one int64 sort key: value key * 8192 +
 # (8191 - index), so indices stay below 8192 and among equal values the lower
 # index ranks first
 
 
 @triton.jit
-def _best_blocks_kernel(max_ptr, out_ptr, NB, NBP: tl.constexpr, K: tl.constexpr):
+def _order_key32(x):
+    """float32 -> int32 whose signed order is the float order (no NaNs); no
+    value maps to -2**31, which therefore ranks below every value."""
+    b = x.to(tl.int32, bitcast=True)
+    return b ^ ((b >> 31) & 0x7FFFFFFF)
+
+
+@triton.jit
+def _select_top(key, scratch_ptr, K: tl.constexpr, SEARCH: tl.constexpr, SHIFT: tl.constexpr):
+    """The K largest packed keys (key * 8192 + 8191 - i over the positions i of
+    `key`, an int32 tensor of a power-of-two size), descending: the same K and
+    order as tl.topk of the packed keys.
+
+    SEARCH: instead of a bitonic top-k over all N keys (log2(N)**2 / 2
+    compare-and-swap stages over the whole tile), a binary search for the
+    K-th largest key (32 counting passes of compares and a sum), the ties at
+    it taken lowest position first, the K winners compacted through
+    `scratch_ptr` (K int64 words, this program's own) and sorted there.
+    Both give the same result. SHIFT: 16 where every key's low 16 bits carry
+    no order (keys of bf16 values), else 0."""
+    i = tl.arange(0, key.shape[0])
+    if SEARCH:
+        # the search runs on key >> SHIFT: for bf16 logits the low 16 bits of the
+        # float32 are zero (the key's 0 or 0xFFFF), so 16 passes suffice there
+        # invariant: at least K keys >= lo, fewer than K keys >= hi + 1
+        short = key >> SHIFT
+        lo = tl.min(short, 0).to(tl.int64)
+        hi = tl.max(short, 0).to(tl.int64)
+        for _ in range(32 - SHIFT):  # the range halves each pass
+            mid = lo + (hi - lo + 1) // 2
+            enough = tl.sum((short >= mid).to(tl.int32), 0) >= K
+            lo = tl.where(enough, mid, lo)
+            hi = tl.where(enough, hi, mid - 1)
+        above = short > lo
+        tie = short == lo
+        room = K - tl.sum(above.to(tl.int32), 0)  # ties to take, lowest position first
+        take = above | (tie & (tl.cumsum(tie.to(tl.int32), 0) <= room))
+        at = tl.cumsum(take.to(tl.int32), 0) - 1
+        packed = key.to(tl.int64) * 8192 + (8191 - i)
+        tl.store(scratch_ptr + at, packed, mask=take)
+        tl.debug_barrier()  # the other threads' winners are in memory
+        won = tl.load(scratch_ptr + tl.arange(0, K))
+        tl.debug_barrier()  # every thread has read before the caller reuses scratch
+        return tl.sort(won, descending=True)
+    else:
+        return tl.topk(key.to(tl.int64) * 8192 + (8191 - i), K)
+
+
+@triton.jit
+def _best_blocks_kernel(
+    max_ptr,
+    out_ptr,
+    scratch_ptr,
+    NB,
+    NBP: tl.constexpr,
+    K: tl.constexpr,
+    SEARCH: tl.constexpr,
+    SHIFT: tl.constexpr,
+):
     row = tl.program_id(0)
     i = tl.arange(0, NBP)
     x = tl.load(max_ptr + row * NB + i, mask=i < NB, other=float("-inf")).to(tl.float32)
-    key = tl.where(i < NB, _order_key(x) * 8192 + (8191 - i), -(2**60))  # padding: last
-    top = tl.topk(key, K)  # (K,) descending
-    tl.store(out_ptr + row * K + tl.arange(0, K), (8191 - (top & 8191)).to(tl.int32))
+    key = tl.where(i < NB, _order_key32(x), -(2**31))  # padding: below every block
+    top = _select_top(key, scratch_ptr + row * K, K, SEARCH, SHIFT)
+    tl.store(out_ptr + row * 2 * K + tl.arange(0, K), (8191 - (top & 8191)).to(tl.int32))
 
 
 @triton.jit
 def _top_tokens_kernel(
-    x_ptr, best_ptr, vals_ptr, ids_ptr, V, s_row, K: tl.constexpr, BLOCK: tl.constexpr
+    x_ptr,
+    best_ptr,
+    vals_ptr,
+    ids_ptr,
+    V,
+    s_row,
+    K: tl.constexpr,
+    BLOCK: tl.constexpr,
+    SEARCH: tl.constexpr,
+    SHIFT: tl.constexpr,
 ):
     row = tl.program_id(0)
     base = x_ptr + row.to(tl.int64) * s_row
     c = tl.arange(0, K * BLOCK)  # candidate c: token c % BLOCK of the (c // BLOCK)-th best block
-    tok = tl.load(best_ptr + row * K + c // BLOCK).to(tl.int64) * BLOCK + c % BLOCK
+    best = best_ptr + row * 2 * K
+    tok = tl.load(best + c // BLOCK).to(tl.int64) * BLOCK + c % BLOCK
     x = tl.load(base + tok, mask=tok < V, other=float("-inf"))
-    top = tl.topk(_order_key(x.to(tl.float32)) * 8192 + (8191 - c), K)  # (K,) descending
+    top = _select_top(_order_key32(x.to(tl.float32)), ids_ptr + row * K, K, SEARCH, SHIFT)
     pos = 8191 - (top & 8191)
-    t = tl.load(best_ptr + row * K + pos // BLOCK).to(tl.int64) * BLOCK + pos % BLOCK
+    t = tl.load(best + pos // BLOCK).to(tl.int64) * BLOCK + pos % BLOCK
     k = tl.arange(0, K)
     tl.store(ids_ptr + row * K + k, t)
     tl.store(vals_ptr + row * K + k, tl.load(base + t, mask=t < V, other=float("-inf")))
+
+
+# the selection of _select_top (set by the A/B script; see its docstring)
+SEARCH = True
 
 
 def top_k_blocks(logits: torch.Tensor, k: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,14 +188,35 @@ def top_k_blocks(logits: torch.Tensor, k: int, block: int) -> tuple[torch.Tensor
     blocks = triton.cdiv(vocab, block)
     assert k & (k - 1) == 0 and k * block <= 8192 and blocks <= 8192 and k <= blocks
     maxima = block_max(logits, block)  # (B, NB)
-    best = torch.empty((batch, k), dtype=torch.int32, device=logits.device)
+    shift = 16 if logits.dtype == torch.bfloat16 else 0  # see _select_top
+    # (B, 2k) int32: the best blocks in the first k words of a row; the row's
+    # 2k words are its scratch as k int64 while they are chosen
+    best = torch.empty((batch, 2 * k), dtype=torch.int32, device=logits.device)
     _best_blocks_kernel[(batch,)](
-        maxima, best, blocks, NBP=triton.next_power_of_2(blocks), K=k, num_warps=4
+        maxima,
+        best,
+        best.view(torch.int64),
+        blocks,
+        NBP=triton.next_power_of_2(blocks),
+        K=k,
+        SEARCH=SEARCH,
+        SHIFT=shift,
+        num_warps=4,
     )
     vals = torch.empty((batch, k), dtype=logits.dtype, device=logits.device)
     ids = torch.empty((batch, k), dtype=torch.int64, device=logits.device)
     _top_tokens_kernel[(batch,)](
-        logits, best, vals, ids, vocab, logits.stride(0), K=k, BLOCK=block, num_warps=8
+        logits,
+        best,
+        vals,
+        ids,
+        vocab,
+        logits.stride(0),
+        K=k,
+        BLOCK=block,
+        SEARCH=SEARCH,
+        SHIFT=shift,
+        num_warps=8,
     )
     return vals, ids
 
