@@ -6,7 +6,8 @@ loop's, each replacing several small PyTorch kernels in the captured step:
   stage of the sampler's top-k), at the copy rate where a PyTorch amax over
   a (B, V/128, 128) view reads at a fifth of it;
 - `top_k_blocks`: the sampler's whole two-stage top-k (block maxima, best
-  blocks, best tokens), each selection a bitonic top-k in one program per row;
+  blocks, best tokens), each selection a binary search for the k-th key in
+  one program per row;
 - `pick_from_shortlist`: the sampler's tail (temperature, top-p within the
   shortlist, the hashed Gumbel noise, the argmax) as one program per row
   instead of about forty small kernels;
@@ -24,6 +25,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from agents.decode import kernels
 
 
 @triton.jit
@@ -49,7 +52,12 @@ def mask_logits_(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
 
 
 @triton.jit
-def _block_max_kernel(x_ptr, out_ptr, V, NB, s_row, BLOCK: tl.constexpr, PER: tl.constexpr):
+def _block_max_kernel(
+    x_ptr, out_ptr, V, NB, s_row, BLOCK: tl.constexpr, PER: tl.constexpr, GDC: tl.constexpr
+):
+    if GDC:  # programmatic dependent launch: the kernel before has flushed
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()  # the next kernel may queue now
     row = tl.program_id(0)
     blk = tl.program_id(1) * PER + tl.arange(0, PER)  # (PER,) block numbers
     tok = blk[:, None] * BLOCK + tl.arange(0, BLOCK)[None, :]  # (PER, BLOCK)
@@ -67,7 +75,15 @@ def block_max(logits: torch.Tensor, block: int) -> torch.Tensor:
     out = torch.empty((batch, blocks), dtype=logits.dtype, device=logits.device)
     per = max(1, 4096 // block)  # 4,096 tokens per program
     _block_max_kernel[(batch, triton.cdiv(blocks, per))](
-        logits, out, vocab, blocks, logits.stride(0), BLOCK=block, PER=per, num_warps=4
+        logits,
+        out,
+        vocab,
+        blocks,
+        logits.stride(0),
+        BLOCK=block,
+        PER=per,
+        num_warps=4,
+        **kernels.launch_options(),
     )
     return out
 
@@ -136,7 +152,11 @@ def _best_blocks_kernel(
     K: tl.constexpr,
     SEARCH: tl.constexpr,
     SHIFT: tl.constexpr,
+    GDC: tl.constexpr,
 ):
+    if GDC:  # programmatic dependent launch: the kernel before has flushed
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()  # the next kernel may queue now
     row = tl.program_id(0)
     i = tl.arange(0, NBP)
     x = tl.load(max_ptr + row * NB + i, mask=i < NB, other=float("-inf")).to(tl.float32)
@@ -157,7 +177,11 @@ def _top_tokens_kernel(
     BLOCK: tl.constexpr,
     SEARCH: tl.constexpr,
     SHIFT: tl.constexpr,
+    GDC: tl.constexpr,
 ):
+    if GDC:  # programmatic dependent launch: the kernel before has flushed
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()  # the next kernel may queue now
     row = tl.program_id(0)
     base = x_ptr + row.to(tl.int64) * s_row
     c = tl.arange(0, K * BLOCK)  # candidate c: token c % BLOCK of the (c // BLOCK)-th best block
@@ -172,15 +196,17 @@ def _top_tokens_kernel(
     tl.store(vals_ptr + row * K + k, tl.load(base + t, mask=t < V, other=float("-inf")))
 
 
-# the selection of _select_top (set by the A/B script; see its docstring)
+# _select_top's method: the search (False: the bitonic tl.topk, the tests'
+# oracle; 0.094 against 0.053 ms for the whole top-64 at B=256 over 128k bf16
+# logits on an H200, benchmarks/results/topk_search_session7_h200.json)
 SEARCH = True
 
 
 def top_k_blocks(logits: torch.Tensor, k: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
     """agents.decode.sampling.top_k's two stages as three kernels: the block
     maxima (block_max), the k blocks with the largest maxima, the k largest of
-    their k * block tokens, each a bitonic top-k (tl.topk) over packed (value,
-    index) keys in one program per row instead of two torch.topk (0.091
+    their k * block tokens, each selection (_select_top) over packed (value,
+    index) keys in one program per row instead of two torch.topk (0.053
     against 0.113 ms at B=256 over 128k tokens on an H200). (B, V) logits with
     unit column stride -> (values (B, k) descending, token ids (B, k) int64);
     among equal values the lower block, then the lower token, ranks first."""
@@ -202,6 +228,7 @@ def top_k_blocks(logits: torch.Tensor, k: int, block: int) -> tuple[torch.Tensor
         SEARCH=SEARCH,
         SHIFT=shift,
         num_warps=4,
+        **kernels.launch_options(),
     )
     vals = torch.empty((batch, k), dtype=logits.dtype, device=logits.device)
     ids = torch.empty((batch, k), dtype=torch.int64, device=logits.device)
@@ -217,6 +244,7 @@ def top_k_blocks(logits: torch.Tensor, k: int, block: int) -> tuple[torch.Tensor
         SEARCH=SEARCH,
         SHIFT=shift,
         num_warps=8,
+        **kernels.launch_options(),
     )
     return vals, ids
 
@@ -243,7 +271,11 @@ def _pick_kernel(
     top_p,
     USE_TOP_P: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    GDC: tl.constexpr,
 ):
+    if GDC:  # programmatic dependent launch: the kernel before has flushed
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()  # the next kernel may queue now
     row = tl.program_id(0)
     k = tl.arange(0, BLOCK_K)
     inside = k < K
@@ -299,6 +331,7 @@ def pick_from_shortlist(
         USE_TOP_P=top_p < 1.0,
         BLOCK_K=triton.next_power_of_2(k),
         num_warps=1,
+        **kernels.launch_options(),
     )
     return out
 
@@ -322,7 +355,10 @@ def _record_kernel(
     pad_id,
     BLOCK_B: tl.constexpr,
     BLOCK_E: tl.constexpr,
+    GDC: tl.constexpr,
 ):
+    if GDC:  # programmatic dependent launch: the kernel before has flushed
+        tl.extra.cuda.gdc_wait()
     r = tl.arange(0, BLOCK_B)
     row = r < B
     step = tl.load(step_ptr)
@@ -391,4 +427,5 @@ def record_tokens(
         BLOCK_B=triton.next_power_of_2(batch),
         BLOCK_E=triton.next_power_of_2(max(eos.shape[0], 1)),
         num_warps=4,
+        **kernels.launch_options(),
     )

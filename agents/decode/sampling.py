@@ -18,9 +18,11 @@ import torch
 
 SHORTLIST = 64  # tokens considered per row; top-p is applied within them
 BLOCK = 128  # vocabulary block of the two-stage top-k (top_k)
-# Below this many rows one torch.topk is faster: eager on the H200 over 128k
-# tokens, 0.085 vs 0.16 ms at B=32, 0.17 vs 0.15-0.20 at B=128, 0.32 vs 0.22 at
-# B=256 (benchmarks/results/topk_blocks_h200.json).
+# Below this many rows one torch.topk beats the two PyTorch stages: eager on
+# the H200 over 128k tokens, 0.085 vs 0.16 ms at B=32, 0.17 vs 0.15-0.20 at
+# B=128, 0.32 vs 0.22 at B=256 (benchmarks/results/topk_blocks_h200.json).
+# The fused stages (Triton) win at every size: 0.022 vs 0.039 ms at B=1, 0.027
+# vs 0.151 at B=128 (benchmarks/results/pdl_topk_rows_session7_h200.json).
 BLOCK_ROWS = 192
 
 _M32 = 0xFFFFFFFF
@@ -70,9 +72,10 @@ def top_k(
     maxima, whose k*block tokens hold every top-k token (a token outside them
     is <= its block's max <= the k-th selected block max, and those k maxima
     are k tokens at least that large), then a topk over those candidates.
-    Used from BLOCK_ROWS rows on, where it is faster than one topk. `fused`:
+    Used from BLOCK_ROWS rows on, where it is faster than one topk, and
+    always when `fused`. `fused`:
     both stages as Triton kernels (agents.decode.sampler_kernels.top_k_blocks; CUDA,
-    or the Triton interpreter), 0.091 against 0.113 ms for the block maxima
+    or the Triton interpreter), 0.053 against 0.113 ms for the block maxima
     kernel and two torch.topk at B=256 over 128k tokens."""
     rows, vocab = logits.shape
     if vocab < 4 * k * block:  # too few blocks to pay off
@@ -112,7 +115,7 @@ def shortlist_sample(
     if temperature <= 0:
         return logits.argmax(-1)
     k = min(shortlist, logits.shape[-1])
-    if logits.shape[0] >= BLOCK_ROWS:
+    if fused or logits.shape[0] >= BLOCK_ROWS:
         vals, ids = top_k(logits, k, fused=fused)  # (B, K), descending
     else:
         vals, ids = logits.topk(k, dim=-1)
