@@ -91,7 +91,6 @@ class Bucket:
             tokens=torch.zeros(size, **i64),
             pos=torch.zeros(size, **i64),
             start=torch.zeros(size, device=dev, dtype=torch.int32),
-            order=torch.arange(size, device=dev, dtype=torch.int32),
             slot=torch.zeros((), **i64),
             keys=[k[:size] for k in pool.keys],
             values=[v[:size] for v in pool.values],

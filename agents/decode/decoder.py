@@ -529,8 +529,6 @@ class FastDecoder:
             dst.copy_(torch.tensor(values, dtype=dst.dtype), non_blocking=False)
 
         put(b.buf.start, [width - x for x in lengths] + [width] * extra)
-        cached = list(lengths) + [0] * extra
-        put(b.buf.order, sorted(range(b.size), key=lambda r: -cached[r]))  # longest first
         put(b.buf.pos, list(lengths) + [0] * extra)
         put(b.seeds, [s & (2**63 - 1) for s in seeds] + [0] * extra)
         put(b.budgets, list(budgets) + [0] * extra)

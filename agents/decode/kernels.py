@@ -273,7 +273,6 @@ def _attn_split_kernel(
     s_ch,
     s_cl,
     qk_scale,
-    order_ptr,
     HKV: tl.constexpr,
     G: tl.constexpr,
     BLOCK_G: tl.constexpr,
@@ -282,7 +281,6 @@ def _attn_split_kernel(
     SPLITS: tl.constexpr,
     IEEE: tl.constexpr,
     DIRECT: tl.constexpr,
-    ORDER: tl.constexpr,
     GDC: tl.constexpr,
 ):
     if GDC:  # programmatic dependent launch: the kernel before has flushed
@@ -290,8 +288,6 @@ def _attn_split_kernel(
     bh = tl.program_id(0)
     sp = tl.program_id(1)
     b = bh // HKV
-    if ORDER:  # programs in the caller's row order: the longest rows first, the tail short
-        b = tl.load(order_ptr + b)
     kvh = bh % HKV
     start = tl.load(start_ptr + b).to(tl.int32)
     end = tl.load(slot_ptr).to(tl.int32) + 1
@@ -337,7 +333,7 @@ def _attn_split_kernel(
             mask=keep[:, None],
         )
         return
-    part = ((b * HKV + kvh) * SPLITS + sp) * G + g  # (BLOCK_G,)
+    part = (bh * SPLITS + sp) * G + g  # (BLOCK_G,)
     tl.store(o_ptr + part[:, None] * D + d[None, :], acc, mask=keep[:, None])
     tl.store(m_ptr + part, m_i, mask=keep)
     tl.store(l_ptr + part, l_i, mask=keep)
@@ -390,7 +386,6 @@ def decode_attention(
     out: torch.Tensor,
     work: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     *,
-    order: torch.Tensor | None = None,
     block_n: int | None = None,
     num_warps: int = 2,
     num_stages: int = 2,
@@ -398,9 +393,6 @@ def decode_attention(
     """q (B, HQ*D) (one token per row) attends to cache slots start[b]..slot of
     k_cache/v_cache (B, HKV, L, D) -> out (B, HQ*D). `work` holds the split
     partials: o (B*HKV*S*G*D,), m and l (B*HKV*S*G,) float32, S = splits.
-    `order` (B,) int32, a permutation of the rows: the order in which their
-    programs are launched (the longest rows first, so the last programs of
-    the launch are short ones and the kernel's tail is short).
 
     The launch settings (tile of `block_n` cache slots, warps, pipeline
     stages) are the best of a sweep on the H200 over the 1B shape at B=256 and
@@ -426,7 +418,6 @@ def decode_attention(
         k_cache.stride(1),
         k_cache.stride(2),
         scale * LOG2E,
-        order if order is not None else start,
         HKV=hkv,
         G=group,
         BLOCK_G=max(16, triton.next_power_of_2(group)),
@@ -435,7 +426,6 @@ def decode_attention(
         SPLITS=splits,
         IEEE=q.dtype == torch.float32,
         DIRECT=direct,
-        ORDER=order is not None,
         num_warps=num_warps,
         num_stages=num_stages,
         **launch_options(),

@@ -97,7 +97,6 @@ class StepBuffers:
     tokens: torch.Tensor  # (B,) int64: the token each row feeds this step
     pos: torch.Tensor  # (B,) int64: its rotary position
     start: torch.Tensor  # (B,) int32: the row's first valid cache slot (after left padding)
-    order: torch.Tensor  # (B,) int32: the rows by cached length, longest first (attention)
     slot: torch.Tensor  # () int64: the cache slot this step writes
     keys: list[torch.Tensor]  # per layer (B, HKV, L, D)
     values: list[torch.Tensor]
@@ -396,7 +395,7 @@ class LlamaStep:
             out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
             assert buf.attn_work is not None
             self.kernels.decode_attention(
-                q_rot, kc, vc, buf.start, buf.slot, self.scale, out, buf.attn_work, order=buf.order
+                q_rot, kc, vc, buf.start, buf.slot, self.scale, out, buf.attn_work
             )
             return out
         batch = q.shape[0]
