@@ -46,6 +46,10 @@ PDL: bool | None = None
 
 @functools.cache
 def _pdl_available(device: int) -> bool:
+    """Decided once per device and process: the prefill launches these kernels
+    eagerly every tick, so no environment lookup per launch."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return False
     return torch.cuda.get_device_capability(device)[0] >= 9
 
 
@@ -55,10 +59,8 @@ def launch_options() -> dict[str, bool]:
     is launched early without waiting."""
     if PDL is not None:
         on = PDL
-    elif os.environ.get("TRITON_INTERPRET") == "1" or not torch.cuda.is_available():
-        on = False
     else:
-        on = _pdl_available(torch.cuda.current_device())
+        on = torch.cuda.is_available() and _pdl_available(torch.cuda.current_device())
     return {"GDC": True, "launch_pdl": True} if on else {"GDC": False}
 
 
