@@ -16,6 +16,7 @@ from orchestrator.assemble import Run, new_run, resumed_run
 from orchestrator.config_loader import ResolvedConfig
 from orchestrator.distributed.backend import take_rank_perf
 from orchestrator.errors import StorageError
+from orchestrator.frozen_heap import frozen_heap
 from orchestrator.interrupts import StopFlag, graceful_interrupt, silence_stdout
 from orchestrator.manifest import now_iso
 from orchestrator.records import PerfRow
@@ -69,7 +70,7 @@ def drive(run: Run, view: View) -> RunSummary:
         checkpointed=first,
     )
     ended, error = "failed", None  # how the loop ended, and a storage fault that ended it
-    with graceful_interrupt() as stop:
+    with graceful_interrupt() as stop, frozen_heap():
         view = PipeSafeView(view, stop)
         view.start(first_tick=first, total_ticks=run.ticks)
         try:

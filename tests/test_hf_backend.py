@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -161,6 +163,24 @@ def test_prompt_ids_encode_the_batch_as_one_by_one() -> None:
     cut = backend._prompt_ids(prompts)
     assert cut == [ids[-12:] for ids in alone] and max(map(len, alone)) > 12
     assert backend._prompt_ids([]) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 50_000), max_size=9), min_size=1, max_size=6))
+def test_left_pad_rows_are_the_prompts_right_aligned(seqs: list[list[int]]) -> None:
+    """Each row holds its prompt at the right end, pads before it, a mask of
+    its real cells and positions counted from its first real token."""
+    from agents.steering.chat import left_pad
+
+    ids, mask, pos = left_pad(seqs, pad_id=7)
+    width = max(map(len, seqs))
+    assert ids.shape == mask.shape == pos.shape == (len(seqs), width)
+    assert ids.dtype == mask.dtype == pos.dtype == torch.long
+    for row, s in enumerate(seqs):
+        pad = width - len(s)
+        assert ids[row].tolist() == [7] * pad + s
+        assert mask[row].tolist() == [0] * pad + [1] * len(s)
+        assert pos[row].tolist() == [0] * pad + list(range(len(s)))
 
 
 def test_build_from_local_folder_and_describe(tmp_path, monkeypatch) -> None:

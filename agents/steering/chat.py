@@ -5,9 +5,11 @@ backend and the steering code so both see prompts the same way."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from agents.errors import ModelError
@@ -42,15 +44,22 @@ def encode_many(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
 
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, ...]:
     """(ids, mask, positions), each (B, T) on the CPU, padded on the left, with
-    positions counted as if unpadded so a row sees what it would see alone."""
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)  # (B, T)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
-        mask[i, width - len(s) :] = 1
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
-    return ids, mask, pos
+    positions counted as if unpadded so a row sees what it would see alone.
+
+    Built with whole-array operations: a row at a time (a small tensor and two
+    slice writes per prompt) cost 10-20 ms of a 1B model's 0.5-s tick at 256 to
+    512 prompts on the H200 machine's host."""
+    n = len(seqs)
+    lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=n)
+    width = int(lengths.max()) if n else 0
+    flat = np.fromiter(
+        itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(lengths.sum())
+    )
+    real = np.arange(width)[None, :] >= (width - lengths)[:, None]  # (B, T)
+    ids = np.full((n, width), pad_id, dtype=np.int64)
+    ids[real] = flat  # row-major order of the real cells is the prompts' own order
+    pos = np.maximum(real.cumsum(-1) - 1, 0)
+    return torch.from_numpy(ids), torch.from_numpy(real.astype(np.int64)), torch.from_numpy(pos)
 
 
 def digit_token_ids(tokenizer: Any, digits: str) -> list[int]:

@@ -32,6 +32,7 @@ from agents.random_models import ARCHS, real_architecture
 from agents.typing import Request
 from orchestrator.benchmarks.gpu import STEERED_DEPTH, backend_for, load_tokenizer
 from orchestrator.benchmarks.workload import tick_requests
+from orchestrator.frozen_heap import frozen_heap
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +101,12 @@ def step_floor(
 
 
 def _timed(fn) -> float:
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    with frozen_heap():  # as in a run's tick loop: no full collection inside the timing
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        return time.perf_counter() - t0
 
 
 def _free(reqs: Sequence[Request]) -> list[Request]:

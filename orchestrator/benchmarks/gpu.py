@@ -28,6 +28,7 @@ import torch
 from agents.model_loading import EMBEDDED_FOLDER
 from agents.random_models import ARCHS, byte_tokenizer, real_architecture
 from orchestrator.benchmarks.workload import tick_requests
+from orchestrator.frozen_heap import frozen_heap
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +100,15 @@ def backend_for(
 def timed(fn: Callable[[], object], repeats: int) -> float:
     """Median wall seconds of `repeats` calls, synchronised with the GPU."""
     times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+    with frozen_heap():  # as in a run's tick loop: no full collection inside the timing
+        for _ in range(repeats):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 

@@ -41,6 +41,7 @@ from orchestrator.distributed.messages import (
 )
 from orchestrator.distributed.partition import split_requests
 from orchestrator.distributed.ranks import Channel
+from orchestrator.frozen_heap import frozen_heap
 
 log = logging.getLogger(__name__)
 
@@ -272,17 +273,18 @@ def serve(local: Backend, channel: Channel, *, mode: Mode) -> None:
     """Answer rank 0's ops with the local backend until it says stop."""
     backend = OOMBackoff(local)
     rank = channel.rank
-    while True:
-        op = channel.scatter(None)
-        if op.kind == "stop":
-            return
-        try:
-            reply = _answer(op, backend, rank, mode)
-        except Exception as exc:
-            if mode == "tensor":
-                raise  # lockstep is broken; the launcher ends every rank
-            reply = Reply(rank=rank, error=error_line(exc))
-        channel.gather(reply)
+    with frozen_heap():  # the model and tokenizer: no full collection walks them mid-tick
+        while True:
+            op = channel.scatter(None)
+            if op.kind == "stop":
+                return
+            try:
+                reply = _answer(op, backend, rank, mode)
+            except Exception as exc:
+                if mode == "tensor":
+                    raise  # lockstep is broken; the launcher ends every rank
+                reply = Reply(rank=rank, error=error_line(exc))
+            channel.gather(reply)
 
 
 def _answer(op: Op, backend: OOMBackoff, rank: int, mode: Mode) -> Reply:
