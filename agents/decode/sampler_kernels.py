@@ -102,7 +102,9 @@ def _order_key32(x):
 
 
 @triton.jit
-def _select_top(key, scratch_ptr, K: tl.constexpr, SEARCH: tl.constexpr, SHIFT: tl.constexpr):
+def _select_top(
+    key, scratch_ptr, K: tl.constexpr, SEARCH: tl.constexpr, SHIFT: tl.constexpr, floor
+):
     """The K largest packed keys (key * 8192 + 8191 - i over the positions i of
     `key`, an int32 tensor of a power-of-two size), descending: the same K and
     order as tl.topk of the packed keys.
@@ -113,16 +115,22 @@ def _select_top(key, scratch_ptr, K: tl.constexpr, SEARCH: tl.constexpr, SHIFT: 
     it taken lowest position first, the K winners compacted through
     `scratch_ptr` (K int64 words, this program's own) and sorted there.
     Both give the same result. SHIFT: 16 where every key's low 16 bits carry
-    no order (keys of bf16 values), else 0."""
+    no order (keys of bf16 values), else 0. `floor`: a key >> SHIFT that at
+    least K keys reach (the search starts there and stops once the range is
+    one key: a few passes where the top keys are close together), or None
+    for the smallest key."""
     i = tl.arange(0, key.shape[0])
     if SEARCH:
         # the search runs on key >> SHIFT: for bf16 logits the low 16 bits of the
         # float32 are zero (the key's 0 or 0xFFFF), so 16 passes suffice there
         # invariant: at least K keys >= lo, fewer than K keys >= hi + 1
         short = key >> SHIFT
-        lo = tl.min(short, 0).to(tl.int64)
+        if floor is None:
+            lo = tl.min(short, 0).to(tl.int64)
+        else:
+            lo = floor.to(tl.int64)
         hi = tl.max(short, 0).to(tl.int64)
-        for _ in range(32 - SHIFT):  # the range halves each pass
+        while lo < hi:  # the range halves each pass: at most 32 - SHIFT of them
             mid = lo + (hi - lo + 1) // 2
             enough = tl.sum((short >= mid).to(tl.int32), 0) >= K
             lo = tl.where(enough, mid, lo)
@@ -161,7 +169,7 @@ def _best_blocks_kernel(
     i = tl.arange(0, NBP)
     x = tl.load(max_ptr + row * NB + i, mask=i < NB, other=float("-inf")).to(tl.float32)
     key = tl.where(i < NB, _order_key32(x), -(2**31))  # padding: below every block
-    top = _select_top(key, scratch_ptr + row * K, K, SEARCH, SHIFT)
+    top = _select_top(key, scratch_ptr + row * K, K, SEARCH, SHIFT, None)
     tl.store(out_ptr + row * 2 * K + tl.arange(0, K), (8191 - (top & 8191)).to(tl.int32))
 
 
@@ -188,7 +196,11 @@ def _top_tokens_kernel(
     best = best_ptr + row * 2 * K
     tok = tl.load(best + c // BLOCK).to(tl.int64) * BLOCK + c % BLOCK
     x = tl.load(base + tok, mask=tok < V, other=float("-inf"))
-    top = _select_top(_order_key32(x.to(tl.float32)), ids_ptr + row * K, K, SEARCH, SHIFT)
+    key = _order_key32(x.to(tl.float32))
+    # each of the K blocks holds its maximum: at least K candidates reach the
+    # smallest of those maxima, so the K-th largest key is at or above it
+    floor = tl.min(tl.max(tl.reshape(key >> SHIFT, (K, BLOCK)), 1), 0)
+    top = _select_top(key, ids_ptr + row * K, K, SEARCH, SHIFT, floor)
     pos = 8191 - (top & 8191)
     t = tl.load(best + pos // BLOCK).to(tl.int64) * BLOCK + pos % BLOCK
     k = tl.arange(0, K)
