@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
@@ -108,7 +109,7 @@ class GrammarCompiler:
         """`threads`: the matchers' executor (None = llguidance's default)."""
         llg = _llguidance()
         self._llg = llg
-        self.library = f"llguidance {llg.__version__}"
+        self.library = f"llguidance {_version('llguidance')}"
         try:
             self.tokenizer = llg.hf.from_tokenizer(
                 tokenizer, n_vocab=vocab_size, eos_token=sorted(int(e) for e in eos_ids)
@@ -275,3 +276,13 @@ class GrammarConstraint:
         """Whether row b's output so far is a complete sentence of its grammar."""
         m = self.matchers[b]
         return m is not None and not self.failed[b] and m.is_accepting()
+
+
+def _version(package: str) -> str:
+    """An installed package's version from its metadata: some llguidance
+    releases the project accepts (1.6.1, the GPU machine's, for one) have no
+    module __version__."""
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown version"

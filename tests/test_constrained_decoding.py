@@ -199,6 +199,17 @@ def test_describe_names_the_constraint() -> None:
     assert off["constrained"] is False and off["grammar_library"] is None
 
 
+def test_describe_without_a_module_version(monkeypatch) -> None:
+    """llguidance releases without a module __version__ (1.6.1) still build the
+    compiler; the version comes from the package's metadata."""
+    import llguidance
+
+    monkeypatch.delattr(llguidance, "__version__", raising=False)
+    on = backend(constrained=True, temperature=0.0).describe()
+    assert on["grammar_library"].startswith("llguidance ")
+    assert on["grammar_library"] != "llguidance unknown version"
+
+
 def test_prefix_mask_cache_gives_the_masks_llguidance_computes() -> None:
     """Rows that share a grammar and a prefix get one computed mask (copied to
     the others, kept across decodes up to PREFIX_TOKENS tokens): every row's
