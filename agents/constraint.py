@@ -279,9 +279,8 @@ class GrammarConstraint:
 
 
 def _version(package: str) -> str:
-    """An installed package's version from its metadata: some llguidance
-    releases the project accepts (1.6.1, the GPU machine's, for one) have no
-    module __version__."""
+    """An installed package's version from its metadata: llguidance's module
+    has no __version__ in some releases (1.6.1, for one)."""
     try:
         return version(package)
     except PackageNotFoundError:
