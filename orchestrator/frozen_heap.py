@@ -2,12 +2,14 @@
 whole run (the model's modules, tokenizer, world, memories loaded at start).
 
 A full collection walks every tracked object: with torch and transformers
-loaded that is 400,000+ objects and 0.1-0.3 s, and it fires whenever enough
-new objects survived (every few ticks of hundreds of requests), on whichever
-rank happens to allocate. In a run split over ranks the slowest rank sets the
+loaded that is a quarter to half a million objects and 0.15-0.3 s on the
+2-core CPU, and it fires once enough new objects have survived (in a mock
+run of 100 agents x 200 ticks, once, during a tick), on whichever rank
+happens to allocate. In a run split over ranks the slowest rank sets the
 tick, so such a pause on any rank is a pause for all. `gc.freeze()` moves the
 objects alive at the start of the loop to a permanent generation that
-collections skip; what ticks allocate is still collected as before.
+collections skip; what ticks allocate is still collected as before
+(benchmarks/results/gc_pauses_session8_cpu_2core.json).
 
 Knows nothing about runs or backends."""
 
