@@ -13,6 +13,9 @@ prompt, one shared user turn and assistant opening.
 - varied_n: the same for N (the varied N personas, more of N's facets).
 - facets: the shipped A, C and O personas; E and N as in varied plus 6
   personas each for the NEO facets varied leaves out.
+- stance_n, stance_ne: the shipped pairs with N's (and E's) personas
+  replaced by 12 stance pairs that differ in stance on the same content
+  ("often X" against "never X"; see STANCE_X), not in content.
 - held: the varied personas, each followed by one sentence stating the other
   four traits at levels drawn at random (seeded) and identical in both
   personas, so the pair differs in its own trait only.
@@ -159,6 +162,67 @@ FACETS: dict[str, list[tuple[str, str, str]]] = {
     ],
 }
 # fmt: on
+# stance: pairs that differ in stance on the same content, not in content
+# (session 8, after the dev-only by-key diagnosis: the shipped N direction adds
+# negative-affect content and leaves reverse-keyed items unchanged). Every
+# persona is "You are a person who often/never <X>.": in the first six pairs X
+# is high-trait content (affirmed by the high persona, denied by the low one),
+# in the last six X is low-trait content (denied by the high persona, affirmed
+# by the low one), so the content and the words "often" and "never" appear on
+# both sides equally and cancel in the mean difference; what is left is the
+# stance. Six facets each, written from the facet names, not from any item.
+STANCE_X: dict[str, list[str]] = {
+    "N": [
+        # high-trait content: anxiety, anger, depression, self-consciousness,
+        # immoderation, vulnerability
+        "lies awake over small setbacks",
+        "loses their temper when a queue moves slowly",
+        "sinks into gloom on grey days",
+        "blushes and squirms when all eyes turn to them",
+        "gives in to a craving for sweets or a shopping spree",
+        "falls to pieces when plans go wrong",
+        # low-trait content, same facets
+        "feels at ease before an exam or an interview",
+        "keeps their cool when someone is rude",
+        "feels hopeful about the week ahead",
+        "manages to laugh off a small blunder in public",
+        "resists a second helping or an impulse buy",
+        "stays steady when a crisis hits",
+    ],
+    "E": [
+        # high-trait content: warmth, gregariousness, assertiveness, activity,
+        # excitement-seeking, cheerfulness
+        "chats with strangers on the bus",
+        "throws big dinners for the whole street",
+        "takes the lead when a group needs a plan",
+        "packs a free day with one outing after another",
+        "jumps at the chance of a wild night out",
+        "laughs out loud at a silly joke",
+        # low-trait content, same facets
+        "spends a whole evening alone with a book",
+        "slips away early from a party",
+        "lets someone else speak for the group",
+        "takes a slow, unhurried route through the day",
+        "stays silent through a whole meeting",
+        "stays at the edge of a crowd",
+    ],
+}
+
+
+def stance_personas(trait: str) -> list[tuple[str, str, str]]:
+    """12 (framing, high, low) stance pairs: the high persona affirms high-trait
+    content or denies low-trait content. For N every high persona is the
+    unfavourable one; E's pairs are labelled by the same rule (the high persona
+    takes the trait's favourable side)."""
+    xs = STANCE_X[trait]
+    framing = "desirable_low" if trait == "N" else "desirable_high"
+    out = []
+    for i, x in enumerate(xs):
+        often, never = f"You are a person who often {x}.", f"You are a person who never {x}."
+        out.append((framing, often, never) if i < len(xs) // 2 else (framing, never, often))
+    return out
+
+
 # other-trait wording for the held-explicit set: (high, low)
 OTHER = {
     "E": ("sociable", "reserved"),
@@ -216,6 +280,16 @@ def main() -> None:
         "varied_n": ({**base, "N": varied["N"]}, False, "the shipped personas, except N's: the "
                      "14 varied ones (anxiety, mood swings, criticism, stress, low mood, "
                      "irritability)."),
+        "stance_n": ({**base, "N": stance_personas("N")}, False, "the shipped personas, "
+                     "except N's: 12 stance pairs, 'You are a person who often X.' against "
+                     "'... never X.' on the same content X, six with high-N content (affirmed "
+                     "by the high persona) and six with low-N content (denied by it), over "
+                     "N's six facets."),
+        "stance_ne": ({**base, "N": stance_personas("N"), "E": stance_personas("E")}, False,
+                      "the shipped personas, except N's and E's: 12 stance pairs each, 'You are "
+                      "a person who often X.' against '... never X.' on the same content X, "
+                      "six with high-trait content (affirmed by the high persona) and six with "
+                      "low-trait content (denied by it), over the trait's six facets."),
     }  # fmt: skip
     (OUT / "pair_sets").mkdir(exist_ok=True)
     for name, (personas, held, what) in sets.items():

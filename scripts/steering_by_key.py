@@ -1,0 +1,129 @@
+#!/usr/bin/env python
+"""Per-key item effects of steering on the DEV questionnaire (never the test
+set): for each given pair set (raw, and mixed by its calibration entry when
+--calibration names a sweep's OUT.calibration.json), steer each of --traits
+to -1 and to +1 and report, per trait, key and subset (all, the IPIP-NEO-300
+items, the others), the mean and SD over the trait's items of the per-item
+effect (mean token log-probability at +1 minus at -1) and the share of items
+that move the way their key says. The form of the session-7 diagnostic:
+
+    python scripts/steering_by_key.py --pairs shipped agents/data/pair_sets/stance_n.json \
+        --calibration OUT.calibration.json --out by_key.json
+
+Vectors are built as scripts/steering_sweep.py builds them (agents.steering.sweep,
+layer norms of the first pair set), at the per-trait placement given."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout too
+
+from agents.config import ModelConfig, OptimizationConfig  # noqa: E402
+from agents.model_loading import load_model  # noqa: E402
+from agents.steering.data import (  # noqa: E402
+    load_pairs,
+    load_pairs_file,
+    load_questionnaire,
+    pairs_hash,
+)
+from agents.steering.hooks import SteeringHooks  # noqa: E402
+from agents.steering.questionnaire import TraitMeasure  # noqa: E402
+from agents.steering.sweep import SHIPPED, SPLIT, Setting, Sweep  # noqa: E402
+from agents.typing import TRAITS  # noqa: E402
+
+log = logging.getLogger(__name__)
+DEV_FILE = Path(__file__).resolve().parents[1] / "agents" / "data" / "questionnaire_dev.json"
+
+
+def rows_for(label: str, eff: np.ndarray, items, neo: set[str], trait: str) -> list[dict]:
+    """eff: (C,) per-item effect of steering `trait` -1 -> +1."""
+    out = []
+    for key in (1, -1):
+        idx = [i for i, it in enumerate(items) if it.trait == trait and it.key == key]
+        for subset, keep in (
+            ("all", idx),
+            ("IPIP-NEO 300", [i for i in idx if items[i].text in neo]),
+            ("other", [i for i in idx if items[i].text not in neo]),
+        ):
+            e = eff[keep]
+            out.append({
+                "candidate": label, "trait": trait, "key": key, "subset": subset,
+                "n": len(keep), "mean": round(float(e.mean()), 4),
+                "sd": round(float(e.std(ddof=1)), 4) if len(e) > 1 else None,
+                "share_in_key_direction": round(float(np.mean(key * e > 0)), 3),
+            })  # fmt: skip
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--storage", default="storage")
+    ap.add_argument("--pairs", nargs="+", default=[SHIPPED])
+    ap.add_argument("--calibration", type=Path, default=None)
+    ap.add_argument("--traits", default="NE")
+    ap.add_argument("--per-trait", nargs=5, default=["E=21", "A=21", "C=21", "O=26", "N=21"])
+    ap.add_argument("--strength", type=float, default=0.17)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_grad_enabled(False)
+    spec = {t: (int(x),) for t, _, x in (s.partition("=") for s in args.per_trait)}
+    q = load_questionnaire(SPLIT)
+    neo = {i["text"] for i in json.loads(DEV_FILE.read_text())["items"] if "neo300_item" in i}
+    entries = {}
+    if args.calibration:
+        for e in json.loads(args.calibration.read_text())["calibrations"]:
+            entries[e["data_hash"]] = e["mixing"]
+    lm = load_model(ModelConfig(name_or_path=args.model), OptimizationConfig(), args.storage)
+    sweep = Sweep(lm.model, lm.tokenizer, n_random=0)
+    base = [
+        Setting(pairs=p, layers=spec["E"], trait_layers={t: v for t, v in spec.items()},
+                strength=args.strength)
+        for p in args.pairs
+    ]  # fmt: skip
+    sweep.prepare(base)  # norms from the first pair set, as in the sweep
+    measure = TraitMeasure(
+        lm.model, lm.tokenizer, start_layer=min(min(v) for v in spec.values()), questionnaire=q
+    )
+    rows = []
+    for s in base:
+        pairs = load_pairs() if s.pairs == SHIPPED else load_pairs_file(s.pairs)
+        variants = [("raw", s)]
+        if (mix := entries.get(pairs_hash(pairs))) is not None:
+            variants.append(("mixed", replace(s, mixing=tuple(map(tuple, mix)))))
+        for tag, setting in variants:
+            v = sweep.vectors(setting)
+            hooks = SteeringHooks(lm.model, v, args.strength)
+            for trait in args.traits:
+                coefs = torch.zeros(2, len(TRAITS))
+                coefs[:, TRAITS.index(trait)] = torch.tensor([-1.0, 1.0])
+                lp = measure.item_logprobs(hooks, v.deltas(coefs, args.strength)).numpy()
+                label = f"{Path(s.pairs).stem} {tag}"
+                rows += rows_for(label, lp[1] - lp[0], q.items, neo, trait)
+                log.info("%s %s done", label, trait)
+    doc = {
+        "machine": "2-core CPU, SmolLM2-135M-Instruct fp32",
+        "note": "dev only; per-item effect = mean token logprob at +1 minus at -1 of the "
+        f"steered trait; placement {args.per_trait}, strength {args.strength}; mixed = the "
+        f"calibration entry in {args.calibration}",
+        "rows": rows,
+    }
+    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    for r in rows:
+        if r["subset"] == "all":
+            print(r["candidate"], r["trait"], r["key"], r["mean"], r["share_in_key_direction"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
