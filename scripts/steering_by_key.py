@@ -39,6 +39,7 @@ from agents.steering.hooks import SteeringHooks  # noqa: E402
 from agents.steering.questionnaire import TraitMeasure  # noqa: E402
 from agents.steering.sweep import SHIPPED, SPLIT, Setting, Sweep  # noqa: E402
 from agents.typing import TRAITS  # noqa: E402
+from orchestrator.analysis.steering_sweep import parse_per_trait  # noqa: E402
 
 log = logging.getLogger(__name__)
 DEV_FILE = Path(__file__).resolve().parents[1] / "agents" / "data" / "questionnaire_dev.json"
@@ -77,13 +78,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_grad_enabled(False)
-    spec = {t: (int(x),) for t, _, x in (s.partition("=") for s in args.per_trait)}
+    entries = {}
+    try:  # bad arguments are one line, before the model loads
+        spec = parse_per_trait(args.per_trait)
+        if bad := [t for t in args.traits if t not in TRAITS]:
+            raise ValueError(f"--traits takes letters of {TRAITS}, got {bad}")
+        for name in args.pairs:
+            if name != SHIPPED:
+                load_pairs_file(name)
+        if args.calibration:
+            for e in json.loads(args.calibration.read_text())["calibrations"]:
+                entries[e["data_hash"]] = e["mixing"]
+    except (OSError, KeyError, TypeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        ap.error(f"{type(exc).__name__}: {exc}")
     q = load_questionnaire(SPLIT)
     neo = {i["text"] for i in json.loads(DEV_FILE.read_text())["items"] if "neo300_item" in i}
-    entries = {}
-    if args.calibration:
-        for e in json.loads(args.calibration.read_text())["calibrations"]:
-            entries[e["data_hash"]] = e["mixing"]
     lm = load_model(ModelConfig(name_or_path=args.model), OptimizationConfig(), args.storage)
     sweep = Sweep(lm.model, lm.tokenizer, n_random=0)
     base = [

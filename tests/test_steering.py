@@ -563,3 +563,24 @@ def test_valence_axis_and_its_removal() -> None:
     torch.testing.assert_close(gone.directions.norm(dim=-1), torch.ones(1, 5))
     half = v.without(axis, 0.5).directions[0] @ axis[0]
     assert (half.abs() < (v.directions[0] @ axis[0]).abs()).all()
+
+
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        (["--per-trait", "E=21", "A=21", "C=21", "O=26", "X=1"], "--per-trait takes"),
+        (["--traits", "NZ"], "--traits takes"),
+        (["--calibration", "no-such-calibration.json"], "no-such-calibration.json"),
+        (["--pairs", "no-such-pairs.json"], "no-such-pairs.json"),
+    ],
+)
+def test_by_key_script_refuses_bad_arguments_in_one_line(tmp_path, capsys, bad, says) -> None:
+    """scripts/steering_by_key.py: exit 2 and one line naming the argument, before any model loads."""
+    import runpy
+
+    main = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "steering_by_key.py"))["main"]
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path / "out.json"), *bad])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert says in err[-1] and "Traceback" not in "\n".join(err)
