@@ -269,3 +269,24 @@ def test_quantization_without_cuda_warns(tmp_path, caplog) -> None:
     assert backend.describe()["quantized"] is False
     warnings = [r for r in caplog.records if "use_quantization" in r.getMessage()]
     assert len(warnings) == 1
+
+
+@pytest.mark.parametrize(
+    ("device", "opt", "expected"),
+    [
+        # plain CUDA: loaded straight onto that GPU (not materialised on the CPU first)
+        ("cuda:1", {}, {"": 1}),
+        # memory limits: accelerate spreads the model itself
+        ("cuda:1", {"max_gpu_memory_gb": 1, "max_cpu_memory_gb": 4}, "auto"),
+        ("cpu", {}, None),
+    ],
+)
+def test_from_pretrained_device_map(device, opt, expected) -> None:
+    import agents.model_loading as ml
+    from agents.config import ModelConfig, OptimizationConfig
+
+    kwargs, quantized = ml._from_pretrained_kwargs(
+        ModelConfig(), OptimizationConfig(**opt), torch.device(device), torch.float32
+    )
+    assert kwargs.get("device_map") == expected
+    assert quantized is False
