@@ -96,6 +96,7 @@ def test_batching_on_a_tiny_local_model(app, tmp_path: Path) -> None:
     [
         (["gpu", "--arch", "llama-70b"], "--arch must be one of"),
         (["memory", "--dims", "big", "--skip-run"], "--dims takes positive integers"),
+        (["distributed", "--cases", "data-1b", "--trace", __file__], "cannot make that folder"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(app, args, expected: str, capsys) -> None:
@@ -127,3 +128,26 @@ def test_each_rank_reports_its_own_decode_phases() -> None:
     assert _last_decode(SimpleNamespace()) == {}
     one_step = SimpleNamespace(last=SimpleNamespace(steps=1, prefill_s=0.1, decode_s=0.0))
     assert _last_decode(SimpleNamespace(fast=one_step)) == {}
+
+
+def test_distributed_smoke_on_cpu_traces_every_rank(app, tmp_path: Path) -> None:
+    """The distributed benchmark on CPU (gloo, the tiny model): one and two
+    ranks of data mode run, and `--trace` leaves one Chrome trace per rank of
+    each world size, with the host's Python frames and the ranks' own work."""
+    import gzip
+
+    pytest.importorskip("transformers")
+    dest, traces = tmp_path / "dist.json", tmp_path / "traces"
+    args = ["--cases", "data-1b", "--arch", "tiny", "--device", "cpu", "--requests", "4"]
+    args += ["--new-tokens", "2", "--repeats", "1", "--trace", str(traces)]
+    res = _run(app, "distributed", *args, "--json", str(dest))
+    assert res.exit_code == 0, res.output
+    rows = json.loads(dest.read_text())["rows"]
+    assert [(r["world_size"], len(r["traces"])) for r in rows] == [(1, 1), (2, 2)]
+    names = sorted(p.name for p in traces.iterdir())
+    assert names == [f"data-1b-{w}ranks-rank{r}.json.gz" for w, r in ((1, 0), (2, 0), (2, 1))]
+    for name in names:
+        events = json.loads(gzip.open(traces / name).read())["traceEvents"]
+        functions = {e["name"] for e in events if e.get("cat") == "python_function"}
+        assert any("timed_generate" in f for f in functions), name  # the traced tick itself
+        assert any(e.get("cat") == "cpu_op" for e in events)

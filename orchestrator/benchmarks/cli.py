@@ -256,6 +256,14 @@ def distributed(
             "--profile", help="Add rank 0's GPU kernel times of one more tick to the JSON."
         ),
     ] = False,
+    trace: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Every rank writes a Chrome trace (host and GPU) of one more tick "
+            "to DIR/<case>-<n>ranks-rank<r>.json.gz (open it in Perfetto).",
+        ),
+    ] = None,
     json_dest: JsonOption = None,
 ) -> None:
     """Distributed runs: s/tick on 1 rank vs 2 (data mode, 1B shape, 512 requests;
@@ -267,6 +275,13 @@ def distributed(
     unknown = [c for c in names if c not in CASES]
     if unknown or not names:
         raise SteersimError(f"--cases takes {', '.join(CASES)}; got {cases!r}")
+    if trace is not None:
+        try:
+            trace.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SteersimError(
+                f"--trace {trace}: cannot make that folder ({exc.strerror})"
+            ) from None
     result = bench_distributed(
         cases=names,
         new_tokens=new_tokens,
@@ -276,6 +291,7 @@ def distributed(
         arch=arch,
         requests=requests,
         profile=profile,
+        trace=trace,
     )
     table = [
         f"{result['gpu_name'] or result['device']}, tokenizer {result['tokenizer']}",

@@ -18,7 +18,8 @@ off, so the numbers compare with the single-GPU benchmark's. Each case is
 warmed up with the same batch once, then timed `repeats` times (median).
 On CUDA the ranks decode through the fast path (agents.decode: a captured
 step, tensor-parallel on each rank's slices); each row says which path ran
-and, for the fast one, its prefill time and decode ms per step.
+and, for the fast one, its prefill time and decode ms per step. `trace`
+has every rank write a Chrome trace (host and GPU) of one more tick.
 
 Knows nothing about the world or the dumps."""
 
@@ -169,6 +170,47 @@ def _kernel_profile(generate: Any, reqs: list[Any], top: int = 25) -> list[list]
     return sorted(rows, key=lambda r: -r[1])[:top]
 
 
+def trace_file(folder: str | Path, case: dict[str, Any], world: int, rank: int) -> Path:
+    """Where rank `rank` of a case on `world` ranks writes its Chrome trace."""
+    return Path(folder) / f"{case['name']}-{world}ranks-rank{rank}.json.gz"
+
+
+def _traced(generate: Any, reqs: list[Any], dest: Path, cuda: bool) -> Any:
+    """One generate under torch.profiler, host (Python ops, waits) and, on a
+    GPU, device activity, written to `dest` as a Chrome trace (open it in
+    Perfetto or chrome://tracing): where a rank's host and its GPU wait."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities, with_stack=True) as prof:  # Python frames too
+        out = generate(reqs)
+        if cuda:
+            torch.cuda.synchronize()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    prof.export_chrome_trace(str(dest))
+    return out
+
+
+class _TraceCall:
+    """A serving rank's backend that traces its `call`-th generate (1-based):
+    the serving loop knows no tick numbers, but every rank gets one generate
+    op per tick of rank 0's, so the count says which tick rank 0 traces."""
+
+    def __init__(self, inner: Any, call: int, dest: Path, cuda: bool) -> None:
+        self.inner, self.call, self.dest, self.cuda = inner, call, dest, cuda
+        self.calls = 0
+
+    def generate(self, requests: list[Any]) -> Any:
+        self.calls += 1
+        if self.calls != self.call:
+            return self.inner.generate(requests)
+        return _traced(self.inner.generate, requests, self.dest, self.cuda)
+
+    def __getattr__(self, name: str) -> Any:  # describe, fast, close, ...
+        return getattr(self.inner, name)
+
+
 def rank_main(case: dict[str, Any], out_path: str) -> None:
     """One rank of one case (launched by bench_distributed)."""
     import torch
@@ -192,7 +234,13 @@ def rank_main(case: dict[str, Any], out_path: str) -> None:
     t0 = time.perf_counter()
     local = _local_backend(case, env.world_size, device, tok)
     load_s = time.perf_counter() - t0
+    profiled = bool(case.get("profile")) and cuda
+    trace = case.get("trace")
     if env.rank != 0:
+        if trace:  # the tick after the warm-up, the timed ones and the profiled one
+            call = 1 + case["repeats"] + int(profiled) + 1
+            dest = trace_file(trace, case, env.world_size, env.rank)
+            local = _TraceCall(local, call, dest, cuda)
         serve(local, channel, mode=case["mode"])
         decode = _last_decode(local)
         if decode:  # this rank's own phases of the last tick, beside rank 0's
@@ -236,8 +284,14 @@ def rank_main(case: dict[str, Any], out_path: str) -> None:
         "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if cuda else None,
         "decode_path": local.describe().get("decode_path"),  # fast (captured step) or reference
     }
-    if case.get("profile") and cuda:
+    if profiled:
         result["kernels"] = _kernel_profile(backend.generate, reqs)
+    if trace:
+        dest = trace_file(trace, case, env.world_size, 0)
+        _traced(backend.generate, reqs, dest, cuda)
+        result["traces"] = [
+            str(trace_file(trace, case, env.world_size, r)) for r in range(env.world_size)
+        ]
     result.update(_last_decode(local))
     Path(out_path).write_text(json.dumps(result), encoding="utf-8")
     backend.close()
@@ -268,10 +322,12 @@ def bench_distributed(
     arch: str | None = None,
     requests: int | None = None,
     profile: bool = False,
+    trace: Path | None = None,
 ) -> dict[str, Any]:
     """Every case on each of its world sizes; `arch`/`requests` override the
     cases' (e.g. `--arch tiny --device cpu` for a smoke run on CPU); `profile`
-    adds rank 0's kernel times of one more tick (CUDA)."""
+    adds rank 0's kernel times of one more tick (CUDA); `trace` (a folder)
+    has every rank write a Chrome trace of one more tick there, host and GPU."""
     import torch
 
     from orchestrator.benchmarks.gpu import DEFAULT_TOKENIZER, load_tokenizer
@@ -294,6 +350,7 @@ def bench_distributed(
                 "repeats": repeats,
                 "tokenizer": str(tok_dir),
                 "profile": profile,
+                "trace": str(trace.resolve()) if trace else None,
             }
             if arch:
                 case["arch"] = arch
