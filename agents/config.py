@@ -66,10 +66,9 @@ class SteeringConfig(Section):
     method: Literal["mean_diff", "pca", "lda"] = "mean_diff"
     orthogonalize: bool = False  # sequential Gram-Schmidt over the five trait vectors
     vectors: str | None = None  # a safetensors file to load instead of building
-    # per-trait overrides of `layers`, e.g. {O: [26]}; traits not named use `layers`.
-    # SmolLM2: C reads best at 24 and O at 26 (chosen on dev, docs/steering.md)
+    # per-trait overrides of `layers`, e.g. {O: [26]}; traits not named use `layers`
     trait_layers: dict[Literal["E", "A", "C", "O", "N"], list[Annotated[int, Field(ge=0)]]] = Field(
-        default_factory=lambda: {"C": [24], "O": [26]}
+        default_factory=lambda: {"O": [26]}
     )
     # recombine the five directions by the shipped cross-talk calibration when one matches
     # the model, pairs, method and layers (agents/data/steering_calibration.json)
