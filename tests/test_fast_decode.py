@@ -443,8 +443,10 @@ def test_block_max_kernel_equals_amax(dtype: torch.dtype, vocab: int) -> None:
 
 
 @needs_triton
-@pytest.mark.parametrize("vocab", [49152, 50021])
-def test_top_k_search_selection_equals_bitonic(monkeypatch, vocab: int) -> None:
+# SmolLM2's vocabulary (whole blocks) in bf16, a padded last block in float32: each pair
+# costs about 2 min under the Triton interpreter, so the other two pairs are left out
+@pytest.mark.parametrize("vocab,dtype", [(49152, torch.bfloat16), (50021, torch.float32)])
+def test_top_k_search_selection_equals_bitonic(monkeypatch, vocab: int, dtype: torch.dtype) -> None:
     """The kernels' selection by binary search + compaction picks exactly what
     the bitonic tl.topk picks (same values, same ids, same order), also where
     many values tie at the k-th place and where most of a row is -inf."""
@@ -457,15 +459,14 @@ def test_top_k_search_selection_equals_bitonic(monkeypatch, vocab: int) -> None:
     logits[3] = 0.0  # every value equal
     logits[4, ::5] += 8.0  # the winners spread over many blocks
     logits[5, 1000:1064] = 30.0  # the winners packed in one block
-    for dtype in (torch.float32, torch.bfloat16):
-        x = logits.to(DEVICE, dtype)
-        monkeypatch.setattr(sampler_kernels, "SEARCH", True)
-        vals, ids = top_k(x, 64, fused=True)
-        monkeypatch.setattr(sampler_kernels, "SEARCH", False)
-        want_vals, want_ids = top_k(x, 64, fused=True)
-        assert torch.equal(vals, want_vals) and torch.equal(ids, want_ids)
-        assert torch.equal(vals, x.topk(64, dim=-1).values)
-        assert torch.equal(x.gather(1, ids), vals)
+    x = logits.to(DEVICE, dtype)
+    monkeypatch.setattr(sampler_kernels, "SEARCH", True)
+    vals, ids = top_k(x, 64, fused=True)
+    monkeypatch.setattr(sampler_kernels, "SEARCH", False)
+    want_vals, want_ids = top_k(x, 64, fused=True)
+    assert torch.equal(vals, want_vals) and torch.equal(ids, want_ids)
+    assert torch.equal(vals, x.topk(64, dim=-1).values)
+    assert torch.equal(x.gather(1, ids), vals)
 
 
 @needs_triton
