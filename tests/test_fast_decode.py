@@ -176,6 +176,37 @@ def test_buckets_are_reused_across_ticks(fused: bool, graphs: bool) -> None:
         assert len(fast.captures) == 3  # one capture per bucket, none on reuse
 
 
+def test_bucket_sizes() -> None:
+    """Powers of two up to 128 rows; above, quarter steps, so padding stays
+    under a quarter of the rows; every bucket holds its batch and is its own
+    bucket."""
+    assert [bucket_size(n) for n in (1, 2, 3, 20, 100, 128)] == [1, 2, 4, 32, 128, 128]
+    assert [bucket_size(n) for n in (129, 161, 256, 257, 300, 385, 513)] == [
+        160,
+        192,
+        256,
+        320,
+        320,
+        448,
+        640,
+    ]
+    last = 0
+    for n in range(1, 5000):
+        b = bucket_size(n)
+        assert b >= n and b >= last and bucket_size(b) == b, n
+        assert n <= 128 or 4 * (b - n) < n, n
+        last = b
+
+
+def test_a_tick_above_128_rows_runs_in_a_quarter_step_bucket() -> None:
+    backend = make_backend(steering=True)
+    reqs = requests([i % len(PROMPTS) for i in range(130)], budgets=dict.fromkeys(range(5), 3))
+    reference = backend.generate(reqs)
+    fast = attach_fast(backend, fused=False, graphs=False)
+    assert texts(generate_fast(backend, reqs)) == texts(reference)
+    assert sorted(fast.buckets) == [160] and fast.pool.rows == 160
+
+
 @pytest.mark.parametrize(("fused", "graphs"), VARIANTS)
 def test_pool_grows_for_a_longer_tick(fused: bool, graphs: bool, monkeypatch) -> None:
     monkeypatch.setattr("agents.decode.cache.LENGTH_QUANTUM", 32)  # small steps, short test
