@@ -313,6 +313,17 @@ def _report(effects, random_effects, coefs=(-1.0, -0.5, 0.0, 0.5, 1.0), bump=Non
     )
 
 
+def _small_dev(per_key: int = 3):
+    """The dev questionnaire cut to `per_key` statements per trait and key (fast)."""
+    from dataclasses import replace
+
+    q = load_questionnaire("dev")
+    groups: dict = {}
+    for it in q.items:
+        groups.setdefault((it.trait, it.key), []).append(it)
+    return replace(q, items=tuple(it for g in groups.values() for it in g[:per_key]))
+
+
 def test_pass_rule_uses_the_lower_bootstrap_bound() -> None:
     from agents.steering.evaluation import MIN_RATIO
 
@@ -383,7 +394,7 @@ def test_scaled_traits_get_controls_of_their_own_size() -> None:
     assert torch.allclose(v.directions[:, 4].norm(dim=-1), torch.tensor([2.0, 2.0]))
     assert sorted(control_groups(v).values()) == [[0, 1, 2], [3], [4]]
     assert sorted(control_groups(unit).values()) == [[0, 1, 2, 4], [3]]
-    kw = dict(n_random=6, fluency=False, coefs=(-1, 0, 1))
+    kw = dict(n_random=6, fluency=False, coefs=(-1, 0, 1), questionnaire=_small_dev())
     rep1 = evaluate_steering(model, tok, unit, None, 0.02, **kw)
     rep2 = evaluate_steering(model, tok, v, None, 0.02, **kw)
     np.testing.assert_allclose(rep2.random_effects[:, :4], rep1.random_effects[:, :4], atol=1e-9)
@@ -393,6 +404,9 @@ def test_scaled_traits_get_controls_of_their_own_size() -> None:
 
 def test_sweep_reads_the_dev_set_and_reuses_controls(monkeypatch, tmp_path) -> None:
     import agents.steering.sweep as sw
+
+    assert sw.SPLIT == "dev"
+    monkeypatch.setattr(sw, "SPLIT", _small_dev())  # dev cut short: the whole one takes minutes
 
     model, tok = tiny_model(), tiny_tokenizer()
     pairs = tuple(p for p in load_pairs() if p.continuation.startswith("Tomorrow"))
@@ -419,17 +433,19 @@ def test_sweep_reads_the_dev_set_and_reuses_controls(monkeypatch, tmp_path) -> N
     assert [json.loads(x)["setting"]["method"] for x in lines] == ["mean_diff", "lda", "mean_diff"]
 
 
-def test_sweep_controls_equal_the_evaluations_own() -> None:
+def test_sweep_controls_equal_the_evaluations_own(monkeypatch) -> None:
     """Controls assembled per placement are the ones evaluate_steering measures
     itself for the same vectors (same seed, same directions, same sizes)."""
-    from agents.steering.sweep import Sweep
+    import agents.steering.sweep as sw
 
     model, tok = tiny_model(), tiny_tokenizer()
+    q = _small_dev()  # the sweep's dev set, cut short: the whole one takes minutes here
+    monkeypatch.setattr(sw, "SPLIT", q)
     v = random_vectors((1, 2)).for_traits({"O": [2]}).scaled({"N": 1.5})
     own = evaluate_steering(
-        model, tok, v, None, 0.1, n_random=4, fluency=False, coefs=(-1, 0, 1), questionnaire="dev"
+        model, tok, v, None, 0.1, n_random=4, fluency=False, coefs=(-1, 0, 1), questionnaire=q
     ).random_effects
-    np.testing.assert_allclose(Sweep(model, tok, n_random=4).controls(v, 0.1), own, atol=1e-6)
+    np.testing.assert_allclose(sw.Sweep(model, tok, n_random=4).controls(v, 0.1)[0], own, atol=1e-6)
 
 
 def test_sweep_command_line_builds_dev_settings() -> None:
@@ -521,6 +537,7 @@ def test_sweep_calibration_predicts_the_mixed_cross_talk(monkeypatch) -> None:
     model, tok = tiny_model(), tiny_tokenizer()
     pairs = tuple(p for p in load_pairs() if p.continuation.startswith("Tomorrow"))
     monkeypatch.setattr(sw, "_pairs", lambda name: pairs)
+    monkeypatch.setattr(sw, "SPLIT", _small_dev(per_key=4))
     sweep = sw.Sweep(model, tok, n_random=3)
     s = sw.Setting(layers=(1,), trait_layers={"O": (2,)}, strength=0.02)
     entry = sweep.calibrate(s, rho=0.3)
@@ -584,3 +601,67 @@ def test_by_key_script_refuses_bad_arguments_in_one_line(tmp_path, capsys, bad, 
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert says in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_item_effects_add_up_to_the_reported_effects(monkeypatch) -> None:
+    """The per-statement changes are the report's own numbers taken apart: a
+    trait's keyed means of them give back its effect and its controls."""
+    import agents.steering.sweep as sw
+
+    model, tok = tiny_model(), tiny_tokenizer()
+    q = _small_dev()
+    v = random_vectors((1, 2)).for_traits({"O": [2]})
+    rep = evaluate_steering(
+        model, tok, v, None, 0.1, n_random=5, fluency=False, coefs=(-1, 0, 1), questionnaire=q
+    )
+    items = rep.items
+    assert items is not None and items.random.shape == (5, 30)
+    for t in range(5):
+        high, low = (items.traits == t) & (items.keys > 0), (items.traits == t) & (items.keys < 0)
+        assert items.own[high].mean() - items.own[low].mean() == pytest.approx(rep.effects[t])
+        keyed = items.random[:, high].mean(axis=1) - items.random[:, low].mean(axis=1)
+        np.testing.assert_allclose(keyed, rep.random_effects[:, t], atol=1e-9)
+    ci = rep.ratio_ci_items
+    assert (ci[:, 0] <= ci[:, 1]).all() and rep.to_dict()["ratio_ci_items"] is not None
+    # a sweep's reused controls carry the same per-statement changes
+    monkeypatch.setattr(sw, "SPLIT", q)
+    _, per_item = sw.Sweep(model, tok, n_random=5).controls(v, 0.1)
+    np.testing.assert_allclose(per_item, items.random, atol=1e-6)
+    # controls passed in without their statements: no item interval, not a wrong one
+    reused = evaluate_steering(
+        model, tok, v, None, 0.1, fluency=False, coefs=(-1, 0, 1), questionnaire=q,
+        random_effects=rep.random_effects,
+    )  # fmt: skip
+    assert reused.items is None and np.isnan(reused.ratio_ci_items).all()
+    assert reused.to_dict()["ratio_ci_items"] is None
+
+
+def _items(own_sd: float, rng: np.random.Generator, n_items: int = 24, n: int = 100):
+    """Statements whose own changes scatter by `own_sd` around +-0.5 (keyed),
+    with controls shared by all statements plus a little statement noise."""
+    traits = np.repeat(np.arange(5), n_items)
+    keys = np.tile(np.r_[np.ones(n_items // 2), -np.ones(n_items // 2)], 5)
+    own = 0.5 * keys + rng.normal(0, own_sd, len(keys))
+    rand = rng.normal(0, 0.2, (n, 1)) * keys[None] + rng.normal(0, 0.05, (n, len(keys)))
+    return own, rand, traits, keys
+
+
+def test_item_resampling_widens_the_interval_when_statements_disagree() -> None:
+    from agents.steering.item_resampling import item_resampled_ratio_ci
+
+    rng = np.random.default_rng(3)
+    kw = {"n_boot": 2000, "level": 0.95}
+    agree = item_resampled_ratio_ci(*_items(0.01, rng), **kw)
+    disagree = item_resampled_ratio_ci(*_items(1.0, rng), **kw)
+    assert (np.diff(disagree, axis=1) > 2 * np.diff(agree, axis=1)).all()
+    assert (disagree[:, 0] < agree[:, 0]).all()
+    # statements that agree: close to the controls-only interval of the same numbers
+    own, rand, traits, keys = _items(0.0, np.random.default_rng(4))
+    rep = _report(np.full(5, 1.0), rand[:, ::24] - rand[:, 12::24])
+    only_items = item_resampled_ratio_ci(own, rand, traits, keys, **kw)
+    np.testing.assert_allclose(only_items, rep.ratio_ci, rtol=0.1)
+    # seeded, and undefined without both keys or enough controls
+    assert np.array_equal(only_items, item_resampled_ratio_ci(own, rand, traits, keys, **kw))
+    one_key = item_resampled_ratio_ci(own, rand, traits, np.ones_like(keys), **kw)
+    assert np.isnan(one_key).all()
+    assert np.isnan(item_resampled_ratio_ci(own, rand[:2], traits, keys, **kw)).all()

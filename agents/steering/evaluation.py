@@ -12,7 +12,9 @@ interval of effect / random spread (resampling the controls) is at least
 MIN_RATIO. The interval makes the verdict stable against the control sample:
 with 20 controls a point ratio of 2.8 became 2.0 with 40. Spearman alone is
 no test: random directions often give |rho| near 1, so it is reported, not
-relied on."""
+relied on. A second interval, reported next to it, resamples the statements
+as well (agents.steering.item_resampling): what another set of items like
+these would likely show."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import torch
 from agents.statistics import spearman as spearman_rho
 from agents.steering.data import Questionnaire, Split, load_questionnaire
 from agents.steering.hooks import SteeringHooks
+from agents.steering.item_resampling import item_resampled_ratio_ci
 from agents.steering.questionnaire import FluencyMeasure, RatingMeasure, TraitMeasure
 from agents.steering.vectors import SteeringVectors
 from agents.typing import TRAITS
@@ -35,6 +38,17 @@ MAX_FLUENCY_COST = 0.3  # nats/token at +-1, reported (the defaults must stay un
 N_RANDOM = 100  # random controls by default (fewer make the spread itself noisy)
 N_BOOTSTRAP = 2000  # resamples of the controls for the ratio's interval
 CI_LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class ItemEffects:
+    """Per-statement changes behind a report's effects (likelihood measure):
+    the trait scores are means of these over keyed statements."""
+
+    own: np.ndarray  # (C,) change -1 -> +1 of each statement when its own trait is steered
+    random: np.ndarray  # (n_random, C) its change under each control of its trait's placement
+    traits: np.ndarray  # (C,) trait index (E A C O N order)
+    keys: np.ndarray  # (C,) +1 high-keyed, -1 reverse-keyed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +63,7 @@ class SteeringReport:
     base_nll: float | None = None  # unsteered per-token NLL on the reference text
     fluency: np.ndarray | None = None  # (5, 2) NLL increase at coef -1, +1
     cosines: np.ndarray | None = None  # (L, 5, 5) between the trait directions
+    items: ItemEffects | None = None  # per statement, for the item-resampled interval
     notes: dict[str, Any] = field(default_factory=dict)
 
     def _at(self, c: float) -> int:
@@ -90,6 +105,17 @@ class SteeringReport:
         with np.errstate(divide="ignore", invalid="ignore"):  # identical resamples: sd 0
             boot = self.effects[None] / sd  # (B, 5)
             return np.percentile(boot, [tail, 100 - tail], axis=0).T  # (5, 2)
+
+    @property
+    def ratio_ci_items(self) -> np.ndarray:
+        """(5, 2) the same interval resampling the statements as well as the
+        controls (NaN without per-statement data, e.g. the rating measure)."""
+        if self.items is None:
+            return np.full((len(TRAITS), 2), np.nan)
+        i = self.items
+        return item_resampled_ratio_ci(
+            i.own, i.random, i.traits, i.keys, n_boot=N_BOOTSTRAP, level=CI_LEVEL
+        )
 
     @property
     def z_scores(self) -> np.ndarray:
@@ -147,6 +173,7 @@ class SteeringReport:
             "random_p95": arr(self.random_p95),
             "ratios": arr(self.ratios),
             "ratio_ci": arr(self.ratio_ci),
+            "ratio_ci_items": None if self.items is None else arr(self.ratio_ci_items),
             "min_ratio": MIN_RATIO,
             "n_random": len(self.random_effects),
             "z_scores": arr(self.z_scores),
@@ -170,13 +197,15 @@ class SteeringReport:
             f"steering layers {list(self.layers)} strength {self.strength}, {split} questionnaire "
             f"({len(self.random_effects)} random controls): {'PASS' if self.passed else 'FAIL'} "
             f"(monotone, and lower {CI_LEVEL:.0%} bound of the ratio >= {MIN_RATIO:g})",
-            "trait  effect  rand.sd  ratio  95% interval      z  spearman  monotone",
+            "trait  effect  rand.sd  ratio  95% interval  items resampled      z  spearman  "
+            "monotone",
         ]
-        ci = self.ratio_ci
+        ci, ci_items = self.ratio_ci, self.ratio_ci_items
         for t, name in enumerate(TRAITS):
             lines.append(
                 f"{name:>5} {self.effects[t]:7.2f} {self.random_spread[t]:8.2f} "
                 f"{self.ratios[t]:6.1f}  [{ci[t, 0]:4.1f}, {ci[t, 1]:4.1f}]  "
+                f"  [{ci_items[t, 0]:4.1f}, {ci_items[t, 1]:4.1f}]  "
                 f"{self.z_scores[t]:6.1f} {self.spearman[t]:9.2f}  "
                 f"{'yes' if self.monotone[t] else 'NO'}"
             )
@@ -223,6 +252,35 @@ def control_groups(vectors: SteeringVectors) -> dict[tuple, list[int]]:
     return groups
 
 
+def _item_effects(
+    lp: np.ndarray,
+    at: np.ndarray,
+    coefs: tuple[float, ...],
+    scorer: TraitMeasure,
+    random_item_effects: np.ndarray | None,
+    controls: tuple[dict[tuple, list[int]], int] | None,
+) -> ItemEffects | None:
+    """Per-statement changes from the scorer's (rows, C) log-probabilities:
+    `at` (5, K) maps (steered trait, coefficient) to its row; `controls`
+    (groups, n) says the control rows follow the steering rows when they were
+    measured here, else `random_item_effects` comes from the caller (None:
+    no per-statement controls, no item data)."""
+    traits = np.array([TRAITS.index(it.trait) for it in scorer.items])  # (C,)
+    cols = np.arange(len(traits))
+    own = lp[at[traits, coefs.index(1.0)], cols] - lp[at[traits, coefs.index(-1.0)], cols]
+    if controls is not None:
+        groups, n = controls
+        ctrl = lp[at.max() + 1 :]  # +direction then -direction rows, per group in order
+        random_item_effects = np.zeros((n, len(traits)))
+        for g, members in enumerate(groups.values()):
+            block, mine = ctrl[2 * n * g : 2 * n * (g + 1)], np.isin(traits, members)
+            random_item_effects[:, mine] = (block[:n] - block[n:])[:, mine]
+    if random_item_effects is None:
+        return None
+    keys = np.array([it.key for it in scorer.items])
+    return ItemEffects(own=own, random=random_item_effects, traits=traits, keys=keys)
+
+
 def resolve_questionnaire(questionnaire: Questionnaire | Split) -> Questionnaire:
     return load_questionnaire(questionnaire) if isinstance(questionnaire, str) else questionnaire
 
@@ -240,6 +298,7 @@ def evaluate_steering(
     seed: int = 0,
     fluency: bool = True,
     random_effects: np.ndarray | None = None,
+    random_item_effects: np.ndarray | None = None,
     measure: Literal["likelihood", "rating"] = "likelihood",
     questionnaire: Questionnaire | Split = "test",
 ) -> SteeringReport:
@@ -248,8 +307,10 @@ def evaluate_steering(
 
     `random_effects` (n, 5) reuses random-control effects measured before for
     the same layers, norms, strength and questionnaire (they do not depend on
-    the directions), e.g. in a sweep; by default `n_random` controls are
-    measured here. `measure="rating"` reads Likert ratings from digit
+    the directions), e.g. in a sweep, and `random_item_effects` (n, C) their
+    per-statement changes (the report's `items.random`; without it a reused
+    control set gives no item-resampled interval); by default `n_random`
+    controls are measured here. `measure="rating"` reads Likert ratings from digit
     probabilities instead of statement likelihood: only for large instruct
     models."""
     q = resolve_questionnaire(questionnaire)
@@ -275,7 +336,16 @@ def evaluate_steering(
     n_random = 0 if random_effects is not None else n_random
     rand = random_deltas(vecs, strength, n_random, seed)  # (L, 2n, H)
     blocks = [rand * torch.tensor(g, dtype=rand.dtype)[:, None, None] for g in groups]
-    scores = scorer.trait_scores(hooks, torch.cat([steer, *blocks], dim=1)).numpy()  # (U+2nG, 5)
+    deltas = torch.cat([steer, *blocks], dim=1)
+    items = None
+    if isinstance(scorer, TraitMeasure):  # per statement, so items can be resampled too
+        lp = scorer.item_logprobs(hooks, deltas).numpy()  # (U+2nG, C)
+        scores = lp @ scorer.weights.numpy().T  # (U+2nG, 5)
+        at = inverse.numpy().reshape(n_traits, len(coefs))
+        measured = (groups, n_random) if random_effects is None else None
+        items = _item_effects(lp, at, coefs, scorer, random_item_effects, measured)
+    else:
+        scores = scorer.trait_scores(hooks, deltas).numpy()  # (U+2nG, 5)
     curves = scores[inverse.numpy()].reshape(n_traits, len(coefs), n_traits)
     if random_effects is None:
         random_effects = np.zeros((n_random, n_traits))
@@ -301,6 +371,7 @@ def evaluate_steering(
         base_nll=base_nll,
         fluency=fl,
         cosines=vecs.cosines().numpy(),
+        items=items,
         notes={
             "method": vecs.meta.get("method", "?"),
             "orthogonalized": vecs.meta.get("orthogonalized", "false"),

@@ -33,7 +33,7 @@ import torch
 
 from agents.steering.calibrate import bounded_mixing, predicted
 from agents.steering.data import ContrastivePair, load_pairs, load_pairs_file, pairs_hash
-from agents.steering.evaluation import N_RANDOM, control_groups, evaluate_steering
+from agents.steering.evaluation import N_RANDOM, ItemEffects, control_groups, evaluate_steering
 from agents.steering.extract import (
     Method,
     pair_activations,
@@ -90,8 +90,9 @@ class Sweep:
         self.n_random, self.seed = n_random, seed
         self._diffs: dict[str, tuple[torch.Tensor, tuple[int, ...]]] = {}
         self._norm_of: dict[int, float] = {}  # layer -> norm, from the first pair set read there
-        # placement -> (n, 5) random effects on every measured trait (NaN: not measured)
-        self._controls: dict[tuple, np.ndarray] = {}
+        # placement -> the controls' (n, 5) random effects on every measured trait
+        # and their per-statement changes
+        self._controls: dict[tuple, tuple[np.ndarray, ItemEffects | None]] = {}
 
     def prepare(self, settings: Sequence[Setting]) -> None:
         """Read every pair set's differences once, at the union of all layers."""
@@ -127,12 +128,14 @@ class Sweep:
             v = v.scaled(s.gains)
         return v
 
-    def controls(self, v: SteeringVectors, strength: float) -> np.ndarray:
+    def controls(self, v: SteeringVectors, strength: float) -> tuple[np.ndarray, np.ndarray | None]:
         """(n, 5) random effects for `v`: trait t's column measured with random
-        directions at t's layers and size. A placement not seen before is
-        measured once, for all five measured traits, with every trait placed
-        there (the controls do not depend on the directions)."""
+        directions at t's layers and size; and (n, C) the same per statement
+        (each statement's column from its trait's controls). A placement not
+        seen before is measured once, for all five measured traits, with every
+        trait placed there (the controls do not depend on the directions)."""
         out = np.zeros((self.n_random, 5))
+        per_item: np.ndarray | None = None
         for gkey, traits in control_groups(v).items():
             # (layer, its norm, strength x the trait's size there): what a control adds
             key = tuple(
@@ -140,7 +143,7 @@ class Sweep:
                 for layer, norm, size in zip(v.layers, v.norms, gkey, strict=True)
                 if size != 0
             )
-            if key not in self._controls or np.isnan(self._controls[key][:, traits]).any():
+            if key not in self._controls:
                 probe = SteeringVectors(
                     layers=v.layers,
                     directions=torch.tensor(gkey, dtype=torch.float32)[:, None, None]
@@ -148,13 +151,19 @@ class Sweep:
                     norms=v.norms,
                 )  # every trait at this placement; the directions themselves do not matter
                 t0 = time.perf_counter()
-                self._controls[key] = evaluate_steering(
+                rep = evaluate_steering(
                     self.model, self.tokenizer, probe, None, strength, coefs=(-1, 0, 1),
                     n_random=self.n_random, seed=self.seed, fluency=False, questionnaire=SPLIT,
-                ).random_effects  # fmt: skip
+                )  # fmt: skip
+                self._controls[key] = (rep.random_effects, rep.items)
                 log.info("controls at %s: %.0fs", key, time.perf_counter() - t0)
-            out[:, traits] = self._controls[key][:, traits]
-        return out
+            rand, items = self._controls[key]
+            out[:, traits] = rand[:, traits]
+            if items is not None:
+                per_item = np.zeros_like(items.random) if per_item is None else per_item
+                mine = np.isin(items.traits, traits)
+                per_item[:, mine] = items.random[:, mine]
+        return out, per_item
 
     def matrix(self, s: Setting) -> np.ndarray:
         """(5, 5) dev cross-talk of `s` (steered row, measured column); the matrix
@@ -195,11 +204,11 @@ class Sweep:
     def evaluate(self, s: Setting, *, fluency: bool = True) -> dict[str, Any]:
         """One setting on the DEV questionnaire -> the report's dict plus the setting."""
         v = self.vectors(s)
-        rand = self.controls(v, s.strength)
+        rand, per_item = self.controls(v, s.strength)
         t0 = time.perf_counter()
         rep = evaluate_steering(
             self.model, self.tokenizer, v, None, s.strength, seed=self.seed, fluency=fluency,
-            random_effects=rand, questionnaire=SPLIT,
+            random_effects=rand, random_item_effects=per_item, questionnaire=SPLIT,
         )  # fmt: skip
         row = {"setting": s.describe(), **rep.to_dict(), "shrinkage": v.meta.get("shrinkage")}
         row["seconds"] = round(time.perf_counter() - t0, 1)
