@@ -22,7 +22,7 @@ pytest.importorskip("transformers")
 from agents.config import InferenceConfig, SteeringConfig  # noqa: E402
 from agents.decode.attention import grouped_attention  # noqa: E402
 from agents.decode.backend_path import generate_fast  # noqa: E402
-from agents.decode.cache import bucket_size  # noqa: E402
+from agents.decode.cache import POWER_OF_TWO_BUCKETS, bucket_size  # noqa: E402
 from agents.decode.decoder import FastDecoder  # noqa: E402
 from agents.decode.sampling import (  # noqa: E402
     BLOCK_ROWS,
@@ -194,7 +194,7 @@ def test_bucket_sizes() -> None:
     for n in range(1, 5000):
         b = bucket_size(n)
         assert b >= n and b >= last and bucket_size(b) == b, n
-        assert n <= 128 or 4 * (b - n) < n, n
+        assert n <= POWER_OF_TWO_BUCKETS or 4 * (b - n) < n, n
         last = b
 
 
