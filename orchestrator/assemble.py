@@ -397,13 +397,19 @@ def open_run_state(run_path: Path, *, backend: Backend | None = None) -> RunStat
     manifest or checkpoint is unreadable. Model caches are looked up under the
     run's own storage root (the folder holding dumps/) when it has one."""
     run_dir = RunDir(run_path)
-    manifest = read_manifest(run_dir, run_path.name)
+    manifest = read_manifest(run_dir, run_path.name, asked=f"run {run_path}")  # not a --resume
     cfg = validate(manifest["config"], {}, str(run_dir.manifest))
     if run_path.parent.name == "dumps":
         storage = cfg.storage.model_copy(update={"root": str(run_path.parent.parent)})
         cfg = cfg.model_copy(update={"storage": storage})
     cfg = _with_run_vectors(cfg, manifest.get("model") or {}, run_path)
     ckpt = CheckpointStore(run_dir.checkpoint).load()
+    done = manifest.get("ticks_completed")
+    if ckpt is None and isinstance(done, int) and done > 0:  # not "no tick completed yet"
+        raise ResumeError(
+            f"run {run_path}: its checkpoint is missing (the manifest says {done} ticks were "
+            "completed); the agents' state is rebuilt from it, so it cannot be read back"
+        )
     inner = backend or build_backend(backend_spec(cfg))
     try:
         memory = build_memory(cfg, inner)

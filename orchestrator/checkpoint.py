@@ -129,6 +129,9 @@ class _RowStore:
     def read(self) -> np.ndarray:
         if not is_regular(self.path):
             raise ResumeError(f"checkpoint row store {self.path} is missing (or not a file)")
+        if self.path.stat().st_size < self.rows * self.dim * 4:  # before allocating for LATEST's
+            # counts: a hostile LATEST asking for 10**12 rows would be a MemoryError
+            raise ResumeError(f"checkpoint row store {self.path} is shorter than LATEST says")
         data = np.fromfile(self.path, dtype=np.float32, count=self.rows * self.dim)
         if data.size != self.rows * self.dim:
             raise ResumeError(f"checkpoint row store {self.path} is shorter than LATEST says")
@@ -249,7 +252,15 @@ class CheckpointStore:
                 vectors_hash=body["vectors_hash"],
                 perf=body.get("perf", []),
             )
-        except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as exc:
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            IndexError,
+            zipfile.BadZipFile,
+            RecursionError,  # a state JSON of nested brackets (its checksum says nothing)
+        ) as exc:
             raise ResumeError(f"checkpoint state {state} is unreadable ({_reason(exc)})") from None
         if ckpt.next_tick != pointer["next_tick"]:
             raise ResumeError(f"checkpoint state {state} is not the one {latest} names")
@@ -312,7 +323,7 @@ def _parse_pointer(raw: bytes, latest: Path) -> dict[str, Any]:
 
     try:
         pointer = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
         raise bad("the JSON") from None
     if not isinstance(pointer, dict):
         raise bad("the JSON object")

@@ -10,12 +10,14 @@ user named (or below it); absolute paths and `..` escapes out of it are
 refused. Only the safe loader is used, and bounded: a file of at most
 MAX_CONFIG_BYTES, nesting at most MAX_DEPTH deep and at most MAX_NODES values
 once aliases are expanded (an alias bomb is refused while it is parsed, before
-anything is built), no alias inside its own anchor. Validation is strict
+anything is built), no alias inside its own anchor, no key twice in one
+mapping (the loader would keep the last silently). Validation is strict
 (`ticks: true` is not 1). Every walk over the document is linear in its size."""
 
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +57,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Resolve
     """Resolve templates and overrides and validate; raises ConfigError."""
     src = Path(path)
     display = str(path)
-    if not src.is_file():
-        raise ConfigError(display, None, "config file not found")
+    try:
+        is_file = src.is_file()
+    except OSError as exc:  # pathlib lets ENAMETOOLONG through: a name over 255 bytes
+        raise ConfigError(display, None, f"cannot read: {exc.strerror or exc}") from None
+    if not is_file:
+        raise ConfigError(display, None, _not_a_file(src))
     root = src.resolve().parent
     provenance: dict[str, str] = {}
     files: list[Path] = []
@@ -67,7 +73,16 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Resolve
     return ResolvedConfig(config=config, source=src, files=tuple(files))
 
 
+def _not_a_file(path: Path) -> str:
+    """Why CONFIG cannot be read: 'not found' for a folder sends the user looking
+    for a file that is there."""
+    if path.is_dir():
+        return "is a folder, not a config file"
+    return "not a regular file" if path.exists() else "config file not found"
+
+
 def validate(raw: dict[str, Any], provenance: dict[str, str], default_source: str) -> RunConfig:
+    _refuse_unusable(raw, provenance, default_source)
     try:
         return RunConfig.model_validate(raw, strict=True)  # no bool-as-int, no "3"-as-int
     except ValidationError as exc:
@@ -81,6 +96,29 @@ def validate(raw: dict[str, Any], provenance: dict[str, str], default_source: st
         else:
             key, msg = _dotted(loc), _describe(err, loc)
         raise ConfigError(_source_of(key, provenance, default_source), key or None, msg) from None
+
+
+def _refuse_unusable(raw: dict[str, Any], provenance: dict[str, str], default: str) -> None:
+    """Values no setting can mean, refused with their key before validation.
+    NaN and infinities (`.nan`, `.inf`, `1.0e+999`): several bounds are one-sided
+    (memory weights, timeouts, memory limits), so an infinity would pass them and
+    break the run later (a traceback mid-run, a manifest whose JSON holds null).
+    A NUL character: no path or text takes one, and the OS refuses it in a path
+    only once the run has started. One visit per value, no recursion."""
+    stack: list[tuple[str, Any]] = [("", raw)]
+    while stack:
+        key, node = stack.pop()
+        problem = None
+        if isinstance(node, float) and not math.isfinite(node):
+            problem = f"{node} is not a finite number"
+        elif isinstance(node, str) and "\0" in node:
+            problem = "contains a NUL character"
+        if problem:
+            raise ConfigError(_source_of(key, provenance, default), key or None, problem)
+        if isinstance(node, dict):
+            stack.extend((f"{key}.{k}" if key else str(k), v) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((f"{key}[{i}]", v) for i, v in enumerate(node))
 
 
 def _load_yaml(path: Path, display: str) -> dict[str, Any]:
@@ -104,7 +142,8 @@ def _load_yaml(path: Path, display: str) -> dict[str, Any]:
 
 
 class _Unbounded(ValueError):
-    """The document is too deep, too big once expanded, or self-referencing."""
+    """The document is too deep, too big once expanded, self-referencing, or
+    names a key twice in one mapping."""
 
 
 def safe_yaml(text: str, source: str, key: str | None = None) -> Any:
@@ -135,9 +174,26 @@ def check_shape(text: str) -> None:
     than MAX_DEPTH, more than MAX_NODES values once aliases are expanded (the
     expanded size of each anchor is known when its alias appears, so a bomb is
     refused after reading a few lines), and an alias inside its own anchor."""
-    stack: list[list[Any]] = []  # open collections: [anchor, expanded size, height]
+    # open collections: [anchor, expanded size, height, keys seen (None: a list), next is a key]
+    stack: list[list[Any]] = []
     anchors: dict[str, tuple[int, int]] = {}  # anchor -> (expanded size, height)
     total = 0
+
+    def enter(event: Any) -> None:
+        """A node starts: in a mapping every other node is a key. A key given
+        twice is refused: the loader would keep the last silently, so a second
+        `steering:` block would drop the whole first one."""
+        if not stack or stack[-1][3] is None:
+            return
+        top = stack[-1]
+        if top[4] and isinstance(event, yaml.ScalarEvent) and event.value != "<<":
+            if event.value in top[3]:
+                raise _Unbounded(
+                    f"key {event.value!r} is given twice in one mapping{_at(event.start_mark)}; "
+                    "the second would silently replace the first"
+                )
+            top[3].add(event.value)
+        top[4] = not top[4]
 
     def add(size: int, height: int, mark: Any) -> None:
         nonlocal total
@@ -152,12 +208,15 @@ def check_shape(text: str) -> None:
             top[2] = max(top[2], height + 1)
 
     for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.NodeEvent):  # a scalar, an alias or a collection's start
+            enter(event)
         if isinstance(event, yaml.CollectionStartEvent):
-            stack.append([event.anchor, 1, 1])
+            keys = set() if isinstance(event, yaml.MappingStartEvent) else None
+            stack.append([event.anchor, 1, 1, keys, True])
             if len(stack) > MAX_DEPTH:
                 raise _Unbounded(f"nested deeper than {MAX_DEPTH} levels{_at(event.start_mark)}")
         elif isinstance(event, yaml.CollectionEndEvent):
-            anchor, size, height = stack.pop()
+            anchor, size, height, _, _ = stack.pop()
             if anchor is not None:
                 anchors[anchor] = (size, height)
             total -= size - 1  # its children were counted as they came
@@ -212,7 +271,11 @@ def _template_path(including: Path, template: str, root: Path, display: str) -> 
         raise ConfigError(
             display, "template", f"{template!r} escapes the config's folder {root}; copy it there"
         )
-    if not target.is_file():
+    try:
+        found = target.is_file()
+    except OSError as exc:  # pathlib lets ENAMETOOLONG through: a name over 255 bytes
+        raise ConfigError(display, "template", f"cannot read: {exc.strerror or exc}") from None
+    if not found:
         raise ConfigError(display, "template", f"template file {template!r} not found")
     return target
 
@@ -256,9 +319,12 @@ def _apply_override(raw: dict[str, Any], item: str, provenance: dict[str, str]) 
         raise ConfigError(OVERRIDE_SOURCE, None, f"key nested deeper than {MAX_DEPTH} levels")
     node = raw
     for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
+        prefix = ".".join(parts[: i + 1])
+        if part not in node:  # a mapping this override makes: an unknown key in it is the --set's
+            node[part] = {}
+            provenance[prefix] = OVERRIDE_SOURCE
+        child = node[part]
         if not isinstance(child, dict):
-            prefix = ".".join(parts[: i + 1])
             raise ConfigError(OVERRIDE_SOURCE, key, f"{prefix} is not a mapping")
         node = child
     node[parts[-1]] = value

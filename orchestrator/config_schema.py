@@ -4,6 +4,7 @@ This module knows nothing about files or templates (see config_loader)."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from typing import Annotated, Literal
@@ -110,6 +111,13 @@ class StorageConfig(Section):
     root: str = Field(default="storage", min_length=1)
     # prompts/tick_*.parquet: every request's rendered prompt and retrieved memories
     save_prompts: bool = True
+
+    @field_validator("root")
+    @classmethod
+    def _home(cls, v: str) -> str:
+        # `~/data` is the home folder, as in a shell and in the analysis commands'
+        # --storage-root; taken literally it made a folder named '~' in the cwd
+        return os.path.expanduser(v)
 
 
 class LimitsConfig(Section):

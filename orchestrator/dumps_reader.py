@@ -9,7 +9,6 @@ and it never writes.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.errors import SteersimError
+from orchestrator.errors import SteersimError, one_line
 from orchestrator.records import AGENT_SCHEMA, MESSAGE_SCHEMA, PERF_SCHEMA
-from orchestrator.storage import RunDir
+from orchestrator.storage import RunDir, read_json_object, why
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ def candidate_roots(storage_root: str | Path | None) -> list[Path]:
     ./storage and then the repository's storage/ (so scripts work from any
     directory for runs made in the repo)."""
     if storage_root is not None:
-        return [Path(storage_root)]
+        return [Path(storage_root).expanduser()]  # as a run's own storage.root
     roots = [Path.cwd() / DEFAULT_STORAGE, REPO_ROOT / DEFAULT_STORAGE]
     return list(dict.fromkeys(r.resolve() for r in roots))
 
@@ -52,6 +51,14 @@ def candidate_roots(storage_root: str | Path | None) -> list[Path]:
 def resolve_run(ref: str | Path, storage_root: str | Path | None = None) -> Path:
     """A run directory from `ref`: a path to a run directory (or to its
     messages/ folder), or a run id looked up under <root>/dumps/."""
+    try:
+        return _resolve_run(ref, storage_root)
+    except OSError as exc:  # pathlib's checks let e.g. a name over 255 bytes through
+        where = f" at {exc.filename}" if exc.filename else ""
+        raise DumpsError(f"cannot look up run {str(ref)!r}{where}: {why(exc)}") from None
+
+
+def _resolve_run(ref: str | Path, storage_root: str | Path | None) -> Path:
     path = Path(ref).expanduser()
     if path.name == "messages" and is_run_dir(path.parent):
         return path.parent.resolve()
@@ -161,9 +168,9 @@ def load_manifest(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DumpsError(f"cannot read {path}: {exc}") from None
+        return read_json_object(path)  # the readers take its fields with .get()
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8 JSON holding an object
+        raise DumpsError(f"cannot read {path}: {one_line(str(exc))}") from None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,26 +33,28 @@ log = logging.getLogger(__name__)
 MAX_MANIFEST_BYTES = 64 << 20
 
 
-def read_manifest(run_dir: RunDir, run_id: str) -> dict[str, Any]:
-    """manifest.json as a dict holding the run's config, or one line saying why not."""
+def read_manifest(run_dir: RunDir, run_id: str, *, asked: str | None = None) -> dict[str, Any]:
+    """manifest.json as a dict holding the run's config, or one line saying why
+    not, led by `asked` (what the user typed; default `--resume RUN_ID`)."""
+    asked = asked or f"--resume {run_id}"
     try:
         raw = read_regular(run_dir.manifest, limit=MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         if run_dir.exists():
             raise ResumeError(
-                f"--resume {run_id}: {run_dir.path} has no manifest.json (the run stopped "
+                f"{asked}: {run_dir.path} has no manifest.json (the run stopped "
                 "before it started); start it again with --overwrite"
             ) from None
-        raise ResumeError(f"--resume {run_id}: no run found at {run_dir.path}") from None
+        raise ResumeError(f"{asked}: no run found at {run_dir.path}") from None
     except RunDirError as exc:
-        raise ResumeError(f"--resume {run_id}: {exc}") from None
+        raise ResumeError(f"{asked}: {exc}") from None
     try:
         manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
         manifest = None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
         raise ResumeError(
-            f"--resume {run_id}: {run_dir.manifest} is damaged (not a JSON object holding "
+            f"{asked}: {run_dir.manifest} is damaged (not a JSON object holding "
             "the run's config); start the run again with --overwrite"
         )
     return manifest

@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.errors import RunDirError, StorageError
+from orchestrator.errors import RunDirError, StorageError, one_line
 from orchestrator.records import (
     AGENT_SCHEMA,
     MEMORY_SCHEMA,
@@ -84,6 +84,23 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda p: p.write_text(text + "\n", encoding="utf-8"))
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file that holds an object (a manifest, a sweep spec). OSError when
+    it cannot be read; ValueError, with a one-line reason, when its bytes are not
+    UTF-8 JSON, are nested too deeply for the parser or hold no object: callers
+    then use their `.get()`s without a second check."""
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except RecursionError:  # json.loads of thousands of nested brackets
+        raise ValueError("the JSON is nested too deeply") from None
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ValueError(one_line(str(exc))) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"not a JSON object (a {type(data).__name__})")
+    return data
+
+
 def parquet_bytes(table: pa.Table) -> bytes:
     """The bytes of `table` as a parquet file (what pq.write_table writes to a path)."""
     sink = pa.BufferOutputStream()
@@ -101,7 +118,11 @@ def run_dir_for(root: str | Path, run_id: str) -> Path:
     (a big disk mounted elsewhere); the run folder itself never is."""
     dumps = _resolve(Path(root) / "dumps", root)
     candidate = dumps / run_id
-    if candidate.is_symlink():
+    try:
+        linked = candidate.is_symlink()
+    except OSError as exc:  # pathlib lets ENAMETOOLONG through: a name over 255 bytes
+        raise StorageError(f"storage.root {root}: cannot use {candidate} ({why(exc)})") from None
+    if linked:
         raise RunDirError(f"{candidate} is a symbolic link; a run folder must be a real folder")
     target = _resolve(candidate, root)
     if target.parent != dumps:
@@ -140,6 +161,20 @@ def check_writable_root(root: str | Path) -> None:
             break
     if not os.access(probe, os.W_OK | os.X_OK):
         raise StorageError(f"storage.root {root}: {probe} is not writable")
+
+
+def make_output_folder(path: Path) -> None:
+    """mkdir -p a folder the user named for a command's output files (--out,
+    --out-dir); a file in its place or above it is one line (exit code 2)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = why(exc)
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # a file where a folder must go
+            files = (p for p in (path, *path.parents) if p.exists() and not p.is_dir())
+            blocker = next(files, None)
+            reason = reason if blocker is None else f"{blocker} is not a folder"
+        raise StorageError(f"cannot create the output folder {path}: {reason}") from None
 
 
 def make_run_folder(path: Path) -> list[Path]:

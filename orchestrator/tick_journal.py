@@ -119,7 +119,8 @@ class TickJournal:
                 sha256=str(head["sha256"]),
                 offset=pos + _HEAD.size + n,
             )
-        except (struct.error, ValueError, KeyError, TypeError):
+        except (struct.error, ValueError, KeyError, TypeError, RecursionError):
+            # RecursionError: a 4 KB header of nested brackets is deeper than json parses
             raise ResumeError(
                 f"checkpoint journal {self.path} is damaged at byte {pos}; "
                 "the run's tick files cannot be checked"

@@ -25,7 +25,9 @@ checks that no item's predicate appears in any pair)."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import random
 from pathlib import Path
 
@@ -260,7 +262,12 @@ def expand(personas: dict[str, list[tuple[str, str, str]]], held: bool) -> list[
     return pairs
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    # no options: `--help` prints this docstring and a stray argument exits 2,
+    # both before any file under agents/data/ is touched
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args(argv)
     base = base_personas()
     varied = {t: list(base[t]) + NEW[t] for t in TRAITS}
     varied["N"] = [p for p in base["N"] if p[0] == "desirable_low"] + N_FAVOURABLE_HIGH + NEW["N"]
@@ -301,7 +308,9 @@ def main() -> None:
             "pairs": expand(personas, held),
         }
         path = OUT / "pair_sets" / f"{name}.json"
-        path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+        tmp = path.with_name(f".tmp-{path.name}")  # a shipped file is never half-written
+        tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
         print(path, len(doc["pairs"]))
 
 

@@ -192,13 +192,26 @@ def early_interrupts(tmp: Path) -> dict:
     return {"tracebacks_of_3_by_ms": seen}
 
 
-def main() -> None:
+STEPS = ("worst", "fuzz", "kills", "races", "early")
+
+
+def count(text: str) -> int:
+    """An argparse type: an integer >= 0 (a negative count ran nothing, silently)."""
+    n = int(text)
+    if n < 0:
+        raise ValueError(text)
+    return n
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--fuzz", type=int, default=1000)
-    ap.add_argument("--races", type=int, default=20)
-    ap.add_argument("--skip", nargs="*", default=[], help="kills fuzz worst races early")
+    ap.add_argument("--fuzz", type=count, default=1000)
+    ap.add_argument("--races", type=count, default=20)
+    ap.add_argument("--skip", nargs="*", default=[], choices=STEPS, help="steps to leave out")
     ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.json and not args.json.parent.is_dir():  # found now, not after the whole check
+        ap.error(f"--json {args.json}: the folder {args.json.parent} does not exist")
     out: dict = {
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
         "load_average_at_start": os.getloadavg(),

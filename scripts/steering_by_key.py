@@ -21,6 +21,7 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout too
 
 from agents.config import ModelConfig, OptimizationConfig  # noqa: E402
+from agents.errors import SteersimError, one_line  # noqa: E402
 from agents.model_loading import load_model  # noqa: E402
 from agents.steering.data import (  # noqa: E402
     load_pairs,
@@ -40,6 +42,7 @@ from agents.steering.questionnaire import TraitMeasure  # noqa: E402
 from agents.steering.sweep import SHIPPED, SPLIT, Setting, Sweep  # noqa: E402
 from agents.typing import TRAITS  # noqa: E402
 from orchestrator.analysis.steering_sweep import parse_per_trait  # noqa: E402
+from orchestrator.storage import atomic_write, make_output_folder  # noqa: E402
 
 log = logging.getLogger(__name__)
 DEV_FILE = Path(__file__).resolve().parents[1] / "agents" / "data" / "questionnaire_dev.json"
@@ -80,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_grad_enabled(False)
     entries = {}
     try:  # bad arguments are one line, before the model loads
+        if not 0 <= args.strength <= 4:  # SteeringConfig's bounds; nan fails too
+            raise ValueError(f"--strength takes a number in [0, 4], got {args.strength}")
+        if Path(args.storage).exists() and not Path(args.storage).is_dir():
+            raise ValueError(f"--storage {args.storage} is not a folder")  # models live under it
         spec = parse_per_trait(args.per_trait)
         if bad := [t for t in args.traits if t not in TRAITS]:
             raise ValueError(f"--traits takes letters of {TRAITS}, got {bad}")
@@ -87,10 +94,44 @@ def main(argv: list[str] | None = None) -> int:
             if name != SHIPPED:
                 load_pairs_file(name)
         if args.calibration:
-            for e in json.loads(args.calibration.read_text())["calibrations"]:
-                entries[e["data_hash"]] = e["mixing"]
-    except (OSError, KeyError, TypeError, ValueError) as exc:  # JSONDecodeError is a ValueError
-        ap.error(f"{type(exc).__name__}: {exc}")
+            entries = read_calibration(args.calibration)
+        make_output_folder(args.out.parent)  # last: once the model ran, a bad --out lost it all
+    except (OSError, KeyError, TypeError, ValueError, RecursionError, SteersimError) as exc:
+        ap.error(f"{type(exc).__name__}: {one_line(str(exc))}")  # JSONDecodeError: a ValueError
+    try:
+        rows = measure_rows(args, spec, entries)
+    except SteersimError as exc:  # found on the way (the model, a layer): one line
+        ap.exit(2, f"{ap.prog}: error: {exc}\n")
+    doc = {
+        "machine": "2-core CPU, SmolLM2-135M-Instruct fp32",
+        "note": "dev only; per-item effect = mean token logprob at +1 minus at -1 of the "
+        f"steered trait; placement {args.per_trait}, strength {args.strength}; mixed = the "
+        f"calibration entry in {args.calibration}",
+        "rows": rows,
+    }
+    text = json.dumps(doc, indent=1) + "\n"
+    atomic_write(args.out, lambda p: p.write_text(text, encoding="utf-8"))  # never half-written
+    for r in rows:
+        if r["subset"] == "all":
+            print(r["candidate"], r["trait"], r["key"], r["mean"], r["share_in_key_direction"])
+    return 0
+
+
+def read_calibration(path: Path) -> dict[str, Any]:
+    """{data_hash: mixing} of a calibration file; ValueError naming the file."""
+    try:
+        return {e["data_hash"]: e["mixing"] for e in json.loads(path.read_text())["calibrations"]}
+    except (OSError, KeyError, TypeError, ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else one_line(str(exc))
+        raise ValueError(
+            f"--calibration {path}: not a calibration file ({type(exc).__name__}: {reason})"
+        ) from None
+
+
+def measure_rows(
+    args: argparse.Namespace, spec: dict[str, tuple[int, ...]], entries: dict[str, Any]
+) -> list[dict]:
+    """Every candidate's per-item effects (loads the model)."""
     q = load_questionnaire(SPLIT)
     neo = {i["text"] for i in json.loads(DEV_FILE.read_text())["items"] if "neo300_item" in i}
     lm = load_model(ModelConfig(name_or_path=args.model), OptimizationConfig(), args.storage)
@@ -120,18 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"{Path(s.pairs).stem} {tag}"
                 rows += rows_for(label, lp[1] - lp[0], q.items, neo, trait)
                 log.info("%s %s done", label, trait)
-    doc = {
-        "machine": "2-core CPU, SmolLM2-135M-Instruct fp32",
-        "note": "dev only; per-item effect = mean token logprob at +1 minus at -1 of the "
-        f"steered trait; placement {args.per_trait}, strength {args.strength}; mixed = the "
-        f"calibration entry in {args.calibration}",
-        "rows": rows,
-    }
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    for r in rows:
-        if r["subset"] == "all":
-            print(r["candidate"], r["trait"], r["key"], r["mean"], r["share_in_key_direction"])
-    return 0
+    return rows
 
 
 if __name__ == "__main__":

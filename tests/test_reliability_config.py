@@ -41,6 +41,11 @@ BOMB = "a0: &a0 [lol, lol]\n" + "".join(
         ("run_id: 2001-13-45\n", "cannot be read"),
         ("world: {locations: [" + ", ".join(["cafe"] * 50_000) + "]}\n", "duplicate location"),
         ("world: {goals: ['" + "g" * 600 + "']}\n", "at most 500 characters"),
+        (
+            "steering: {layers: [3]}\nticks: 2\nsteering: {strength: 0.3}\n",
+            "'steering' is given twice",
+        ),
+        ("population: {agents: 2, agents: 3}\n", "'agents' is given twice"),
     ],
     ids=[
         "alias-bomb",
@@ -60,6 +65,8 @@ BOMB = "a0: &a0 [lol, lol]\n" + "".join(
         "bad-date",
         "many-duplicates",
         "long-goal",
+        "duplicate-section",  # the loader kept the last block: the first's keys were lost
+        "duplicate-key",
     ],
 )
 def test_hostile_config_is_one_line(write_yaml, text, fragment):

@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, SteersimError
 from orchestrator.experiments.grid import expand, parse_axis
-from orchestrator.experiments.sweep import plan_sweep
+from orchestrator.experiments.sweep import load_index, plan_sweep, run_state, save_spec
 from tests.conftest import CONFIGS, REPO
 from tests.helpers import assert_same_dumps, cli
 
@@ -79,6 +79,20 @@ def test_expand_is_the_product_times_seeds():
     assert [p.as_dict()["steering.strength"] for p in points[:6]] == [0] * 6
 
 
+def test_a_huge_grid_is_refused_before_it_is_built(monkeypatch):
+    import itertools
+
+    def never(*_args):
+        raise AssertionError("the points were built before they were counted")
+
+    monkeypatch.setattr(itertools, "product", never)  # before: billions of tuples first
+    axes = [parse_axis(f"k{i}=1,2,3") for i in range(30)]
+    with pytest.raises(ConfigError, match="205891132094649 points; at most 10000"):
+        expand("s", axes)
+    with pytest.raises(ConfigError, match="--repeat-seeds: 1000000000000 seeds"):
+        expand("s", [], repeat_seeds=10**12)  # before: a MemoryError building the seed list
+
+
 def test_seed_axis_and_repeat_seeds_exclude_each_other():
     axes = [parse_axis("seed=5,6")]
     assert [p.seed for p in expand("s", axes)] == [5, 6]
@@ -103,6 +117,46 @@ def test_plan_validates_every_point(tmp_path):
         plan_sweep(cfg, ["population.agnts=2,3"], name="v")
 
 
+DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
+DAMAGED_JSON = [b"\xff\xfe", DEEP_JSON, b"[1]"]  # not UTF-8, nested too deeply, no object
+
+
+@pytest.mark.parametrize("content", DAMAGED_JSON, ids=["bytes", "deep", "list"])
+def test_damaged_sweep_json_and_manifests_are_read_as_damaged(tmp_path, content):
+    # before: UnicodeDecodeError, RecursionError and AttributeError tracebacks
+    plan = plan_sweep(_config(tmp_path), ["ticks=1,2"], name="d", overrides=["model.backend=mock"])
+    plan.folder.mkdir(parents=True)
+    (plan.folder / "sweep.json").write_bytes(content)
+    save_spec(plan)  # a damaged spec is written again, as a missing one is
+    assert json.loads((plan.folder / "sweep.json").read_text())["name"] == "d"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_bytes(content)
+    assert run_state(run, None) == ("broken", {})
+    (plan.folder / "sweep.json").write_bytes(content)
+    pd.DataFrame({"run_id": ["r"], "seed": [1], "status": ["complete"], "path": ["x"]}).to_parquet(
+        plan.folder / "index.parquet"
+    )
+    with pytest.raises(SteersimError, match=f"cannot read sweep 'd' in {plan.folder}: "):
+        load_index(tmp_path / "st", "d")
+
+
+@pytest.mark.parametrize(
+    ("spec", "index", "says"),
+    [
+        ({"grid": 5}, {"run_id": ["r"], "seed": [1], "status": ["ok"], "path": ["x"]}, "grid is"),
+        ({"grid": {}}, {"x": [1]}, "index.parquet lacks the columns run_id, seed, status, path"),
+    ],
+)
+def test_a_sweep_index_compare_cannot_use_is_one_line(tmp_path, spec, index, says):
+    folder = tmp_path / "sweeps" / "s"  # before: TypeError / KeyError tracebacks in compare
+    folder.mkdir(parents=True)
+    (folder / "sweep.json").write_text(json.dumps(spec))
+    pd.DataFrame(index).to_parquet(folder / "index.parquet")
+    with pytest.raises(SteersimError, match=says):
+        load_index(tmp_path, "s")
+
+
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
     cfg = _config(tmp_path)
     proc = cli("sweep", str(cfg), "--grid", "steering.strength=0,[1", *SMALL)
@@ -110,6 +164,19 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
     assert "\n" not in proc.stderr.strip()
     proc = cli("sweep", str(cfg), "--grid", "tiks=1,2", *SMALL)
     assert proc.returncode == 2 and "tiks" in proc.stderr
+    assert not (tmp_path / "st").exists()
+
+
+@pytest.mark.parametrize("gpus", ["a,b", "0,,1", "cuda:0"])
+def test_garbled_gpu_ids_are_refused_before_the_sweep_starts(tmp_path, capsys, gpus):
+    from orchestrator.cli import main
+
+    # before: each job got CUDA_VISIBLE_DEVICES=a, saw no GPU and ran on the CPU
+    argv = ["sweep", str(_config(tmp_path)), "--grid", "ticks=1", *SMALL, "--gpus", gpus]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and err.startswith("error: --gpus: ") and "\n" not in err
     assert not (tmp_path / "st").exists()
 
 

@@ -224,6 +224,7 @@ def verify(
 
     if embedder not in ("minilm", "hashing"):
         raise SteersimError(f"--embedder must be minilm or hashing, got {embedder!r}")
+    _check_device(device)
     run_dir = run_from_cli(run, storage_root, aliases={"--messages-dir": messages_dir})
     control_dir = run_from_cli(control, storage_root) if control is not None else None
     report = verify_run(
@@ -244,6 +245,28 @@ def verify(
     if json_dest:
         write_json(report.to_dict(), json_dest)
     raise typer.Exit(0 if report.passed else 1)
+
+
+def _check_device(device: str) -> None:
+    """--device by the run config's own rule (model.device), before any check
+    runs: torch refused 'tpu', or 'cuda' on a machine without CUDA, only once
+    the text check built its embedder (a traceback after the action check)."""
+    import torch
+    from pydantic import ValidationError
+
+    from agents.config import ModelConfig
+
+    try:
+        ModelConfig(device=device)
+    except ValidationError:
+        raise SteersimError(
+            f"--device must be auto, cpu, mps, cuda or cuda:N, got {device!r}"
+        ) from None
+    index = int(device.partition(":")[2] or 0)
+    if device.startswith("cuda") and not index < torch.cuda.device_count():
+        raise SteersimError(f"--device {device}: no such CUDA device here; use auto or cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise SteersimError("--device mps: MPS is not available here; use auto or cpu")
 
 
 def _embedder_factory(kind: EmbedderChoice, device: str):

@@ -15,7 +15,7 @@ from orchestrator.analysis.action_check import action_check, agent_actions
 from orchestrator.analysis.report import render_markdown
 from orchestrator.analysis.stats import RunReport, agent_profiles, build_report, per_tick_counts
 from orchestrator.dumps_reader import default_analysis_dir, load_run
-from orchestrator.errors import SteersimError
+from orchestrator.storage import make_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,7 @@ def analyse_run(run_dir: Path, out_dir: Path | None = None) -> AnalysisResult:
     dumps_reader.default_analysis_dir)."""
     dumps = load_run(run_dir)
     out = out_dir or default_analysis_dir(run_dir, dumps.run_id)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SteersimError(f"cannot create the output folder {out}: {exc}") from None
+    make_output_folder(out)
     report = build_report(dumps)
     run_id = dumps.run_id
     figures = [

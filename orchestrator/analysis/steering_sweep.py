@@ -18,6 +18,7 @@ import argparse
 import itertools
 import json
 import logging
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,14 @@ from typing import Any
 import torch
 
 from agents.config import ModelConfig, OptimizationConfig
+from agents.errors import SteersimError
 from agents.model_loading import load_model
 from agents.steering.data import load_pairs_file
 from agents.steering.evaluation import N_RANDOM
 from agents.steering.extract import METHODS
 from agents.steering.sweep import SHIPPED, Setting, Sweep, run_sweep
 from agents.typing import TRAITS
+from orchestrator.storage import make_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,8 @@ def parse_layers(text: str) -> tuple[int, ...]:
         lo, sep, hi = part.partition("-")
         if not lo.isdigit() or (sep and not hi.isdigit()):
             raise ValueError(f"layers are N, N,M or N-M, got {text!r}")
+        if sep and int(hi) < int(lo):  # an empty range would leave a trait unsteered
+            raise ValueError(f"layers N-M need N <= M, got {text!r}")
         out.update(range(int(lo), int(hi) + 1) if sep else [int(lo)])
     return tuple(sorted(out))
 
@@ -68,9 +73,26 @@ def parse_gains(items: list[str]) -> dict[str, float]:
             gains[trait] = float(value)
         except ValueError:
             trait = ""
-        if trait not in TRAITS or gains[trait] <= 0:
+        if trait not in TRAITS or not 0 < gains[trait] < math.inf:  # nan fails both
             raise ValueError(f"--gains takes TRAIT=POSITIVE_NUMBER, got {item!r}")
     return gains
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """The numeric options' ranges, checked before the model loads (argparse
+    takes 'nan', 'inf' and negatives as floats)."""
+    calibrate = [] if args.calibrate is None else [args.calibrate]
+    checks = [
+        ("--strengths", args.strengths, lambda v: v >= 0, "a number >= 0"),
+        ("--shrinkage", args.shrinkage, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+        ("--remove-valence", args.remove_valence, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+        ("--calibrate", calibrate, lambda v: v >= 0, "RHO >= 0"),
+        ("--n-random", [args.n_random], lambda v: v >= 0, "a count >= 0"),
+    ]
+    for option, values, ok, what in checks:
+        for v in values:
+            if not (math.isfinite(v) and ok(v)):
+                raise ValueError(f"{option} takes {what}, got {v}")
 
 
 def settings_from(args: argparse.Namespace) -> list[Setting]:
@@ -134,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        check_numbers(args)
+        if Path(args.storage).exists() and not Path(args.storage).is_dir():
+            raise ValueError(f"--storage {args.storage} is not a folder")  # models live under it
         settings = settings_from(args)
         for name in args.pairs:  # a bad pair file is one line now, not after the model loads
             if name != SHIPPED:
@@ -142,16 +167,20 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     if not settings:
         ap.error("give at least one placement: --layer-sets and/or --per-trait")
-    torch.set_grad_enabled(False)
-    lm = load_model(ModelConfig(name_or_path=args.model), OptimizationConfig(), args.storage)
-    log.info("%d settings on the dev questionnaire -> %s", len(settings), args.out)
-    sweep = Sweep(lm.model, lm.tokenizer, n_random=args.n_random)
-    run_sweep(
-        lm.model, lm.tokenizer, settings, args.out,
-        n_random=args.n_random, fluency=not args.no_fluency, sweep=sweep,
-    )  # fmt: skip
-    if args.calibrate is not None:
-        calibrate_settings(lm, sweep, settings, args)
+    try:
+        make_output_folder(args.out.parent)
+        torch.set_grad_enabled(False)
+        lm = load_model(ModelConfig(name_or_path=args.model), OptimizationConfig(), args.storage)
+        log.info("%d settings on the dev questionnaire -> %s", len(settings), args.out)
+        sweep = Sweep(lm.model, lm.tokenizer, n_random=args.n_random)
+        run_sweep(
+            lm.model, lm.tokenizer, settings, args.out,
+            n_random=args.n_random, fluency=not args.no_fluency, sweep=sweep,
+        )  # fmt: skip
+        if args.calibrate is not None:
+            calibrate_settings(lm, sweep, settings, args)
+    except SteersimError as exc:  # bad input found on the way (a model, a layer): one line
+        ap.exit(2, f"{ap.prog}: error: {exc}\n")
     return 0
 
 

@@ -26,6 +26,7 @@ from orchestrator.analysis.behavioural import BehaviouralOutcome
 from orchestrator.analysis.checks import CheckResult, log_checks
 from orchestrator.analysis.text_check import as_check, text_check
 from orchestrator.dumps_reader import load_run
+from orchestrator.storage import atomic_write, make_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,16 @@ class VerificationReport:
         }
 
     def save(self, folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_output_folder(folder)
         path = folder / "verification.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+        text = json.dumps(self.to_dict(), indent=2, default=str) + "\n"
+        atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))  # never half-written
         if self.behavioural_text:
-            (folder / "behavioural_check.txt").write_text(self.behavioural_text + "\n")
+            behavioural = self.behavioural_text + "\n"
+            atomic_write(
+                folder / "behavioural_check.txt",
+                lambda p: p.write_text(behavioural, encoding="utf-8"),
+            )
         return path
 
 

@@ -45,17 +45,35 @@ def replay(
 ) -> None:
     from orchestrator.dumps_reader import resolve_run
     from orchestrator.replay import write_replay
+    from orchestrator.storage import why
 
     run_dir = resolve_run(run, storage_root)
-    if out is not None and out.is_dir():
-        raise SteersimError(f"--out {out} is a folder; name the file, e.g. {out / 'replay.html'}")
-    if out is not None and not out.parent.is_dir():
-        raise SteersimError(f"--out {out}: the folder {out.parent} does not exist")
-    written = write_replay(run_dir, out)
+    if out is not None:
+        _check_out(out)
+    try:
+        written = write_replay(run_dir, out)
+    except OSError as exc:  # e.g. a file name longer than the file system takes
+        raise SteersimError(f"cannot write the replay page {out or run_dir}: {why(exc)}") from None
     typer.echo(
         f"replay of {written.agents} agents x {written.ticks} ticks: {written.path} "
         f"({written.bytes / 1e6:.1f} MB); open it in a browser"
     )
+
+
+def _check_out(out: Path) -> None:
+    """--out names a file in an existing folder; anything else is one line."""
+    from orchestrator.storage import why
+
+    try:
+        if out.is_dir():
+            raise SteersimError(
+                f"--out {out} is a folder; name the file, e.g. {out / 'replay.html'}"
+            )
+        if not out.parent.is_dir():
+            what = "is not a folder" if out.parent.exists() else "does not exist"
+            raise SteersimError(f"--out {out}: {out.parent} {what}")
+    except OSError as exc:  # pathlib lets ENAMETOOLONG through
+        raise SteersimError(f"--out {out}: {why(exc)}") from None
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ SteersimError is turned into one line by orchestrator/cli.py."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -134,7 +135,8 @@ def run(
             check_run_id(resume)
         except ValueError as exc:
             raise ConfigError("--resume", None, str(exc)) from None
-        root = storage_root or (resolved.config.storage.root if resolved else "storage")
+        given = storage_root and os.path.expanduser(storage_root)  # `--storage-root=~/x` too
+        root = given or (resolved.config.storage.root if resolved else "storage")
     from orchestrator.distributed.entry import Invocation, dispatch
 
     invocation = Invocation(

@@ -3,6 +3,7 @@ of the grid (orchestrator/experiments/sweep.py does the work)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -111,6 +112,7 @@ def sweep(
     from orchestrator.experiments.sweep import plan_sweep, run_state, run_sweep
     from orchestrator.experiments.sweep import print_commands as command_lines
 
+    gpu_list = _gpus(gpus)  # checked before anything of the sweep is planned or written
     overrides = list(set_ or [])
     if mock_model:
         overrides.append("model.backend=mock")
@@ -135,7 +137,6 @@ def sweep(
         params = _params(slurm_param or [])
         launcher = SubmititLauncher(plan.folder / "submitit", params)
     else:
-        gpu_list = None if gpus is None else [] if gpus == "none" else gpus.split(",")
         launcher = LocalLauncher(jobs, gpu_list)
     total = len(plan.runs)
     done = [0]
@@ -161,6 +162,25 @@ def sweep(
         raise typer.Exit(130)
     if counts.get("failed"):
         raise typer.Exit(1)
+
+
+# what CUDA_VISIBLE_DEVICES takes: an index, a GPU UUID or a MIG instance
+_GPU_ID = re.compile(r"\d+|GPU-[0-9A-Fa-f-]+|MIG-[\w./-]+")
+
+
+def _gpus(text: str | None) -> list[str] | None:
+    """--gpus: None (the visible GPUs), [] for 'none', else the ids. A job given
+    a garbled id would see no GPU and run on the CPU without a word."""
+    from orchestrator.errors import ConfigError
+
+    if text is None or text == "none":
+        return None if text is None else []
+    ids = [g.strip() for g in text.split(",")]
+    if bad := [g for g in ids if not _GPU_ID.fullmatch(g)]:
+        raise ConfigError(
+            "--gpus", None, f"{bad[0]!r} is not a GPU; give indices such as 0,1, UUIDs or none"
+        )
+    return ids
 
 
 def _params(items: list[str]) -> dict:

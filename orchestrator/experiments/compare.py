@@ -27,7 +27,7 @@ from orchestrator.dumps_reader import DumpsError, load_run, resolve_run
 from orchestrator.errors import SteersimError
 from orchestrator.experiments.grid import yaml_text
 from orchestrator.experiments.sweep import load_index, sweep_folder
-from orchestrator.storage import atomic_write, atomic_write_table
+from orchestrator.storage import atomic_write, atomic_write_table, make_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def default_out(storage_root: Path, sweep: str | None, runs: list[RunRef]) -> Pa
 
 def write(comparison: Comparison, out: Path) -> dict[str, Path]:
     """agents/messages/perf/runs .parquet and summary.md in `out` (atomically each)."""
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out)
     written = {}
     for name, df in {**comparison.tables, "runs": comparison.summary}.items():
         path = out / f"{name}.parquet"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,10 @@ def seeds_for(axes: list[Axis], repeat_seeds: int | None) -> tuple[list[Axis], l
     if repeat_seeds is not None:
         if repeat_seeds < 1:
             raise ConfigError("--repeat-seeds", None, f"must be >= 1, got {repeat_seeds}")
+        if repeat_seeds > MAX_POINTS:  # before the list: --repeat-seeds 100000000 is a typo
+            raise ConfigError(
+                "--repeat-seeds", None, f"{repeat_seeds} seeds; at most {MAX_POINTS} per sweep"
+            )
         return rest, list(range(1, repeat_seeds + 1))
     return rest, [None]
 
@@ -112,9 +117,11 @@ def expand(name: str, axes: list[Axis], repeat_seeds: int | None = None) -> list
     if dupes:
         raise ConfigError("--grid", dupes[0], "is swept twice; give its values in one --grid")
     axes, seeds = seeds_for(axes, repeat_seeds)
+    # counted, not built: a typo of 20 axes x 3 values would be billions of tuples
+    count = math.prod(len(a.values) for a in axes) * len(seeds)
+    if count > MAX_POINTS:
+        raise ConfigError("--grid", None, f"{count} points; at most {MAX_POINTS} per sweep")
     combos = list(itertools.product(*(a.values for a in axes), seeds))
-    if len(combos) > MAX_POINTS:
-        raise ConfigError("--grid", None, f"{len(combos)} points; at most {MAX_POINTS} per sweep")
     points = []
     for i, combo in enumerate(combos):
         values = tuple(zip((a.key for a in axes), combo[:-1], strict=True))

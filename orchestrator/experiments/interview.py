@@ -37,7 +37,7 @@ from agents.statistics import average_ranks
 from agents.typing import TRAITS, Message
 from orchestrator.assemble import RunState, open_run_state
 from orchestrator.dumps_reader import DumpsError, load_tick_folder
-from orchestrator.errors import SteersimError
+from orchestrator.errors import SteersimError, one_line
 from orchestrator.records import MEMORY_SCHEMA, PROMPT_SCHEMA
 from orchestrator.storage import RunDir
 
@@ -96,17 +96,35 @@ def load_items(spec: str) -> Items:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         items = tuple(
-            QuestionnaireItem(trait=i["trait"], key=i["key"], text=i["text"]) for i in doc["items"]
+            QuestionnaireItem(trait=i["trait"], key=i["key"], text=_text(i["text"], "text"))
+            for i in doc["items"]
         )
-        prompt = str(doc.get("prompt") or "Describe yourself in one sentence.")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        prompt = _text(doc.get("prompt") or "Describe yourself in one sentence.", "prompt")
+        system = None if doc.get("system") is None else _text(doc["system"], "system")
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise SteersimError(
-            f"--items {spec}: not test, dev or a readable questionnaire file ({exc})"
+            f"--items {spec}: not test, dev or a readable questionnaire file ({_why(exc)})"
         ) from None
     for trait in TRAITS:
         if {i.key for i in items if i.trait == trait} != {1, -1}:
             raise SteersimError(f"--items {spec}: needs +1 and -1 keyed items for trait {trait}")
-    return Items(name=str(path), system=doc.get("system"), prompt=prompt, items=items)
+    return Items(name=str(path), system=system, prompt=prompt, items=items)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"no key {exc}"
+    if isinstance(exc, RecursionError):  # json.loads of thousands of nested brackets
+        return "the JSON is nested too deeply"
+    return one_line(str(exc))
+
+
+def _text(value: Any, field: str) -> str:
+    """A questionnaire's text field: a string, or the file is refused (the
+    prompt builder would fail on a number or a list only after the model loads)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a string, got {type(value).__name__}")
+    return value
 
 
 def trait_profile(scores: np.ndarray, items: tuple[Any, ...]) -> np.ndarray:
@@ -374,9 +392,14 @@ def write(result: InterviewResult, out: Path) -> dict[str, Path]:
     interview_summary.md and interview.json (the correlations) in `out`."""
     import pyarrow as pa
 
-    from orchestrator.storage import atomic_write, atomic_write_json, atomic_write_table
+    from orchestrator.storage import (
+        atomic_write,
+        atomic_write_json,
+        atomic_write_table,
+        make_output_folder,
+    )
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out)
     paths = {}
     for name, df in (
         ("interviews", result.rows),

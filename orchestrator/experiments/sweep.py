@@ -17,7 +17,6 @@ reads each run's state from its folder and keeps the index.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -37,7 +36,7 @@ from orchestrator.config_schema import check_run_id
 from orchestrator.errors import ConfigError, SteersimError, one_line
 from orchestrator.experiments.grid import Axis, Point, expand, parse_axis, yaml_text
 from orchestrator.experiments.launchers import Job, Launcher, Outcome
-from orchestrator.storage import atomic_write_json, atomic_write_table
+from orchestrator.storage import atomic_write_json, atomic_write_table, read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +156,8 @@ def run_state(run_dir: Path, expected_hash: str | None) -> tuple[RunState, dict[
     if not run_dir.exists() or not any(run_dir.iterdir()):
         return "new", {}
     try:
-        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        manifest = read_json_object(run_dir / "manifest.json")
+    except (OSError, ValueError):  # no manifest, or bytes that are none
         return "broken", {}  # killed before its manifest was written: start it again
     if expected_hash is not None and manifest.get("config_hash") not in (None, expected_hash):
         return "foreign", manifest
@@ -298,8 +297,8 @@ def save_spec(plan: SweepPlan) -> None:
     spec = plan.spec.to_dict()
     if path.is_file():
         try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            old = read_json_object(path)
+        except (OSError, ValueError):  # damaged: this run writes it again
             old = None
         if old is not None and old != spec:
             changed = sorted(k for k in spec if old.get(k) != spec[k])
@@ -398,9 +397,15 @@ def load_index(storage_root: Path, name: str) -> tuple[pd.DataFrame, dict[str, A
             f"no sweep {name!r}: {path} does not exist (run `steersim sweep` first)"
         )
     try:
-        spec = json.loads((folder / "sweep.json").read_text(encoding="utf-8"))
-        return pd.read_parquet(path), spec
-    except (OSError, json.JSONDecodeError, pa.ArrowException, ValueError) as exc:
+        spec = read_json_object(folder / "sweep.json")
+        index = pd.read_parquet(path)
+        # compare reads the grid's keys and these columns without a second look
+        if not isinstance(spec.get("grid", {}), dict):
+            raise ValueError("sweep.json's grid is not a mapping of keys to values")
+        if missing := [c for c in ("run_id", "seed", "status", "path") if c not in index.columns]:
+            raise ValueError(f"index.parquet lacks the columns {', '.join(missing)}")
+        return index, spec
+    except (OSError, pa.ArrowException, ValueError) as exc:  # JSONDecodeError: a ValueError
         raise SteersimError(
             f"cannot read sweep {name!r} in {folder}: {one_line(str(exc))}"
         ) from None
