@@ -47,7 +47,7 @@ def _duplicate_correction(
     statements, which biased the ratio low. The correction takes, for every
     pair of draws of the same statement, its variance minus the mean
     covariance between different statements (both over the resampled
-    controls): sum_i (c_i^2 - c_i) / n^2 * (var_i - mean cov)."""
+    controls): sum_i (c_i^2 - c_i) / n_items^2 * (var_i - mean cov)."""
     n = rand.shape[0]
     mean = pick @ rand  # (B, k) each statement's mean over the resampled controls
     var = (pick @ rand**2 - mean**2) * n / (n - 1)  # (B, k)
