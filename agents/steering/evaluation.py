@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -90,7 +91,7 @@ class SteeringReport:
     def ratios(self) -> np.ndarray:
         return self.effects / self.random_spread
 
-    @property
+    @cached_property  # a bootstrap: read by passed, to_dict and to_text
     def ratio_ci(self) -> np.ndarray:
         """(5, 2) percentile bootstrap interval (CI_LEVEL) of effect / random
         spread, resampling the random controls with replacement (fixed seed, so
@@ -106,7 +107,7 @@ class SteeringReport:
             boot = self.effects[None] / sd  # (B, 5)
             return np.percentile(boot, [tail, 100 - tail], axis=0).T  # (5, 2)
 
-    @property
+    @cached_property  # a bootstrap: read by passed, to_dict and to_text
     def ratio_ci_items(self) -> np.ndarray:
         """(5, 2) the same interval resampling the statements as well as the
         controls (NaN without per-statement data, e.g. the rating measure)."""
