@@ -2,7 +2,7 @@
 """Writes the contrastive-pair candidate files under agents/data/pair_sets/ from
 the persona lists below (run once; the JSON files are what ships):
 `make_pair_sets.py`. Each pair: one trait, a high and a low persona system
-prompt, one shared user turn and assistant opening.
+prompt, one shared user turn and assistant opening (statement pairs: see below).
 
 - base: the v3 pairs (8 persona pairs x 8 user turns per trait).
 - varied: 14 persona pairs per trait (the base 8, N's four odd favourable-high
@@ -16,6 +16,11 @@ prompt, one shared user turn and assistant opening.
 - stance_n, stance_ne: the shipped pairs with N's (and E's) personas
   replaced by 12 stance pairs that differ in stance on the same content
   ("often X" against "never X"; see STANCE_X), not in content.
+- statements: first-person statement pairs (`kind: statement`) for every
+  trait: the same neutral system and user turn, then a high- or a low-trait
+  statement as the reply (STATEMENTS), read at the statement's last token.
+- statement_n: the shipped persona pairs with N's replaced by its statement
+  pairs.
 - held: the varied personas, each followed by one sentence stating the other
   four traits at levels drawn at random (seeded) and identical in both
   personas, so the pair differs in its own trait only.
@@ -225,6 +230,225 @@ def stance_personas(trait: str) -> list[tuple[str, str, str]]:
     return out
 
 
+# first-person statement pairs (high, low), written from the NEO facet names,
+# about three per facet, never from questionnaire items (the test checks wording)
+STATEMENTS = {
+    "E": [
+        (
+            "I make friends with strangers within minutes.",
+            "I take months before I open up to anyone new.",
+        ),
+        ("I greet everyone I pass with a big smile.", "I keep my eyes down when people pass me."),
+        ("I light up when a room fills with people.", "I slip away when a room fills with people."),
+        (
+            "I would rather spend the evening at a crowded party.",
+            "I would rather spend the evening alone at home.",
+        ),
+        ("I join every group outing I hear about.", "I skip group outings whenever I can."),
+        ("I speak up first when a meeting goes quiet.", "I let others do the talking in meetings."),
+        ("I naturally end up leading the group.", "I prefer to follow and stay in the background."),
+        ("I say what I think, loudly and clearly.", "I keep my opinions to myself."),
+        (
+            "I fill my days with one activity after another.",
+            "I like slow days with little planned.",
+        ),
+        (
+            "I move fast and always have somewhere to be.",
+            "I move at an unhurried pace and rarely go out.",
+        ),
+        (
+            "I crave thrills like loud concerts and roller coasters.",
+            "I find loud concerts and roller coasters draining.",
+        ),
+        ("I love noise, bustle and busy city nights.", "I seek out silence and empty places."),
+        ("I laugh a lot and my energy is contagious.", "I am quiet and my energy is low-key."),
+        ("I bubble over with enthusiasm.", "I rarely show much enthusiasm."),
+        (
+            "I chat with whoever sits next to me on the bus.",
+            "I put on headphones so nobody talks to me on the bus.",
+        ),
+        (
+            "I am happiest at the centre of a lively crowd.",
+            "I am happiest far away from any crowd.",
+        ),
+    ],
+    "A": [
+        (
+            "I assume people mean well until shown otherwise.",
+            "I assume people are out for themselves.",
+        ),
+        (
+            "I take what others tell me at face value.",
+            "I suspect hidden motives behind what people say.",
+        ),
+        (
+            "I am honest with people even when a lie would pay.",
+            "I bend the truth whenever it gets me ahead.",
+        ),
+        (
+            "I would never manipulate someone to get my way.",
+            "I know how to play people to get my way.",
+        ),
+        (
+            "I go out of my way to help a neighbour.",
+            "I let neighbours sort out their own problems.",
+        ),
+        (
+            "I give my time freely to anyone who needs it.",
+            "I guard my time and rarely give it away.",
+        ),
+        ("I back down to keep the peace.", "I fight back hard when someone disagrees with me."),
+        ("I forgive people quickly after a quarrel.", "I hold grudges for a long time."),
+        ("I downplay my own achievements.", "I make sure everyone knows how good I am."),
+        ("I see myself as no better than anyone else.", "I see myself as better than most people."),
+        (
+            "I feel for people who are having a hard time.",
+            "I have little patience for people who complain about hard times.",
+        ),
+        (
+            "I am moved when I see someone suffering.",
+            "I stay unmoved when I see someone suffering.",
+        ),
+        ("I treat everyone with warmth and kindness.", "I treat people coldly and bluntly."),
+        ("I put other people's needs before my own.", "I put my own needs before anyone else's."),
+        ("I look for compromise in every argument.", "I push to win every argument."),
+        ("I speak gently even to people who annoy me.", "I snap at people who annoy me."),
+    ],
+    "C": [
+        (
+            "I handle whatever tasks come my way with skill.",
+            "I feel out of my depth with most tasks.",
+        ),
+        ("I finish what I am given, and finish it well.", "I botch things and give up halfway."),
+        ("I keep my desk neat and everything labelled.", "I let my desk pile up with clutter."),
+        ("I plan my week down to the hour.", "I never plan my week; I just wing it."),
+        ("I keep every promise I make.", "I often break promises when they become inconvenient."),
+        ("I pay my bills the day they arrive.", "I pay my bills late, if I remember at all."),
+        (
+            "I set high goals and put in the effort to reach them.",
+            "I set no goals and do the bare minimum.",
+        ),
+        (
+            "I push myself to be the best at my job.",
+            "I coast along and avoid extra effort at work.",
+        ),
+        ("I start my chores right away.", "I put off my chores until the last minute."),
+        ("I stay on task until the job is done.", "I drift off task after a few minutes."),
+        (
+            "I weigh every option carefully before I decide.",
+            "I decide on a whim without weighing options.",
+        ),
+        ("I think twice before I act.", "I act first and think later."),
+        ("I am reliable; people can count on me.", "I am unreliable; people cannot count on me."),
+        ("I double-check my work for mistakes.", "I hand in my work without checking it."),
+        ("I keep a tidy schedule and stick to it.", "I lose track of my schedule all the time."),
+        ("I work steadily and with discipline.", "I work in fits and starts, without discipline."),
+    ],
+    "O": [
+        (
+            "I daydream about whole imaginary worlds.",
+            "I keep my thoughts on practical, concrete things.",
+        ),
+        ("I love inventing stories in my head.", "I find make-believe a waste of time."),
+        ("I am deeply moved by music and painting.", "I am left cold by music and painting."),
+        (
+            "I visit galleries and poetry readings whenever I can.",
+            "I never visit galleries or poetry readings.",
+        ),
+        (
+            "I pay close attention to my inner feelings.",
+            "I rarely pay attention to my inner feelings.",
+        ),
+        (
+            "I experience emotions intensely and in many shades.",
+            "I experience emotions in a flat, simple way.",
+        ),
+        (
+            "I love trying foods and places I have never tried.",
+            "I stick to the foods and places I know.",
+        ),
+        (
+            "I change my routine just to see something new.",
+            "I keep exactly the same routine every day.",
+        ),
+        (
+            "I enjoy puzzling over abstract theories.",
+            "I find abstract theories boring and pointless.",
+        ),
+        (
+            "I read about philosophy and science for fun.",
+            "I never read about philosophy or science.",
+        ),
+        ("I question traditions and old rules.", "I respect traditions and old rules as they are."),
+        (
+            "I welcome new ideas about how society should work.",
+            "I distrust new ideas about how society should work.",
+        ),
+        ("I am curious about everything around me.", "I am incurious about most things around me."),
+        (
+            "I seek out unusual people and strange ideas.",
+            "I avoid unusual people and strange ideas.",
+        ),
+        (
+            "I am inventive and full of original thoughts.",
+            "I am conventional and rarely have original thoughts.",
+        ),
+        ("I love to explore the unknown.", "I prefer the familiar to the unknown."),
+    ],
+    "N": [
+        (
+            "I feel tense and nervous most of the day.",
+            "I feel relaxed and at ease most of the day.",
+        ),
+        (
+            "I lie awake fearing what might go wrong.",
+            "I fall asleep easily without fearing what might go wrong.",
+        ),
+        ("I fly into a rage over small things.", "I stay even-tempered over small things."),
+        ("I get irritated quickly when plans change.", "I shrug it off when plans change."),
+        ("I often feel gloomy and hopeless.", "I seldom feel gloomy or hopeless."),
+        ("I feel low for days after a setback.", "I bounce back the day after a setback."),
+        (
+            "I feel awkward and exposed around others.",
+            "I feel comfortable and at ease around others.",
+        ),
+        ("I am easily embarrassed in public.", "I am hardly ever embarrassed in public."),
+        ("I give in to cravings I later regret.", "I resist cravings without much trouble."),
+        ("I binge when I am upset.", "I keep my habits steady when I am upset."),
+        ("I fall apart under pressure.", "I hold together under pressure."),
+        ("I panic when an emergency happens.", "I stay clear-headed when an emergency happens."),
+        ("My moods swing up and down all the time.", "My moods are steady from day to day."),
+        ("I take criticism very hard.", "I take criticism in my stride."),
+        ("I feel overwhelmed by ordinary problems.", "I feel on top of ordinary problems."),
+        ("I am emotionally fragile.", "I am emotionally sturdy."),
+    ],
+}
+STATEMENT_SYSTEM = "You are a person."
+STATEMENT_TURNS = [
+    "Tell me about yourself.",
+    "What are you like as a person?",
+    "How would your friends describe you?",
+    "What is something true about you?",
+    "Say something about your character.",
+    "Who are you, in a nutshell?",
+]
+
+
+def statement_pairs(traits: str) -> list[dict]:
+    """Statement pairs for `traits`: each (high, low) statement as the reply to
+    each of STATEMENT_TURNS under one neutral system turn. Framing is the
+    usual desirability of the pole (high sounds better except for N): these
+    are not valence-balanced."""
+    return [
+        {"trait": t, "kind": "statement", "system": STATEMENT_SYSTEM,
+         "framing": "desirable_low" if t == "N" else "desirable_high",
+         "high": high, "low": low, "user": user, "continuation": ""}
+        for t in traits
+        for high, low in STATEMENTS[t]
+        for user in STATEMENT_TURNS
+    ]  # fmt: skip
+
+
 # other-trait wording for the held-explicit set: (high, low)
 OTHER = {
     "E": ("sociable", "reserved"),
@@ -298,14 +522,27 @@ def main(argv: list[str] | None = None) -> None:
                       "six with high-trait content (affirmed by the high persona) and six with "
                       "low-trait content (denied by it), over the trait's six facets."),
     }  # fmt: skip
+    statement_sets = {
+        "statements": ("", "TRAITS", "first-person statement pairs for every trait: 16 (high, "
+                       "low) statements per trait written from the six NEO facet names, each "
+                       "the reply to 6 neutral user turns; read at the statement's last token."),
+        "statement_n": ("EACO", "N", "the shipped persona pairs for E, A, C and O; N's are "
+                        "statement pairs: 16 (high, low) first-person statements over N's six "
+                        "facets, each the reply to 6 neutral user turns."),
+    }  # fmt: skip
+    docs = {name: (expand(personas, held), what) for name, (personas, held, what) in sets.items()}
+    for name, (persona_traits, statement_traits, what) in statement_sets.items():
+        shipped = [p for p in expand(base, False) if p["trait"] in persona_traits]
+        statements = statement_pairs(TRAITS if statement_traits == "TRAITS" else statement_traits)
+        docs[name] = (shipped + statements, what)
     (OUT / "pair_sets").mkdir(exist_ok=True)
-    for name, (personas, held, what) in sets.items():
+    for name, (pairs, what) in docs.items():
         doc = {
             "description": f"Candidate contrastive pairs '{name}': {what} Written by "
             "scripts/make_pair_sets.py; compared on the DEV questionnaire by "
             "scripts/steering_sweep.py --pairs. Never used to measure steering.",
             "version": 1,
-            "pairs": expand(personas, held),
+            "pairs": pairs,
         }
         path = OUT / "pair_sets" / f"{name}.json"
         tmp = path.with_name(f".tmp-{path.name}")  # a shipped file is never half-written

@@ -25,9 +25,13 @@ SPLITS: tuple[Split, ...] = ("dev", "test")
 
 @dataclass(frozen=True, kw_only=True)
 class ContrastivePair:
-    """One trait, two persona system prompts, one shared user turn and
-    assistant continuation; the residual at the continuation's last token is
-    read under both personas."""
+    """One trait, a high and a low side, one shared user turn; the residual at
+    the last token is read for both sides. Of `kind` "persona" (the shipped
+    pairs): `high` and `low` are two persona system prompts, each followed by
+    the user turn and the shared assistant `continuation`. Of `kind`
+    "statement": one shared `system` turn (None: the template's default) and
+    user turn, then the assistant says `continuation` + `high` or + `low`, two
+    first-person statements of the two poles."""
 
     trait: TraitName
     high: str
@@ -37,10 +41,25 @@ class ContrastivePair:
     framing: Literal["desirable_high", "desirable_low"] = (
         "desirable_high"  # which pole sounds better
     )
+    kind: Literal["persona", "statement"] = "persona"
+    system: str | None = None  # statement pairs only
 
     def __post_init__(self) -> None:
         if self.trait not in TRAITS:
             raise ValueError(f"unknown trait {self.trait!r}")
+        if self.kind not in ("persona", "statement"):
+            raise ValueError(f"unknown pair kind {self.kind!r}")
+        if self.kind == "persona" and self.system is not None:
+            raise ValueError("a persona pair's system turns are its high and low sides")
+
+    def hashed(self) -> dict[str, object]:
+        """The fields that identify the pair; the two later fields only when
+        not at their defaults, so the shipped pairs keep the hash their
+        calibration entries are filed under."""
+        d = dict(self.__dict__)
+        if self.kind == "persona":
+            del d["kind"], d["system"]
+        return d
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +90,7 @@ def _read(name: str) -> bytes:
 
 
 def _pairs_from(doc: dict, where: str) -> tuple[ContrastivePair, ...]:
-    fields = ("trait", "high", "low", "user", "continuation", "framing")
+    fields = ("trait", "high", "low", "user", "continuation", "framing", "kind", "system")
     try:
         return tuple(ContrastivePair(**{k: p[k] for k in fields if k in p}) for p in doc["pairs"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -114,5 +133,5 @@ def load_questionnaire(split: Split = "test") -> Questionnaire:
 def pairs_hash(pairs: tuple[ContrastivePair, ...] | None = None) -> str:
     """Content hash of the pairs: part of the vector cache key."""
     pairs = load_pairs() if pairs is None else pairs
-    blob = json.dumps([p.__dict__ for p in pairs], sort_keys=True).encode()
+    blob = json.dumps([p.hashed() for p in pairs], sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

@@ -1,6 +1,7 @@
 """Builds steering vectors from the shipped contrastive pairs: for each pair
-the residual stream at the continuation's last token is read under the high
-and the low persona (block l's output, i.e. hidden_states[l+1]); the per-trait
+the residual stream at the last token is read for the high and the low side
+(block l's output, i.e. hidden_states[l+1]): the continuation under either
+persona, or either first-person statement (see ContrastivePair); the per-trait
 direction is the mean of the differences (`mean_diff`), their first principal
 component (`pca`), or the mean difference through a shrinkage-regularised
 inverse covariance of the differences of all five traits (`lda`), always
@@ -40,12 +41,20 @@ class _Enough(Exception):
 
 
 def pair_prompts(tokenizer: Any, pair: ContrastivePair) -> tuple[list[int], list[int]]:
-    """Token ids of the (high, low) versions of a pair, ending on the continuation."""
+    """Token ids of the (high, low) versions of a pair: a persona pair ends on
+    the continuation after either persona, a statement pair on either statement."""
     out = []
-    for persona in (pair.high, pair.low):
-        msgs = (Message(role="system", content=persona), Message(role="user", content=pair.user))
-        text = render_chat(tokenizer, msgs, add_generation_prompt=True) + pair.continuation
-        out.append(encode(tokenizer, text))
+    for side in (pair.high, pair.low):
+        if pair.kind == "persona":
+            system, reply = side, pair.continuation
+        else:
+            system, reply = pair.system, pair.continuation + side
+        msgs = (Message(role="user", content=pair.user),)
+        if system is not None:
+            msgs = (Message(role="system", content=system), *msgs)
+        out.append(
+            encode(tokenizer, render_chat(tokenizer, msgs, add_generation_prompt=True) + reply)
+        )
     return out[0], out[1]
 
 
