@@ -105,10 +105,65 @@ def test_pairs_dev_and_test_share_no_item_text() -> None:
     pair_sets = [load_pairs()] + [load_pairs_file(f) for f in sorted(DATA.glob("pair_sets/*.json"))]
     assert len(pair_sets) >= 3
     for pairs in pair_sets:
-        texts = {_norm(x) for p in pairs for x in (p.high, p.low, p.user, p.continuation)}
+        texts = {
+            _norm(x) for p in pairs for x in (p.high, p.low, p.user, p.continuation, p.system or "")
+        }
         for statement in dev | test:
             predicate = statement.removeprefix("i ")
             assert not any(predicate in x for x in texts), statement
+
+
+def test_statement_pairs_differ_only_in_the_statement_read_at_its_last_token() -> None:
+    """A statement pair's two sequences share system and user turn and end on
+    either statement; a persona pair's end on the shared continuation. The
+    direction built from statement pairs is their last tokens' mean
+    high-minus-low residual, signed high-positive."""
+    from agents.steering.data import ContrastivePair
+    from agents.steering.extract import last_token_residuals, pair_prompts
+
+    tok = tiny_tokenizer()
+    sp = ContrastivePair(
+        trait="N", kind="statement", system="You are a person.", user="Tell me about yourself.",
+        continuation="", high="I panic easily.", low="I stay calm.", framing="desirable_low",
+    )  # fmt: skip
+    hi, lo = pair_prompts(tok, sp)
+    n = next(i for i, (a, b) in enumerate(zip(hi, lo, strict=False)) if a != b)
+    assert tok.decode(hi).endswith("I panic easily.") and tok.decode(lo).endswith("I stay calm.")
+    assert "You are a person." in tok.decode(hi[:n]) and "Tell me about yourself." in tok.decode(
+        hi[:n]
+    )
+    persona = load_pairs()[0]
+    for ids in pair_prompts(tok, persona):
+        assert tok.decode(ids).endswith(persona.continuation)
+    with pytest.raises(ValueError, match="system"):
+        ContrastivePair(trait="N", high="a", low="b", user="u", continuation="", system="s")
+    with pytest.raises(ValueError, match="kind"):
+        ContrastivePair(trait="N", high="a", low="b", user="u", continuation="", kind="other")
+    # the two new fields do not enter a persona pair's hash: the shipped
+    # calibration entries stay filed under the shipped pairs' hash
+    assert pairs_hash(tuple(load_pairs())) == pairs_hash()
+    assert "kind" not in persona.hashed() and sp.hashed()["kind"] == "statement"
+
+    model = tiny_model()
+    pairs = [p for p in load_pairs() if p.trait != "N"] + [sp]
+    v = build_vectors(model, tok, [1], pairs=pairs)
+    acts, _ = last_token_residuals(model, [hi, lo], [1])
+    want = torch.nn.functional.normalize(acts[0, 0] - acts[1, 0], dim=-1)
+    torch.testing.assert_close(v.directions[0, TRAITS.index("N")], want, atol=1e-5, rtol=0)
+
+
+def test_candidate_statement_sets_keep_the_shipped_personas() -> None:
+    """statement_n is the shipped pairs with only N's replaced by statement
+    pairs; statements holds statement pairs for all five traits."""
+    shipped = load_pairs()
+    mixed = load_pairs_file(DATA / "pair_sets" / "statement_n.json")
+    assert sorted([p for p in mixed if p.trait != "N"], key=repr) == sorted(
+        [p for p in shipped if p.trait != "N"], key=repr
+    )
+    assert {p.kind for p in mixed if p.trait == "N"} == {"statement"}
+    every = load_pairs_file(DATA / "pair_sets" / "statements.json")
+    assert {p.trait for p in every if p.kind == "statement"} == set(TRAITS)
+    assert all(p.high != p.low and p.system for p in every)
 
 
 def test_hook_adds_exact_delta_to_row_and_skips_padding() -> None:
