@@ -14,7 +14,8 @@ from agents.typing import Backend
 class BackendSpec:
     """What building a backend reads: four config sections and where caches
     (converted models, steering vectors) live. The mock reads steering
-    (enabled, strength) and inference.constrained too."""
+    (enabled, strength; a steering.vectors file must exist, as for a model)
+    and inference.constrained too."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     optimization: OptimizationConfig = field(default_factory=OptimizationConfig)

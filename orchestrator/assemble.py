@@ -197,16 +197,57 @@ def resumed_run(
 ) -> Run:
     """A run continued after its last complete tick (or only finished, when
     the ticks are done but the final manifest was not written)."""
-    run_dir = RunDir(run_dir_for(storage_root, run_id))
-    if not run_dir.path.is_dir():
-        raise ResumeError(f"--resume {run_id}: no run found at {run_dir.path}")
-    run_dir.refuse_links()
+    run_dir = _run_to_resume(run_id, storage_root)
     lock = RunLock.acquire(run_dir.path)
     try:
         return _resumed(run_id, run_dir, lock, resolved=resolved, force=force, backend=backend)
     except BaseException:
         lock.release()
         raise
+
+
+def resumed_config(
+    run_id: str,
+    *,
+    storage_root: str | Path,
+    resolved: ResolvedConfig | None = None,
+    force: bool = False,
+) -> ResolvedConfig:
+    """The config `--resume run_id` would run with (the run's own, or
+    `resolved` once it is found to match the run's), checked as the resume
+    checks it. Read only: no lock, nothing written (for --dry-run)."""
+    run_dir = _run_to_resume(run_id, storage_root)
+    return _resume_config(run_id, run_dir, read_manifest(run_dir, run_id), resolved, force)
+
+
+def _run_to_resume(run_id: str, storage_root: str | Path) -> RunDir:
+    run_dir = RunDir(run_dir_for(storage_root, run_id))
+    if not run_dir.path.is_dir():
+        raise ResumeError(f"--resume {run_id}: no run found at {run_dir.path}")
+    run_dir.refuse_links()
+    return run_dir
+
+
+def _resume_config(
+    run_id: str,
+    run_dir: RunDir,
+    manifest: dict[str, Any],
+    resolved: ResolvedConfig | None,
+    force: bool,
+) -> ResolvedConfig:
+    """The run's stored config, or `resolved` when it matches it (or --force),
+    renamed to the run's id."""
+    stored = validate(manifest["config"], {}, str(run_dir.manifest))
+    if resolved is None:
+        resolved = ResolvedConfig(config=stored, source=run_dir.manifest, files=())
+    elif config_hash(resolved.as_dict()) != config_hash(manifest["config"]) and not force:
+        changed = _changed_keys(manifest["config"], resolved.as_dict())
+        raise ResumeError(
+            f"--resume {run_id}: the config differs from the run's ({', '.join(changed)}); "
+            "pass --force to resume with the new config"
+        )
+    cfg = resolved.config.model_copy(update={"run_id": run_id})
+    return ResolvedConfig(config=cfg, source=resolved.source, files=resolved.files)
 
 
 def _resumed(
@@ -219,17 +260,8 @@ def _resumed(
     backend: Backend | None,
 ) -> Run:
     manifest = read_manifest(run_dir, run_id)
-    stored = validate(manifest["config"], {}, str(run_dir.manifest))
-    if resolved is None:
-        resolved = ResolvedConfig(config=stored, source=run_dir.manifest, files=())
-    elif config_hash(resolved.as_dict()) != config_hash(manifest["config"]) and not force:
-        changed = _changed_keys(manifest["config"], resolved.as_dict())
-        raise ResumeError(
-            f"--resume {run_id}: the config differs from the run's ({', '.join(changed)}); "
-            "pass --force to resume with the new config"
-        )
-    cfg = resolved.config.model_copy(update={"run_id": run_id})
-    resolved = ResolvedConfig(config=cfg, source=resolved.source, files=resolved.files)
+    resolved = _resume_config(run_id, run_dir, manifest, resolved, force)
+    cfg = resolved.config
     store = CheckpointStore(run_dir.checkpoint)
     ckpt = store.load()
     next_tick = ckpt.next_tick if ckpt else 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,16 @@ class ResolvedConfig:
         return yaml.safe_dump(self.as_dict(), sort_keys=False, allow_unicode=True)
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ResolvedConfig:
-    """Resolve templates and overrides and validate; raises ConfigError."""
+def load_config(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    options: Mapping[str, str] | None = None,
+) -> ResolvedConfig:
+    """Resolve templates and overrides and validate; raises ConfigError.
+    `overrides` are --set KEY=VALUE items; `options` are the KEY=VALUE items
+    that other command-line options stand for ({"--run-id": "run_id=x"}),
+    applied after them: a fault in one is reported under its option's name."""
     src = Path(path)
     display = str(path)
     try:
@@ -69,6 +78,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Resolve
     raw = _load_with_templates(src.resolve(), display, root, (), provenance, files)
     for item in overrides or []:
         _apply_override(raw, item, provenance)
+    for option, item in (options or {}).items():
+        _apply_override(raw, item, provenance, source=option)
     config = validate(raw, provenance, display)
     return ResolvedConfig(config=config, source=src, files=tuple(files))
 
@@ -304,32 +315,34 @@ def _record(data: Any, prefix: str, source: str, provenance: dict[str, str]) -> 
                 stack.append((child, v))
 
 
-def _apply_override(raw: dict[str, Any], item: str, provenance: dict[str, str]) -> None:
+def _apply_override(
+    raw: dict[str, Any], item: str, provenance: dict[str, str], source: str = OVERRIDE_SOURCE
+) -> None:
     key, sep, value_text = item.partition("=")
     key = key.strip()
     if not sep or not _KEY_RE.match(key):
         raise ConfigError(
-            OVERRIDE_SOURCE,
+            source,
             key if sep and key else None,
             f"expected KEY=VALUE with a dotted key, got {item!r}",
         )
-    value = safe_yaml(value_text, OVERRIDE_SOURCE, key) if value_text.strip() else None
+    value = safe_yaml(value_text, source, key) if value_text.strip() else None
     parts = key.split(".")
     if len(parts) > MAX_DEPTH:
-        raise ConfigError(OVERRIDE_SOURCE, None, f"key nested deeper than {MAX_DEPTH} levels")
+        raise ConfigError(source, None, f"key nested deeper than {MAX_DEPTH} levels")
     node = raw
     for i, part in enumerate(parts[:-1]):
         prefix = ".".join(parts[: i + 1])
         if part not in node:  # a mapping this override makes: an unknown key in it is the --set's
             node[part] = {}
-            provenance[prefix] = OVERRIDE_SOURCE
+            provenance[prefix] = source
         child = node[part]
         if not isinstance(child, dict):
-            raise ConfigError(OVERRIDE_SOURCE, key, f"{prefix} is not a mapping")
+            raise ConfigError(source, key, f"{prefix} is not a mapping")
         node = child
     node[parts[-1]] = value
-    provenance[key] = OVERRIDE_SOURCE
-    _record(value, key, OVERRIDE_SOURCE, provenance)
+    provenance[key] = source
+    _record(value, key, source, provenance)
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

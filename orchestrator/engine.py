@@ -26,7 +26,7 @@ from agents.typing import (
     RecordedMemory,
     Request,
 )
-from orchestrator.records import MemoryRow, MessageRow, PromptRow
+from orchestrator.records import REFLECT_ACTION, MemoryRow, MessageRow, PromptRow
 from orchestrator.scheduler import Event, plan_events
 from orchestrator.typing import TickResult
 from orchestrator.world import AgentState, World
@@ -263,7 +263,7 @@ class Simulation:
             event_id=REFLECTION_EVENT_ID,
             event_kind="reflection",
             location=agent.location,
-            action="REFLECT",
+            action=REFLECT_ACTION,
             target=None,
             content=clean_text(" | ".join(parts)),
             reflected=True,

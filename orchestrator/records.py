@@ -7,6 +7,11 @@ from dataclasses import dataclass, field, fields
 
 import pyarrow as pa
 
+from agents.grammar import ACTION_KINDS
+
+REFLECT_ACTION = "REFLECT"  # the action of the row a reflection writes
+ROW_ACTIONS: tuple[str, ...] = (*ACTION_KINDS, REFLECT_ACTION)  # what `action` can hold
+
 
 @dataclass(frozen=True, kw_only=True)
 class MessageRow:

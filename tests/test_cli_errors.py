@@ -25,12 +25,19 @@ def _exit(argv, capsys):
         ("tiks: 3\n", [], "tiks: unknown key; did you mean 'ticks'?"),
         ("ticks: three\n", [], "ticks: Input should be a valid integer"),
         ("population: {agents: -1}\n", [], "population.agents: Input should be greater than 0"),
-        ("ticks: 2\n", ["--run-id", "../../etc"], "run_id: invalid run id"),
-        ("ticks: 2\n", ["--run-id", "a/b"], "run_id: invalid run id"),
+        # an option's value is reported under the option, not as the --set it becomes
+        ("ticks: 2\n", ["--run-id", "../../etc"], "error: --run-id: run_id: invalid run id"),
+        ("ticks: 2\n", ["--run-id", "a/b"], "error: --run-id: run_id: invalid run id"),
+        ("ticks: 2\n", ["--run-id", ""], "error: --run-id: run_id: invalid run id ''"),
         (
             "ticks: 2\n",
             ["--max-events", "0"],
-            "max_events_per_tick: Input should be greater than 0",
+            "error: --max-events: max_events_per_tick: Input should be greater than 0 (got 0)",
+        ),
+        (
+            "ticks: 2\n",
+            ["--max-events", "1000000"],
+            "error: --max-events: max_events_per_tick: 1000000 is above the limit 100000",
         ),
         (
             "population: {agents: 1, traits: [{name: Q, home: mars}]}\n",
@@ -60,7 +67,25 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, config_text
     assert code == 2
     assert fragment in err
     assert err.startswith("error: ") and "\n" not in err
-    assert "cfg.yaml" in err or "--set" in err
+    assert any(where in err for where in ("cfg.yaml", "--set", "--run-id", "--max-events"))
+    assert not (tmp_path / "st").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "option"),
+    [
+        (["--run-id", "b"], "--run-id"),  # before: "--set: overrides need a CONFIG file"
+        (["--max-events", "3"], "--max-events"),
+        (["--mock-model"], "--mock-model"),
+        (["--set", "ticks=3"], "--set"),
+    ],
+)
+def test_resume_without_config_names_the_option_that_needs_one(tmp_path, capsys, extra, option):
+    code, err = _exit(["--resume", "r", "--storage-root", str(tmp_path / "st"), *extra], capsys)
+    assert (code, err) == (
+        2,
+        f"error: {option}: overrides need a CONFIG file; give it with --resume and --force",
+    )
     assert not (tmp_path / "st").exists()
 
 

@@ -629,3 +629,88 @@ def test_reading_a_run_back_names_the_run_and_its_missing_checkpoint(small_runs,
     (run / "manifest.json").unlink()
     with pytest.raises(ResumeError, match=f"^run {run}: {run} has no manifest.json"):
         open_run_state(run)  # before: "--resume a: ...", an option interview does not have
+
+
+# --- option values a command used to accept without a word
+
+
+def test_view_refuses_an_action_that_does_not_exist(small_runs, capsys):
+    argv = ["view", "a", "--storage-root", str(small_runs), "--action"]
+    code, err = _cli_exit([*argv, "FOO"], capsys)  # before: exit 0 and a table of no rows
+    assert (code, err) == (
+        2,
+        "error: --action 'FOO': no such action; "
+        "give one of MOVE, SAY, WORK, REST, IDLE, REFLECT (any case)",
+    )
+    for name in ("say", "Reflect"):  # any case, as the filter matches
+        assert _cli_exit([*argv, name], capsys)[0] == 0
+
+
+@pytest.mark.parametrize("tokens", ["0", "-5", "8193", "10000000000"])
+def test_interview_bounds_max_new_tokens_before_the_model(small_runs, capsys, monkeypatch, tokens):
+    from orchestrator.experiments import interview
+
+    monkeypatch.setattr(interview, "open_run_state", _no_model)
+    argv = ["interview", "a", "--storage-root", str(small_runs), "--ask", "Hi?"]
+    code, err = _cli_exit([*argv, "--max-new-tokens", tokens], capsys)
+    # before: 0 and -5 a three-line usage error; 8193 and 10**10 went on to the model
+    assert (code, err) == (
+        2,
+        f"error: --max-new-tokens {tokens}: give 1 to 8192 tokens "
+        "(the bound of a run's inference.max_new_tokens, limits.new_tokens)",
+    )
+    assert interview.MAX_NEW_TOKENS == 8192  # limits.new_tokens' default, as the help says
+    assert interview.InterviewPlan(max_new_tokens=8192).max_new_tokens == 8192
+
+
+def test_mock_backend_refuses_a_vectors_file_that_does_not_exist(tmp_path, capsys):
+    from agents.config import SteeringConfig
+
+    with pytest.raises(ModelError, match=r"^steering.vectors 'nope.safetensors': no such file$"):
+        MockBackend(steering=SteeringConfig(vectors="nope.safetensors"))  # before: accepted
+    MockBackend(steering=SteeringConfig(vectors="nope.safetensors", enabled=False))  # unread
+    (tmp_path / "v.safetensors").write_bytes(b"")
+    MockBackend(steering=SteeringConfig(vectors=str(tmp_path / "v.safetensors")))
+    root = tmp_path / "st"
+    argv = [str(CONFIGS / "run.fast.yaml"), "--mock-model", "--set", f"storage.root={root}"]
+    code, err = _cli_exit([*argv, "--set", "steering.vectors=./no/v.safetensors"], capsys)
+    assert (code, err) == (2, "error: steering.vectors 'no/v.safetensors': no such file")
+    assert not root.exists()  # refused before the run folder is made
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize(
+    ("with_config", "says"),
+    [
+        ([], None),  # before: "--dry-run needs a CONFIG file"
+        (["ticks=2", "population.agents=4", "max_events_per_tick=4"], None),  # the run's own
+        (["ticks=3", "population.agents=4", "max_events_per_tick=4"], "differs"),
+        (["ticks=3", "population.agents=4", "max_events_per_tick=4", "--force"], None),
+    ],
+    ids=["no-config", "same-config", "changed-config", "changed-config-force"],
+)
+def test_dry_run_of_a_resume_prints_what_the_resume_would_run(
+    small_runs, tmp_path, capsys, with_config, says
+):
+    # before: with a CONFIG, --resume was ignored: CONFIG printed, unchecked, as a new run
+    argv = ["--resume", "a", "--dry-run", "--storage-root", str(small_runs)]
+    if with_config:
+        sets = [f"--set={s}" if "=" in s else s for s in ["model.backend=mock", *with_config]]
+        argv = [str(CONFIGS / "run.fast.yaml"), *argv, *sets, "--run-id", "other"]
+    before = _tree(small_runs)
+    with pytest.raises(SystemExit) as info:
+        cli_main(argv)
+    out, err = capsys.readouterr()
+    assert _tree(small_runs) == before  # no lock taken, nothing written
+    if says:
+        assert info.value.code == 2 and out == ""
+        assert err.startswith("error: --resume a: the config differs from the run's (ticks)")
+        return
+    assert info.value.code == 0 and err == ""
+    printed = yaml.safe_load(out)
+    assert printed["run_id"] == "a"  # the resumed run's id, whatever CONFIG or --run-id say
+    assert printed["ticks"] == (3 if "--force" in with_config else 2)
+    assert printed["model"]["backend"] == "mock"

@@ -49,7 +49,9 @@ def view(
     action: Annotated[
         str | None,
         typer.Option(
-            "--action", metavar="A", help="Only this action (MOVE, SAY, WORK, REST, IDLE)."
+            "--action",
+            metavar="A",
+            help="Only this action, in any case: MOVE, SAY, WORK, REST, IDLE or REFLECT.",
         ),
     ] = None,
     limit: Annotated[
@@ -64,7 +66,12 @@ def view(
 
     from orchestrator.analysis.viewer import MessageFilter, render, summarise
     from orchestrator.dumps_reader import load_run
+    from orchestrator.records import ROW_ACTIONS
 
+    if action is not None and action.upper() not in ROW_ACTIONS:
+        raise SteersimError(
+            f"--action {action!r}: no such action; give one of {', '.join(ROW_ACTIONS)} (any case)"
+        )
     dumps = load_run(run_from_cli(run, storage_root, aliases={"--dump-dir": dump_dir}))
     matched = MessageFilter(agent=agent, tick=tick, action=action).apply(dumps.messages)
     title = f"run {dumps.run_id}"

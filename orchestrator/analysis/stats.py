@@ -18,9 +18,9 @@ import pandas as pd
 from agents.statistics import spearman
 from agents.typing import TRAITS
 from orchestrator.dumps_reader import TRAIT_COLUMNS, RunDumps
+from orchestrator.records import REFLECT_ACTION
 
 REFLECTION_KIND = "reflection"  # event_kind of the rows a reflection round writes
-REFLECT_ACTION = "REFLECT"
 
 # Per-agent behaviour measures correlated with the trait coefficients.
 BEHAVIOURS: tuple[str, ...] = (

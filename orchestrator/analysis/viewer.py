@@ -21,7 +21,7 @@ CONTENT_CHARS = 100
 class MessageFilter:
     agent: str | None = None  # agent name or id, case-insensitive
     tick: int | None = None
-    action: str | None = None  # MOVE | SAY | WORK | REST | IDLE ..., case-insensitive
+    action: str | None = None  # MOVE | SAY | WORK | REST | IDLE | REFLECT, case-insensitive
 
     def apply(self, messages: pd.DataFrame) -> pd.DataFrame:
         keep = pd.Series(True, index=messages.index)

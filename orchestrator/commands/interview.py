@@ -54,7 +54,12 @@ def interview(
         ),
     ] = None,
     max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", metavar="N", min=1, help="Budget of an answer.")
+        int,
+        typer.Option(
+            "--max-new-tokens",
+            metavar="N",
+            help="Budget of an answer to --ask, 1 to 8192 tokens (as limits.new_tokens).",
+        ),
     ] = 64,
     permutations: Annotated[
         int,
@@ -77,8 +82,7 @@ def interview(
     )
     from orchestrator.experiments.interview import interview as run_interview
 
-    run_dir = run_from_cli(run, storage_root)
-    plan = InterviewPlan(
+    plan = InterviewPlan(  # checks its options before the run is looked up
         tick=tick,
         items=items,
         questions=tuple(ask or ()),
@@ -86,6 +90,7 @@ def interview(
         permutations=permutations,
         bare=not no_bare,
     )
+    run_dir = run_from_cli(run, storage_root)
     result = run_interview(run_dir, plan)
     folder = out or default_analysis_dir(run_dir, result.run_id) / f"interview-tick{result.tick}"
     paths = write(result, folder)

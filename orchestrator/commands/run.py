@@ -95,39 +95,36 @@ def run(
     ] = None,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="Print the resolved, validated config as YAML and exit."),
+        typer.Option(
+            "--dry-run",
+            help="Print the resolved, validated config as YAML and exit, writing nothing. "
+            "With --resume: the config the resume would run with (the run's own, or CONFIG "
+            "once it matches the run's or --force).",
+        ),
     ] = False,
 ) -> None:
     from orchestrator.config_loader import load_config
     from orchestrator.errors import ConfigError
 
     overrides = list(set_ or [])
+    options: dict[str, str] = {}  # what each other option sets: an error names the option
     if mock_model:
-        overrides.append("model.backend=mock")
+        options["--mock-model"] = "model.backend=mock"
     if max_events is not None:
-        overrides.append(f"max_events_per_tick={max_events}")
+        options["--max-events"] = f"max_events_per_tick={max_events}"
     if run_id is not None:
-        overrides.append(f"run_id={_yaml_string(run_id)}")
+        options["--run-id"] = f"run_id={_yaml_string(run_id)}"
     if config is None and resume is None:
         raise ConfigError(
             "command line", None, "give a CONFIG file, or --resume RUN_ID (see --help)"
         )
-    resolved = load_config(config, overrides) if config is not None else None
-    if dry_run:
-        if resolved is None:
-            raise ConfigError("command line", None, "--dry-run needs a CONFIG file")
-        sys.stdout.write(resolved.to_yaml())
-        return
-
-    from orchestrator.live_view import ConsoleView
-    from orchestrator.runner import resume_simulation, run_simulation
-
-    view = ConsoleView(live=live, no_color=no_color)
+    resolved = load_config(config, overrides, options=options) if config is not None else None
     root = None
     if resume is not None:
-        if config is None and overrides:
+        changes = ["--set"] * bool(overrides) + list(options)
+        if config is None and changes:
             raise ConfigError(
-                "--set", None, "overrides need a CONFIG file; give it with --resume and --force"
+                changes[0], None, "overrides need a CONFIG file; give it with --resume and --force"
             )
         from orchestrator.config_schema import check_run_id
 
@@ -137,6 +134,18 @@ def run(
             raise ConfigError("--resume", None, str(exc)) from None
         given = storage_root and os.path.expanduser(storage_root)  # `--storage-root=~/x` too
         root = given or (resolved.config.storage.root if resolved else "storage")
+    if dry_run:  # what the run (or the resume) would run with; nothing is written
+        if resume is not None:
+            from orchestrator.assemble import resumed_config
+
+            resolved = resumed_config(resume, storage_root=root, resolved=resolved, force=force)
+        sys.stdout.write(resolved.to_yaml())
+        return
+
+    from orchestrator.live_view import ConsoleView
+    from orchestrator.runner import resume_simulation, run_simulation
+
+    view = ConsoleView(live=live, no_color=no_color)
     from orchestrator.distributed.entry import Invocation, dispatch
 
     invocation = Invocation(

@@ -36,6 +36,7 @@ from agents.prompting import persona_prompt
 from agents.statistics import average_ranks
 from agents.typing import TRAITS, Message
 from orchestrator.assemble import RunState, open_run_state
+from orchestrator.config_schema import LimitsConfig
 from orchestrator.dumps_reader import DumpsError, load_tick_folder
 from orchestrator.errors import SteersimError, one_line
 from orchestrator.records import MEMORY_SCHEMA, PROMPT_SCHEMA
@@ -44,6 +45,9 @@ from orchestrator.storage import RunDir
 log = logging.getLogger(__name__)
 
 ITEM_SETS = ("test", "dev")
+# an answer's budget is bounded like a run's (inference.max_new_tokens): a slip such as
+# an extra zero is refused at once instead of decoding for hours
+MAX_NEW_TOKENS = LimitsConfig.model_fields["new_tokens"].default
 SETTINGS = ("context", "bare")
 
 
@@ -62,9 +66,17 @@ class InterviewPlan:
     tick: int | None = None  # None: the last complete tick
     items: str = "test"  # test | dev | a questionnaire JSON file
     questions: tuple[str, ...] = ()
-    max_new_tokens: int = 64
+    max_new_tokens: int = 64  # 1 .. MAX_NEW_TOKENS
     permutations: int = 10_000
     bare: bool = True
+
+    def __post_init__(self) -> None:
+        n = self.max_new_tokens
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_NEW_TOKENS:
+            raise SteersimError(
+                f"--max-new-tokens {n!r}: give 1 to {MAX_NEW_TOKENS} tokens "
+                "(the bound of a run's inference.max_new_tokens, limits.new_tokens)"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
