@@ -523,7 +523,7 @@ def main(argv: list[str] | None = None) -> None:
                       "low-trait content (denied by it), over the trait's six facets."),
     }  # fmt: skip
     statement_sets = {
-        "statements": ("", "TRAITS", "first-person statement pairs for every trait: 16 (high, "
+        "statements": ("", TRAITS, "first-person statement pairs for every trait: 16 (high, "
                        "low) statements per trait written from the six NEO facet names, each "
                        "the reply to 6 neutral user turns; read at the statement's last token."),
         "statement_n": ("EACO", "N", "the shipped persona pairs for E, A, C and O; N's are "
@@ -533,8 +533,7 @@ def main(argv: list[str] | None = None) -> None:
     docs = {name: (expand(personas, held), what) for name, (personas, held, what) in sets.items()}
     for name, (persona_traits, statement_traits, what) in statement_sets.items():
         shipped = [p for p in expand(base, False) if p["trait"] in persona_traits]
-        statements = statement_pairs(TRAITS if statement_traits == "TRAITS" else statement_traits)
-        docs[name] = (shipped + statements, what)
+        docs[name] = (shipped + statement_pairs(statement_traits), what)
     (OUT / "pair_sets").mkdir(exist_ok=True)
     for name, (pairs, what) in docs.items():
         doc = {

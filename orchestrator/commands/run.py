@@ -121,7 +121,7 @@ def run(
     resolved = load_config(config, overrides, options=options) if config is not None else None
     root = None
     if resume is not None:
-        changes = ["--set"] * bool(overrides) + list(options)
+        changes = (["--set"] if overrides else []) + list(options)
         if config is None and changes:
             raise ConfigError(
                 changes[0], None, "overrides need a CONFIG file; give it with --resume and --force"
