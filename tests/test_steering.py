@@ -644,11 +644,18 @@ def test_valence_axis_and_its_removal() -> None:
         (["--traits", "NZ"], "--traits takes"),
         (["--calibration", "no-such-calibration.json"], "no-such-calibration.json"),
         (["--pairs", "no-such-pairs.json"], "no-such-pairs.json"),
+        (["--pairs", "{tmp}/kind.json"], "unknown pair kind 'other'"),
+        (["--pairs", "{tmp}/system.json"], "system turns are its high and low"),
     ],
 )
 def test_by_key_script_refuses_bad_arguments_in_one_line(tmp_path, capsys, bad, says) -> None:
     """scripts/steering_by_key.py: exit 2 and one line naming the argument, before any model loads."""
     import runpy
+
+    pair = {"trait": "N", "high": "a", "low": "b", "user": "u", "continuation": ""}
+    for name, extra in (("kind", {"kind": "other"}), ("system", {"system": "s"})):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"pairs": [{**pair, **extra}]}))
+    bad = [x.replace("{tmp}", str(tmp_path)) for x in bad]
 
     main = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "steering_by_key.py"))["main"]
     with pytest.raises(SystemExit) as exc:
