@@ -20,13 +20,12 @@ import random
 import re
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from agents.config import SteeringConfig
-from agents.errors import ModelError
 from agents.grammar import ActionGrammar, ReflectionGrammar
+from agents.paths import existing_file
 from agents.typing import TRAITS, Generation, KeyedStatement, Message, Request, Traits
 
 _GOAL_RE = re.compile(r"^Your goal: (.+?)\.?$", re.MULTILINE)
@@ -77,19 +76,6 @@ def _hash01(text: str) -> float:
     return int.from_bytes(digest, "little") / 2.0**64
 
 
-def _check_vectors_file(vectors: str) -> None:
-    """The mock never reads steering.vectors, but refuses a file that is not
-    there as the HF backend does (agents.steering.vectors): a config that runs
-    on the mock must not fail only once a model has loaded."""
-    path = Path(vectors)
-    try:
-        found = path.is_file()
-    except OSError:  # pathlib lets ENAMETOOLONG through: a name over 255 bytes
-        found = False
-    if not found:
-        raise ModelError(f"steering.vectors {str(path)!r}: no such file")
-
-
 def _unit(x: float) -> float:
     """[-1, 1] -> [0, 1]."""
     return (x + 1.0) / 2.0
@@ -107,7 +93,9 @@ class MockBackend:
     ) -> None:
         steering = steering if steering is not None else SteeringConfig()
         if steering.enabled and steering.vectors is not None:
-            _check_vectors_file(steering.vectors)
+            # never read, but refused as the HF backend refuses it: a config that runs
+            # on the mock must not fail only once a model has loaded
+            existing_file(steering.vectors, "steering.vectors")
         self.steering_enabled = steering.enabled
         self.strength = steering.strength if steering.enabled else 0.0
         self.constrained = constrained

@@ -250,6 +250,14 @@ def test_vectors_value_type_and_roundtrip(tmp_path) -> None:
         SteeringVectors.load(tmp_path / "bad.safetensors")
 
 
+@pytest.mark.parametrize("name", ["no-such.safetensors", "a" * 300 + ".safetensors"])
+def test_loading_a_missing_vectors_file_is_one_line(tmp_path, name) -> None:
+    """A missing file, or a name over 255 bytes (pathlib raises OSError for
+    it), is the same ModelError the mock backend gives."""
+    with pytest.raises(ModelError, match=r"^steering.vectors '.*': no such file$"):
+        SteeringVectors.load(tmp_path / name)
+
+
 def test_per_trait_layers() -> None:
     v = random_vectors((1, 2, 3))
     m = v.for_traits({"O": [3], "E": [1, 2]})

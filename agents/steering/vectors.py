@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from agents.errors import ModelError
+from agents.paths import existing_file
 from agents.typing import TRAITS
 
 FORMAT_VERSION = "1"
@@ -189,9 +190,7 @@ class SteeringVectors:
     def load(cls, path: str | Path) -> SteeringVectors:
         from safetensors import safe_open
 
-        path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"steering.vectors {str(path)!r}: no such file")
+        path = existing_file(path, "steering.vectors")
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = dict(f.metadata() or {})
