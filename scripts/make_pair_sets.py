@@ -21,6 +21,9 @@ prompt, one shared user turn and assistant opening (statement pairs: see below).
   statement as the reply (STATEMENTS), read at the statement's last token.
 - statement_n: the shipped persona pairs with N's replaced by its statement
   pairs.
+- statement_con: the shipped persona pairs for E and A; C's, O's and N's are
+  statement pairs (for method gradient, which reads statement pairs by their
+  likelihood gradient and persona pairs by their activation difference).
 - held: the varied personas, each followed by one sentence stating the other
   four traits at levels drawn at random (seeded) and identical in both
   personas, so the pair differs in its own trait only.
@@ -529,6 +532,10 @@ def main(argv: list[str] | None = None) -> None:
         "statement_n": ("EACO", "N", "the shipped persona pairs for E, A, C and O; N's are "
                         "statement pairs: 16 (high, low) first-person statements over N's six "
                         "facets, each the reply to 6 neutral user turns."),
+        "statement_con": ("EA", "CON", "the shipped persona pairs for E and A; C's, O's and "
+                          "N's are statement pairs: 16 (high, low) first-person statements "
+                          "over each trait's six facets, each the reply to 6 neutral user "
+                          "turns."),
     }  # fmt: skip
     docs = {name: (expand(personas, held), what) for name, (personas, held, what) in sets.items()}
     for name, (persona_traits, statement_traits, what) in statement_sets.items():

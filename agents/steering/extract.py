@@ -26,14 +26,15 @@ import torch
 from agents.steering.calibrate import find_mixing
 from agents.steering.chat import encode, left_pad, render_chat
 from agents.steering.data import ContrastivePair, load_pairs, pairs_hash
+from agents.steering.gradient import pair_gradients
 from agents.steering.hooks import check_layers, decoder_layers
 from agents.steering.vectors import SteeringVectors, cache_path
 from agents.typing import TRAITS, Message
 
 log = logging.getLogger(__name__)
 
-Method = Literal["mean_diff", "pca", "lda"]
-METHODS: tuple[str, ...] = ("mean_diff", "pca", "lda")
+Method = Literal["mean_diff", "pca", "lda", "gradient"]
+METHODS: tuple[str, ...] = ("mean_diff", "pca", "lda", "gradient")
 
 
 class _Enough(Exception):
@@ -203,6 +204,48 @@ def pair_activations(
     return acts[0::2] - acts[1::2], norms
 
 
+def check_gradient_pairs(pairs: Sequence[ContrastivePair]) -> None:
+    """ValueError unless method gradient can read `pairs`: some statement
+    pairs, and no trait with pairs of both kinds."""
+    if not any(p.kind == "statement" for p in pairs):
+        raise ValueError("method gradient needs statement pairs; these are all persona pairs")
+    for t in TRAITS:
+        if len({p.kind for p in pairs if p.trait == t}) > 1:
+            raise ValueError(
+                f"method gradient: trait {t} has both persona and statement pairs; "
+                "give each trait pairs of one kind"
+            )
+
+
+def readout_of(method: str) -> str:
+    """What a method reads from the pairs: "gradient" or "activation"."""
+    return "gradient" if method == "gradient" else "activation"
+
+
+def pair_readouts(
+    model: Any,
+    tokenizer: Any,
+    layers: Sequence[int],
+    pairs: Sequence[ContrastivePair],
+    readout: str = "activation",
+    *,
+    batch_size: int = 32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P, L, H) per-pair readouts and the layers' typical norms (L,). The
+    "activation" readout is pair_activations'; the "gradient" readout replaces
+    each statement pair's difference by its likelihood gradient
+    (agents.steering.gradient), while a trait given by persona pairs, which
+    hold no statements to score, keeps its activation differences. A trait
+    must not mix the two kinds there: their scales differ."""
+    if readout == "gradient":
+        check_gradient_pairs(pairs)
+    diffs, norms = pair_activations(model, tokenizer, layers, pairs, batch_size=batch_size)
+    if readout == "gradient":
+        idx = [i for i, p in enumerate(pairs) if p.kind == "statement"]
+        diffs[idx] = pair_gradients(model, tokenizer, layers, [pairs[i] for i in idx])
+    return diffs, norms
+
+
 def vectors_from_diffs(
     diffs: torch.Tensor,
     norms: torch.Tensor,
@@ -221,11 +264,12 @@ def vectors_from_diffs(
     if method == "lda":
         directions, shrink = lda_directions(diffs, trait_of, shrinkage)
         meta["shrinkage"] = ",".join(map(str, shrink))
-    else:
+    else:  # gradient: the mean of the pairs' gradients (pair_readouts)
         directions = torch.stack(
             [
                 directions_from_diffs(
-                    diffs[[i for i, tr in enumerate(trait_of) if tr == t]], method
+                    diffs[[i for i, tr in enumerate(trait_of) if tr == t]],
+                    "mean_diff" if method == "gradient" else method,
                 )
                 for t in TRAITS
             ],
@@ -246,7 +290,9 @@ def build_vectors(
     """One unit direction per trait per layer from the contrastive pairs."""
     layers = sorted(layers)
     pairs = tuple(load_pairs() if pairs is None else pairs)
-    diffs, norms = pair_activations(model, tokenizer, layers, pairs, batch_size=batch_size)
+    diffs, norms = pair_readouts(
+        model, tokenizer, layers, pairs, readout_of(method), batch_size=batch_size
+    )
     return vectors_from_diffs(diffs, norms, layers, pairs, method)
 
 

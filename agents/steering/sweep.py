@@ -36,7 +36,8 @@ from agents.steering.data import ContrastivePair, load_pairs, load_pairs_file, p
 from agents.steering.evaluation import N_RANDOM, ItemEffects, control_groups, evaluate_steering
 from agents.steering.extract import (
     Method,
-    pair_activations,
+    pair_readouts,
+    readout_of,
     valence_directions,
     vectors_from_diffs,
 )
@@ -88,31 +89,32 @@ class Sweep:
     def __init__(self, model: Any, tokenizer: Any, *, n_random: int = N_RANDOM, seed: int = 0):
         self.model, self.tokenizer = model, tokenizer
         self.n_random, self.seed = n_random, seed
-        self._diffs: dict[str, tuple[torch.Tensor, tuple[int, ...]]] = {}
+        # (pair set, readout) -> its per-pair readouts and their layers
+        self._diffs: dict[tuple[str, str], tuple[torch.Tensor, tuple[int, ...]]] = {}
         self._norm_of: dict[int, float] = {}  # layer -> norm, from the first pair set read there
         # placement -> the controls' (n, 5) random effects on every measured trait
         # and their per-statement changes
         self._controls: dict[tuple, tuple[np.ndarray, ItemEffects | None]] = {}
 
     def prepare(self, settings: Sequence[Setting]) -> None:
-        """Read every pair set's differences once, at the union of all layers."""
+        """Read every pair set once per readout, at the union of all layers."""
         layers = tuple(sorted({x for s in settings for x in s.all_layers()}))
-        for name in dict.fromkeys(s.pairs for s in settings):
-            if name in self._diffs and set(layers) <= set(self._diffs[name][1]):
+        for key in dict.fromkeys((s.pairs, readout_of(s.method)) for s in settings):
+            if key in self._diffs and set(layers) <= set(self._diffs[key][1]):
                 continue
-            pairs = _pairs(name)
+            pairs = _pairs(key[0])
             t0 = time.perf_counter()
-            diffs, norms = pair_activations(self.model, self.tokenizer, layers, pairs)
-            log.info("pairs %s: %d pairs, layers %s, %.0fs", name, len(pairs), list(layers),
+            diffs, norms = pair_readouts(self.model, self.tokenizer, layers, pairs, key[1])
+            log.info("pairs %s (%s): %d pairs, layers %s, %.0fs", *key, len(pairs), list(layers),
                      time.perf_counter() - t0)  # fmt: skip
-            self._diffs[name] = (diffs, layers)
+            self._diffs[key] = (diffs, layers)
             for layer, norm in zip(layers, norms.tolist(), strict=True):
                 self._norm_of.setdefault(layer, norm)
 
     def vectors(self, s: Setting) -> SteeringVectors:
         """The directions `s` applies: built, restricted, placed and scaled."""
         self.prepare([s])
-        diffs, layers = self._diffs[s.pairs]
+        diffs, layers = self._diffs[(s.pairs, readout_of(s.method))]
         norms = torch.tensor([self._norm_of[x] for x in layers])
         full = vectors_from_diffs(diffs, norms, layers, _pairs(s.pairs), s.method, s.shrinkage)
         if s.remove_valence:

@@ -28,9 +28,9 @@ import torch
 from agents.config import ModelConfig, OptimizationConfig
 from agents.errors import SteersimError
 from agents.model_loading import load_model
-from agents.steering.data import load_pairs_file
+from agents.steering.data import load_pairs, load_pairs_file
 from agents.steering.evaluation import N_RANDOM
-from agents.steering.extract import METHODS
+from agents.steering.extract import METHODS, check_gradient_pairs
 from agents.steering.sweep import SHIPPED, Setting, Sweep, run_sweep
 from agents.typing import TRAITS
 from orchestrator.storage import make_output_folder
@@ -160,13 +160,26 @@ def main(argv: list[str] | None = None) -> int:
         if Path(args.storage).exists() and not Path(args.storage).is_dir():
             raise ValueError(f"--storage {args.storage} is not a folder")  # models live under it
         settings = settings_from(args)
-        for name in args.pairs:  # a bad pair file is one line now, not after the model loads
-            if name != SHIPPED:
-                load_pairs_file(name)
+        readable = {}  # a bad pair file is one line now, not after the model loads
+        for name in args.pairs:
+            pairs = load_pairs() if name == SHIPPED else load_pairs_file(name)
+            readable[name] = any(p.kind == "statement" for p in pairs)
+            if readable[name] and "gradient" in args.methods:
+                check_gradient_pairs(pairs)
     except ValueError as exc:
         ap.error(str(exc))
+    for name in [n for n, ok in readable.items() if not ok and "gradient" in args.methods]:
+        log.warning("method gradient skips %s: it has no statement pairs", name)
+    settings = [s for s in settings if s.method != "gradient" or readable[s.pairs]]
     if not settings:
-        ap.error("give at least one placement: --layer-sets and/or --per-trait")
+        ap.error(
+            "nothing to evaluate: give at least one placement (--layer-sets and/or --per-trait)"
+            + (
+                " and, for --methods gradient, pairs with statement pairs"
+                if args.methods == ["gradient"]
+                else ""
+            )
+        )
     try:
         make_output_folder(args.out.parent)
         torch.set_grad_enabled(False)
