@@ -87,7 +87,8 @@ def check_numbers(args: argparse.Namespace) -> None:
         ("--shrinkage", args.shrinkage, lambda v: 0 < v <= 1, "a number in (0, 1]"),
         ("--remove-valence", args.remove_valence, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
         ("--calibrate", calibrate, lambda v: v >= 0, "RHO >= 0"),
-        ("--n-random", [args.n_random], lambda v: v >= 0, "a count >= 0"),
+        # a spread needs two controls; fewer crashed in the bootstrap after the model ran
+        ("--n-random", [args.n_random], lambda v: v >= 2, "a count >= 2"),
     ]
     for option, values, ok, what in checks:
         for v in values:
