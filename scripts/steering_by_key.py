@@ -37,6 +37,7 @@ from agents.steering.data import (  # noqa: E402
     load_questionnaire,
     pairs_hash,
 )
+from agents.steering.extract import METHODS, check_gradient_pairs  # noqa: E402
 from agents.steering.hooks import SteeringHooks  # noqa: E402
 from agents.steering.questionnaire import TraitMeasure  # noqa: E402
 from agents.steering.sweep import SHIPPED, SPLIT, Setting, Sweep  # noqa: E402
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--storage", default="storage")
     ap.add_argument("--pairs", nargs="+", default=[SHIPPED])
     ap.add_argument("--calibration", type=Path, default=None)
+    ap.add_argument("--method", default="mean_diff", choices=METHODS)
     ap.add_argument("--traits", default="NE")
     ap.add_argument("--per-trait", nargs=5, default=["E=21", "A=21", "C=21", "O=26", "N=21"])
     ap.add_argument("--strength", type=float, default=0.17)
@@ -91,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         if bad := [t for t in args.traits if t not in TRAITS]:
             raise ValueError(f"--traits takes letters of {TRAITS}, got {bad}")
         for name in args.pairs:
-            if name != SHIPPED:
-                load_pairs_file(name)
+            pairs = load_pairs() if name == SHIPPED else load_pairs_file(name)
+            if args.method == "gradient":
+                check_gradient_pairs(pairs)
         if args.calibration:
             entries = read_calibration(args.calibration)
         make_output_folder(args.out.parent)  # last: once the model ran, a bad --out lost it all
@@ -105,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "machine": "2-core CPU, SmolLM2-135M-Instruct fp32",
         "note": "dev only; per-item effect = mean token logprob at +1 minus at -1 of the "
-        f"steered trait; placement {args.per_trait}, strength {args.strength}; mixed = the "
+        f"steered trait; method {args.method}, placement {args.per_trait}, strength "
+        f"{args.strength}; mixed = the "
         f"calibration entry in {args.calibration}",
         "rows": rows,
     }
@@ -118,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def read_calibration(path: Path) -> dict[str, Any]:
-    """{data_hash: mixing} of a calibration file; ValueError naming the file."""
+    """{(data_hash, method): mixing} of a calibration file; ValueError naming the file."""
     try:
-        return {e["data_hash"]: e["mixing"] for e in json.loads(path.read_text())["calibrations"]}
+        doc = json.loads(path.read_text())["calibrations"]
+        return {(e["data_hash"], e.get("method", "mean_diff")): e["mixing"] for e in doc}
     except (OSError, KeyError, TypeError, ValueError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else one_line(str(exc))
         raise ValueError(
@@ -137,8 +142,8 @@ def measure_rows(
     lm = load_model(ModelConfig(name_or_path=args.model), OptimizationConfig(), args.storage)
     sweep = Sweep(lm.model, lm.tokenizer, n_random=0)
     base = [
-        Setting(pairs=p, layers=spec["E"], trait_layers={t: v for t, v in spec.items()},
-                strength=args.strength)
+        Setting(pairs=p, method=args.method, layers=spec["E"],
+                trait_layers={t: v for t, v in spec.items()}, strength=args.strength)
         for p in args.pairs
     ]  # fmt: skip
     sweep.prepare(base)  # norms from the first pair set, as in the sweep
@@ -149,7 +154,7 @@ def measure_rows(
     for s in base:
         pairs = load_pairs() if s.pairs == SHIPPED else load_pairs_file(s.pairs)
         variants = [("raw", s)]
-        if (mix := entries.get(pairs_hash(pairs))) is not None:
+        if (mix := entries.get((pairs_hash(pairs), s.method))) is not None:
             variants.append(("mixed", replace(s, mixing=tuple(map(tuple, mix)))))
         for tag, setting in variants:
             v = sweep.vectors(setting)

@@ -654,6 +654,7 @@ def test_valence_axis_and_its_removal() -> None:
         (["--pairs", "no-such-pairs.json"], "no-such-pairs.json"),
         (["--pairs", "{tmp}/kind.json"], "unknown pair kind 'other'"),
         (["--pairs", "{tmp}/system.json"], "system turns are its high and low"),
+        (["--method", "gradient"], "method gradient needs statement pairs"),
     ],
 )
 def test_by_key_script_refuses_bad_arguments_in_one_line(tmp_path, capsys, bad, says) -> None:
