@@ -26,7 +26,7 @@ import torch
 from agents.steering.calibrate import find_mixing
 from agents.steering.chat import encode, left_pad, render_chat
 from agents.steering.data import ContrastivePair, load_pairs, pairs_hash
-from agents.steering.gradient import pair_gradients
+from agents.steering.gradient import pair_gradients, statement_sequences
 from agents.steering.hooks import check_layers, decoder_layers
 from agents.steering.vectors import SteeringVectors, cache_path
 from agents.typing import TRAITS, Message
@@ -44,18 +44,14 @@ class _Enough(Exception):
 def pair_prompts(tokenizer: Any, pair: ContrastivePair) -> tuple[list[int], list[int]]:
     """Token ids of the (high, low) versions of a pair: a persona pair ends on
     the continuation after either persona, a statement pair on either statement."""
+    if pair.kind == "statement":
+        (high, _), (low, _) = statement_sequences(tokenizer, pair)
+        return high, low
     out = []
-    for side in (pair.high, pair.low):
-        if pair.kind == "persona":
-            system, reply = side, pair.continuation
-        else:
-            system, reply = pair.system, pair.continuation + side
-        msgs = (Message(role="user", content=pair.user),)
-        if system is not None:
-            msgs = (Message(role="system", content=system), *msgs)
-        out.append(
-            encode(tokenizer, render_chat(tokenizer, msgs, add_generation_prompt=True) + reply)
-        )
+    for persona in (pair.high, pair.low):
+        msgs = (Message(role="system", content=persona), Message(role="user", content=pair.user))
+        text = render_chat(tokenizer, msgs, add_generation_prompt=True) + pair.continuation
+        out.append(encode(tokenizer, text))
     return out[0], out[1]
 
 
