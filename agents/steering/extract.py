@@ -4,8 +4,10 @@ the residual stream at the last token is read for the high and the low side
 persona, or either first-person statement (see ContrastivePair); the per-trait
 direction is the mean of the differences (`mean_diff`), their first principal
 component (`pca`), or the mean difference through a shrinkage-regularised
-inverse covariance of the differences of all five traits (`lda`), always
-unit-normalised and signed so the high side projects positive. Each layer's
+inverse covariance of the differences of all five traits (`lda`), or, for
+statement pairs, the mean of each pair's likelihood gradient in place of its
+difference (`gradient`, agents.steering.gradient), always unit-normalised and
+signed so the high side projects positive. Each layer's
 typical hidden-state norm (median over real, non-first tokens) is recorded so
 a strength carries over between layers and models. `vectors_for` adds the
 safetensors cache under <storage.root>/vectors/.
