@@ -63,7 +63,11 @@ class SteeringConfig(Section):
     layers: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [21], min_length=1)
     # in units of each layer's typical hidden-state norm
     strength: float = Field(default=0.17, ge=0.0, le=4.0)
-    method: Literal["mean_diff", "pca", "lda"] = "mean_diff"
+    # gradient: statement pairs read by their likelihood gradient (docs/steering.md)
+    method: Literal["mean_diff", "pca", "lda", "gradient"] = "mean_diff"
+    # the contrastive pairs the vectors are built from: "shipped", a candidate set's name
+    # under agents/data/pair_sets/ (e.g. statement_con) or a pairs JSON file
+    pairs: str = Field(default="shipped", min_length=1)
     orthogonalize: bool = False  # sequential Gram-Schmidt over the five trait vectors
     vectors: str | None = None  # a safetensors file to load instead of building
     # per-trait overrides of `layers`, e.g. {O: [26]}; traits not named use `layers`

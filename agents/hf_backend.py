@@ -43,6 +43,7 @@ from agents.steering.chat import (
     left_pad,
     render_chat,
 )
+from agents.steering.data import config_pairs
 from agents.steering.extract import vectors_for
 from agents.steering.hooks import SteeringHooks, check_layers
 from agents.steering.vectors import SteeringVectors, file_hash
@@ -319,8 +320,10 @@ def _as_list(x: Any) -> list:
 def build_hf_backend(spec: BackendSpec, lm: LoadedModel | None = None) -> HFBackend:
     """Load the model (unless given, e.g. a tensor-parallel slice) and the
     steering vectors a backend spec asks for."""
-    lm = lm or load_model(spec.model, spec.optimization, spec.storage_root)
     s = spec.steering
+    if s.enabled and s.vectors is None:
+        config_pairs(s.pairs, s.method)  # a bad steering.pairs is refused before the model loads
+    lm = lm or load_model(spec.model, spec.optimization, spec.storage_root)
     vectors, vectors_file = None, None
     if s.enabled:
         check_layers(lm.model, s.layers)
@@ -359,6 +362,7 @@ def spec_vectors(
     spec's (a tensor-parallel rank asks whether a forward pass is needed, or
     builds into a private folder)."""
     s = spec.steering
+    pairs = config_pairs(s.pairs, s.method)
     return vectors_for(
         lm.model if model is None else model,
         lm.tokenizer,
@@ -371,4 +375,5 @@ def spec_vectors(
         trait_layers=s.trait_layers or None,
         calibrated=s.calibrated,
         gains=s.trait_gains or None,
+        pairs=pairs,
     )

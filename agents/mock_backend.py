@@ -96,6 +96,12 @@ class MockBackend:
             # never read, but refused as the HF backend refuses it: a config that runs
             # on the mock must not fail only once a model has loaded
             existing_file(steering.vectors, "steering.vectors")
+        elif steering.enabled and (steering.pairs != "shipped" or steering.method == "gradient"):
+            # the same for the pairs the HF backend would build from; imported here
+            # because agents.steering loads torch, which the default mock run never needs
+            from agents.steering.data import config_pairs
+
+            config_pairs(steering.pairs, steering.method)
         self.steering_enabled = steering.enabled
         self.strength = steering.strength if steering.enabled else 0.0
         self.constrained = constrained

@@ -122,3 +122,66 @@ def test_steering_sweep_refuses_a_trait_of_both_kinds_before_the_model(tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and "trait N has both persona and statement pairs" in err[-1]
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_a_run_builds_its_vectors_from_the_pairs_its_config_names(tmp_path) -> None:
+    """steering.pairs + method gradient through the HF backend: the vectors are
+    built from that file, read by gradient, and cached under its hash."""
+    from agents.hf_backend import build_hf_backend
+    from agents.random_models import save_tiny
+    from agents.steering.data import pairs_hash
+    from orchestrator.assemble import backend_spec
+    from orchestrator.config_schema import RunConfig
+
+    statements = [statement_pair(h, lo, trait=t) for t in TRAITS for h, lo in STATEMENTS[:2]]
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"pairs": [p.hashed() for p in statements]}))
+    folder = save_tiny(tmp_path / "tiny")
+    cfg = RunConfig.model_validate({
+        "model": {"name_or_path": str(folder), "device": "cpu"},
+        "steering": {"layers": [2], "trait_layers": {}, "method": "gradient", "pairs": str(path)},
+        "storage": {"root": str(tmp_path / "storage")},
+    })  # fmt: skip
+    backend = build_hf_backend(backend_spec(cfg))
+    vf = backend.describe()["steering"]["vectors_file"]
+    assert pairs_hash(tuple(statements)) in vf and "gradient" in vf
+    model, tok = backend.lm.model, backend.lm.tokenizer
+    want = build_vectors(model, tok, [2], pairs=statements, method="gradient")
+    torch.testing.assert_close(backend.vectors.directions, want.directions)
+
+
+@pytest.mark.parametrize(
+    ("steering", "says"),
+    [
+        ({"method": "gradient"}, "steering.pairs 'shipped': method gradient needs statement pairs"),
+        ({"pairs": "no_such_set"}, "steering.pairs 'no_such_set': no_such_set: cannot read pairs"),
+        ({"pairs": "{trait}"}, "no pairs for trait A"),
+        ({"pairs": "{deep}"}, "nested too deeply"),
+    ],
+)
+def test_bad_steering_pairs_are_one_line_before_the_model_loads(tmp_path, steering, says) -> None:
+    from agents.errors import ModelError
+    from agents.hf_backend import build_hf_backend
+    from agents.mock_backend import MockBackend
+    from orchestrator.assemble import backend_spec
+    from orchestrator.config_schema import RunConfig
+
+    (tmp_path / "trait.json").write_text(
+        json.dumps({"pairs": [statement_pair(*STATEMENTS[0], trait="E").hashed()]})
+    )
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    steering = {
+        k: v.format(trait=tmp_path / "trait.json", deep=tmp_path / "deep.json")
+        for k, v in steering.items()
+    }
+    cfg = RunConfig.model_validate({
+        "model": {"name_or_path": str(tmp_path / "never-loaded")},
+        "steering": steering, "storage": {"root": str(tmp_path / "s")},
+    })  # fmt: skip
+    for build in (
+        lambda: build_hf_backend(backend_spec(cfg)),
+        lambda: MockBackend(steering=cfg.steering),
+    ):
+        with pytest.raises(ModelError) as err:  # not "no such model folder": checked first
+            build()
+        assert says in str(err.value) and "\n" not in str(err.value)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from agents.errors import ModelError, one_line
 from agents.typing import TRAITS
 
 TraitName = Literal["E", "A", "C", "O", "N"]
@@ -110,6 +113,53 @@ def load_pairs_file(path: str | Path) -> tuple[ContrastivePair, ...]:
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: cannot read pairs ({exc})") from None
     return _pairs_from(doc, str(path))
+
+
+SHIPPED_PAIRS = "shipped"
+
+
+def pair_set(name: str) -> tuple[ContrastivePair, ...]:
+    """The pairs `steering.pairs` names: "shipped", a candidate set under
+    agents/data/pair_sets/ by its name (e.g. "statement_con"), or a pairs
+    file. ValueError naming it when it is none of these or cannot be read."""
+    if name == SHIPPED_PAIRS:
+        return load_pairs()
+    if re.fullmatch(r"[A-Za-z0-9_]+", name):
+        shipped = resources.files("agents").joinpath("data", "pair_sets", f"{name}.json")
+        if shipped.is_file():
+            return _pairs_from(json.loads(shipped.read_bytes()), f"pair set {name}")
+    return load_pairs_file(name)
+
+
+def check_gradient_pairs(pairs: Sequence[ContrastivePair]) -> None:
+    """ValueError unless method gradient can read `pairs`: some statement
+    pairs, and no trait with pairs of both kinds."""
+    if not any(p.kind == "statement" for p in pairs):
+        raise ValueError("method gradient needs statement pairs; these are all persona pairs")
+    for t in TRAITS:
+        if len({p.kind for p in pairs if p.trait == t}) > 1:
+            raise ValueError(
+                f"method gradient: trait {t} has both persona and statement pairs; "
+                "give each trait pairs of one kind"
+            )
+
+
+def config_pairs(name: str, method: str) -> tuple[ContrastivePair, ...]:
+    """The pairs of `steering.pairs` for `steering.method`; a ModelError naming
+    the key when they cannot be read or the method cannot read them."""
+    try:
+        pairs = pair_set(name)
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else one_line(str(exc))
+        raise ModelError(f"steering.pairs {name!r}: {reason}") from None
+    if missing := [t for t in TRAITS if not any(p.trait == t for p in pairs)]:
+        raise ModelError(f"steering.pairs {name!r}: no pairs for trait {missing[0]}")
+    if method == "gradient":
+        try:
+            check_gradient_pairs(pairs)
+        except ValueError as exc:
+            raise ModelError(f"steering.pairs {name!r}: {exc}") from None
+    return pairs
 
 
 @cache

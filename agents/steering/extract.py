@@ -27,7 +27,7 @@ import torch
 
 from agents.steering.calibrate import find_mixing
 from agents.steering.chat import encode, left_pad, render_chat
-from agents.steering.data import ContrastivePair, load_pairs, pairs_hash
+from agents.steering.data import ContrastivePair, check_gradient_pairs, load_pairs, pairs_hash
 from agents.steering.gradient import pair_gradients, statement_sequences
 from agents.steering.hooks import check_layers, decoder_layers
 from agents.steering.vectors import SteeringVectors, cache_path
@@ -202,19 +202,6 @@ def pair_activations(
     return acts[0::2] - acts[1::2], norms
 
 
-def check_gradient_pairs(pairs: Sequence[ContrastivePair]) -> None:
-    """ValueError unless method gradient can read `pairs`: some statement
-    pairs, and no trait with pairs of both kinds."""
-    if not any(p.kind == "statement" for p in pairs):
-        raise ValueError("method gradient needs statement pairs; these are all persona pairs")
-    for t in TRAITS:
-        if len({p.kind for p in pairs if p.trait == t}) > 1:
-            raise ValueError(
-                f"method gradient: trait {t} has both persona and statement pairs; "
-                "give each trait pairs of one kind"
-            )
-
-
 def readout_of(method: str) -> str:
     """What a method reads from the pairs: "gradient" or "activation"."""
     return "gradient" if method == "gradient" else "activation"
@@ -307,13 +294,16 @@ def vectors_for(
     trait_layers: Mapping[str, Sequence[int]] | None = None,
     calibrated: bool = False,
     gains: Mapping[str, float] | None = None,
+    pairs: tuple[ContrastivePair, ...] | None = None,
 ) -> tuple[SteeringVectors, Path]:
     """Cached vectors for this model, layers, method and data; built on a miss.
     The file holds exactly what is applied: orthogonalised if asked; with
     `calibrated`, recombined by the shipped cross-talk calibration when one
     matches this model, data, method and placement (agents.steering.calibrate);
     with `trait_layers`, each trait's direction only at its own layers; with
-    `gains`, trait t's direction times gains[t] (a per-trait strength)."""
+    `gains`, trait t's direction times gains[t] (a per-trait strength). `pairs`
+    (default: the shipped ones) are what the directions are built from."""
+    data_hash = pairs_hash(pairs)
     if trait_layers or calibrated or gains:
         trait_layers = trait_layers or {}
         union = sorted({x for t in TRAITS for x in trait_layers.get(t, layers)})
@@ -321,12 +311,13 @@ def vectors_for(
         base, _ = vectors_for(
             model, tokenizer, storage_root=storage_root, model_name=model_name,
             model_identity=model_identity, layers=union, method=method, orthogonalize=orthogonalize,
+            pairs=pairs,
         )  # fmt: skip
         variant = "t" + "".join(f"{t}{'_'.join(map(str, full[t]))}" for t in TRAITS)
         mixing = (
             find_mixing(
                 model_identity=model_identity,
-                data_hash=pairs_hash(),
+                data_hash=data_hash,
                 method=method,
                 orthogonalize=orthogonalize,
                 layers_of=full,
@@ -343,11 +334,11 @@ def vectors_for(
             variant += "g" + "_".join(f"{t}{gains[t]:g}" for t in TRAITS if t in gains)
         path = cache_path(
             storage_root, model_name=model_name, model_identity=model_identity, layers=union,
-            method=method, data_hash=pairs_hash(), orthogonalize=orthogonalize, variant=variant,
+            method=method, data_hash=data_hash, orthogonalize=orthogonalize, variant=variant,
         )  # fmt: skip
         return masked, masked.save(path)
     key = dict(
-        model_name=model_name, model_identity=model_identity, method=method, data_hash=pairs_hash()
+        model_name=model_name, model_identity=model_identity, method=method, data_hash=data_hash
     )
     path = cache_path(storage_root, layers=layers, orthogonalize=orthogonalize, **key)
     if path.is_file():
@@ -364,7 +355,7 @@ def vectors_for(
                 vecs = vecs.orthogonalized() if orthogonalize and not orth else vecs
                 return vecs, vecs.save(path)
     log.info("building steering vectors for layers %s (%s)", list(layers), method)
-    vecs = build_vectors(model, tokenizer, layers, method=method)
+    vecs = build_vectors(model, tokenizer, layers, method=method, pairs=pairs)
     if orthogonalize:
         vecs = vecs.orthogonalized()
     meta = {**vecs.meta, "model": model_name, "model_identity": model_identity}
