@@ -285,7 +285,7 @@ def test_extract_and_cache(tmp_path, monkeypatch) -> None:
     kwargs = dict(storage_root=tmp_path, model_name="tiny", model_identity="abc", layers=[1, 3])
     import agents.steering.extract as ex
 
-    monkeypatch.setattr(ex, "build_vectors", lambda m, t, layers, method: v)
+    monkeypatch.setattr(ex, "build_vectors", lambda m, t, layers, method, pairs: v)
     built, path = vectors_for(model, tok, **kwargs)
     assert path.parent == tmp_path / "vectors" and pairs_hash() in path.name
     monkeypatch.setattr(ex, "build_vectors", lambda *a, **k: pytest.fail("cache not used"))
@@ -574,7 +574,7 @@ def test_calibration_is_found_only_for_matching_vectors(tmp_path, monkeypatch) -
     # vectors_for applies a matching mixing before placing, then the gains
     model, tok = tiny_model(), tiny_tokenizer()
     base = random_vectors((1, 2))
-    monkeypatch.setattr(extract, "build_vectors", lambda m, t, layers, method: base.select(layers))
+    monkeypatch.setattr(extract, "build_vectors", lambda m, t, layers, method, pairs: base.select(layers))
     mix = np.eye(5)
     mix[0, 1] = 1.0  # E becomes E + A, renormalised
     monkeypatch.setattr(extract, "find_mixing", lambda **kw: mix)
