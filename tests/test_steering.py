@@ -574,7 +574,9 @@ def test_calibration_is_found_only_for_matching_vectors(tmp_path, monkeypatch) -
     # vectors_for applies a matching mixing before placing, then the gains
     model, tok = tiny_model(), tiny_tokenizer()
     base = random_vectors((1, 2))
-    monkeypatch.setattr(extract, "build_vectors", lambda m, t, layers, method, pairs: base.select(layers))
+    monkeypatch.setattr(
+        extract, "build_vectors", lambda m, t, layers, method, pairs: base.select(layers)
+    )
     mix = np.eye(5)
     mix[0, 1] = 1.0  # E becomes E + A, renormalised
     monkeypatch.setattr(extract, "find_mixing", lambda **kw: mix)
