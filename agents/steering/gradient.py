@@ -28,7 +28,7 @@ from torch import nn
 
 from agents.steering.chat import encode, left_pad, render_chat
 from agents.steering.data import ContrastivePair
-from agents.steering.hooks import check_layers, decoder_layers
+from agents.steering.hooks import check_layers, decoder_layers, model_hidden_size
 from agents.typing import Message
 
 
@@ -81,7 +81,7 @@ def _batch_gradients(
     device = next(model.parameters()).device
     ids, mask, pos = (t.to(device) for t in left_pad([r[0] for r in rows], pad_id))  # (2B, T)
     width, n_pairs = ids.shape[1], len(rows) // 2
-    hidden = model.config.hidden_size
+    hidden = model_hidden_size(model)
     # one zero vector per pair and layer, shared by the pair's two sides
     deltas = [torch.zeros(n_pairs, hidden, device=device, requires_grad=True) for _ in layers]
     real = mask[..., None]  # (2B, T, 1): padding gets nothing, as in SteeringHooks
