@@ -32,12 +32,12 @@ from agents.config import ModelConfig, OptimizationConfig  # noqa: E402
 from agents.errors import SteersimError, one_line  # noqa: E402
 from agents.model_loading import load_model  # noqa: E402
 from agents.steering.data import (  # noqa: E402
-    load_pairs,
-    load_pairs_file,
+    check_gradient_pairs,
     load_questionnaire,
+    pair_set,
     pairs_hash,
 )
-from agents.steering.extract import METHODS, check_gradient_pairs  # noqa: E402
+from agents.steering.extract import METHODS  # noqa: E402
 from agents.steering.hooks import SteeringHooks  # noqa: E402
 from agents.steering.questionnaire import TraitMeasure  # noqa: E402
 from agents.steering.sweep import SHIPPED, SPLIT, Setting, Sweep  # noqa: E402
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if bad := [t for t in args.traits if t not in TRAITS]:
             raise ValueError(f"--traits takes letters of {TRAITS}, got {bad}")
         for name in args.pairs:
-            pairs = load_pairs() if name == SHIPPED else load_pairs_file(name)
+            pairs = pair_set(name)
             if args.method == "gradient":
                 check_gradient_pairs(pairs)
         if args.calibration:
@@ -152,7 +152,7 @@ def measure_rows(
     )
     rows = []
     for s in base:
-        pairs = load_pairs() if s.pairs == SHIPPED else load_pairs_file(s.pairs)
+        pairs = pair_set(s.pairs)
         variants = [("raw", s)]
         if (mix := entries.get((pairs_hash(pairs), s.method))) is not None:
             variants.append(("mixed", replace(s, mixing=tuple(map(tuple, mix)))))

@@ -473,7 +473,7 @@ def test_sweep_reads_the_dev_set_and_reuses_controls(monkeypatch, tmp_path) -> N
 
     model, tok = tiny_model(), tiny_tokenizer()
     pairs = tuple(p for p in load_pairs() if p.continuation.startswith("Tomorrow"))
-    monkeypatch.setattr(sw, "_pairs", lambda name: pairs)
+    monkeypatch.setattr(sw, "pair_set", lambda name: pairs)
     calls = []
     real = sw.evaluate_steering
 
@@ -601,7 +601,7 @@ def test_sweep_calibration_predicts_the_mixed_cross_talk(monkeypatch) -> None:
 
     model, tok = tiny_model(), tiny_tokenizer()
     pairs = tuple(p for p in load_pairs() if p.continuation.startswith("Tomorrow"))
-    monkeypatch.setattr(sw, "_pairs", lambda name: pairs)
+    monkeypatch.setattr(sw, "pair_set", lambda name: pairs)
     monkeypatch.setattr(sw, "SPLIT", _small_dev(per_key=4))
     sweep = sw.Sweep(model, tok, n_random=3)
     s = sw.Setting(layers=(1,), trait_layers={"O": (2,)}, strength=0.02)

@@ -224,6 +224,7 @@ def pair_readouts(
     must not mix the two kinds there: their scales differ."""
     if readout == "gradient":
         check_gradient_pairs(pairs)
+    # statement pairs are read here too: the layers' norms are taken over every pair
     diffs, norms = pair_activations(model, tokenizer, layers, pairs, batch_size=batch_size)
     if readout == "gradient":
         idx = [i for i, p in enumerate(pairs) if p.kind == "statement"]

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from agents.steering.calibrate import bounded_mixing, predicted
-from agents.steering.data import ContrastivePair, load_pairs, load_pairs_file, pairs_hash
+from agents.steering.data import SHIPPED_PAIRS, pair_set, pairs_hash
 from agents.steering.evaluation import N_RANDOM, ItemEffects, control_groups, evaluate_steering
 from agents.steering.extract import (
     Method,
@@ -46,7 +46,7 @@ from agents.typing import TRAITS
 
 log = logging.getLogger(__name__)
 
-SHIPPED = "shipped"  # the pair set in agents/data/contrastive_pairs.json
+SHIPPED = SHIPPED_PAIRS  # the pair set in agents/data/contrastive_pairs.json
 SPLIT = "dev"  # the only questionnaire a sweep reads
 
 
@@ -79,10 +79,6 @@ class Setting:
         return d
 
 
-def _pairs(name: str) -> tuple[ContrastivePair, ...]:
-    return load_pairs() if name == SHIPPED else load_pairs_file(name)
-
-
 class Sweep:
     """Holds the model, the per-pair-set differences and the control cache."""
 
@@ -102,7 +98,7 @@ class Sweep:
         for key in dict.fromkeys((s.pairs, readout_of(s.method)) for s in settings):
             if key in self._diffs and set(layers) <= set(self._diffs[key][1]):
                 continue
-            pairs = _pairs(key[0])
+            pairs = pair_set(key[0])
             t0 = time.perf_counter()
             diffs, norms = pair_readouts(self.model, self.tokenizer, layers, pairs, key[1])
             log.info("pairs %s (%s): %d pairs, layers %s, %.0fs", *key, len(pairs), list(layers),
@@ -116,9 +112,9 @@ class Sweep:
         self.prepare([s])
         diffs, layers = self._diffs[(s.pairs, readout_of(s.method))]
         norms = torch.tensor([self._norm_of[x] for x in layers])
-        full = vectors_from_diffs(diffs, norms, layers, _pairs(s.pairs), s.method, s.shrinkage)
+        full = vectors_from_diffs(diffs, norms, layers, pair_set(s.pairs), s.method, s.shrinkage)
         if s.remove_valence:
-            axis = valence_directions(diffs, _pairs(s.pairs))  # (L, H)
+            axis = valence_directions(diffs, pair_set(s.pairs))  # (L, H)
             full = full.without(axis, s.remove_valence)
         full = full.orthogonalized() if s.orthogonalize else full
         v = full.select(s.all_layers())
@@ -192,7 +188,7 @@ class Sweep:
         mixing = bounded_mixing([mats[x] for x in order], [grams[x] for x in order], rho)
         r4 = lambda m: np.round(np.asarray(m), 4).tolist()  # noqa: E731
         return {
-            "data_hash": pairs_hash(_pairs(s.pairs)),
+            "data_hash": pairs_hash(pair_set(s.pairs)),
             "method": s.method,
             "orthogonalize": s.orthogonalize,
             "layers_of": {t: list(x) for t, x in layers_of.items()},

@@ -28,9 +28,9 @@ import torch
 from agents.config import ModelConfig, OptimizationConfig
 from agents.errors import SteersimError
 from agents.model_loading import load_model
-from agents.steering.data import load_pairs, load_pairs_file
+from agents.steering.data import check_gradient_pairs, pair_set
 from agents.steering.evaluation import N_RANDOM
-from agents.steering.extract import METHODS, check_gradient_pairs
+from agents.steering.extract import METHODS
 from agents.steering.sweep import SHIPPED, Setting, Sweep, run_sweep
 from agents.typing import TRAITS
 from orchestrator.storage import make_output_folder
@@ -134,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--storage", default="storage")
-    ap.add_argument("--pairs", nargs="+", default=[SHIPPED], help="'shipped' or pair files")
+    ap.add_argument(
+        "--pairs",
+        nargs="+",
+        default=[SHIPPED],
+        help="'shipped', a set under agents/data/pair_sets/ by name, or pair files",
+    )
     ap.add_argument("--methods", nargs="+", default=["mean_diff"], choices=METHODS)
     ap.add_argument("--shrinkage", type=float, nargs="*", default=[], help="lda: fixed values")
     ap.add_argument("--orthogonalize", choices=["no", "yes", "both"], default="no")
@@ -163,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from(args)
         readable = {}  # a bad pair file is one line now, not after the model loads
         for name in args.pairs:
-            pairs = load_pairs() if name == SHIPPED else load_pairs_file(name)
+            pairs = pair_set(name)
             readable[name] = any(p.kind == "statement" for p in pairs)
             if readable[name] and "gradient" in args.methods:
                 check_gradient_pairs(pairs)
