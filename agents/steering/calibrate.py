@@ -56,14 +56,33 @@ def _min_length(s: np.ndarray, gram: np.ndarray, k: int, own: float, bound: np.n
     return best, best_val
 
 
+def _gain_vector(gains: Mapping[str, float] | None) -> np.ndarray:
+    return np.array([float((gains or {}).get(t, 1.0)) for t in TRAITS])
+
+
 def bounded_mixing(
-    matrices: Sequence[np.ndarray], grams: Sequence[np.ndarray], rho: float, *, sweeps: int = 20
+    matrices: Sequence[np.ndarray],
+    grams: Sequence[np.ndarray],
+    rho: float,
+    *,
+    gains: Mapping[str, float] | None = None,
+    sweeps: int = 20,
 ) -> np.ndarray:
     """matrices[k], grams[k]: the (5, 5) cross-talk and Gram matrix at trait
     k's layers -> (5, 5) B, rows of unit length (b'G_k b = 1), such that
-    |(B S)[k, j]| <= rho min((B S)[k, k], (B S)[j, j]) (linear prediction)."""
+    |(B S)[k, j]| <= rho min((B S)[k, k], (B S)[j, j]) (linear prediction).
+
+    `gains` (trait -> factor, 1 where absent) are the per-trait strengths the
+    run applies after mixing: trait k's row of changes is then g_k (B S)[k],
+    so the bounds are |g_k (B S)[k, j]| <= rho min(g_k (B S)[k, k], g_j (B S)[j, j]).
+    Without them a trait turned down (C at 0.6) keeps the others' bound on
+    moving it at its full-strength size, and their spill-over onto it grows
+    by 1/g (session 13, round 2)."""
     s = [np.asarray(m, dtype=float) for m in matrices]
     g = [np.asarray(m, dtype=float) for m in grams]
+    gain = _gain_vector(gains)
+    if np.any(gain <= 0):
+        raise ValueError(f"gains must be positive, got {dict(zip(TRAITS, gain.tolist()))}")
     mix = np.eye(N)
     own = np.array([s[k][k, k] for k in range(N)])  # plain directions to start
     top = 4 * max(abs(float(x)) for m in s for x in m.ravel())
@@ -72,7 +91,7 @@ def bounded_mixing(
             lo, hi = 0.0, top
             for _ in range(40):  # the largest own change a unit-length W_k can have
                 t = (lo + hi) / 2
-                bound = rho * np.minimum(t, own)
+                bound = rho * np.minimum(t, gain * own / gain[k])
                 b, val = _min_length(s[k], g[k], k, t, bound)
                 if b is not None and val <= 1.0:
                     lo, mix[k] = t, b / np.sqrt(val)
@@ -82,9 +101,15 @@ def bounded_mixing(
     return mix
 
 
-def predicted(matrices: Sequence[np.ndarray], mixing: np.ndarray) -> np.ndarray:
-    """(5, 5) predicted cross-talk of the mixed, unit-length directions."""
-    return np.array([mixing[k] @ np.asarray(matrices[k], dtype=float) for k in range(N)])
+def predicted(
+    matrices: Sequence[np.ndarray],
+    mixing: np.ndarray,
+    gains: Mapping[str, float] | None = None,
+) -> np.ndarray:
+    """(5, 5) predicted cross-talk of the mixed, unit-length directions, each
+    trait's row times its gain."""
+    rows = [mixing[k] @ np.asarray(matrices[k], dtype=float) for k in range(N)]
+    return _gain_vector(gains)[:, None] * np.array(rows)
 
 
 @cache
@@ -100,9 +125,14 @@ def find_mixing(
     method: str,
     orthogonalize: bool,
     layers_of: Mapping[str, Sequence[int]],
+    gains: Mapping[str, float] | None = None,
 ) -> np.ndarray | None:
-    """The shipped mixing for vectors built exactly this way, or None."""
+    """The shipped mixing for vectors built exactly this way, or None. An entry
+    fitted for per-trait gains (its "gains" key) serves only runs with those
+    gains; one without the key was fitted on the plain directions and serves
+    any gains, as before gains entered the fit."""
     want = {t: sorted(layers_of[t]) for t in TRAITS}
+    want_gains = _gain_vector(gains)
     for c in _calibrations():
         if (
             c["model_identity"] == model_identity
@@ -110,6 +140,7 @@ def find_mixing(
             and c["method"] == method
             and bool(c["orthogonalize"]) == bool(orthogonalize)
             and {t: sorted(c["layers_of"][t]) for t in TRAITS} == want
+            and ("gains" not in c or np.allclose(_gain_vector(c["gains"]), want_gains))
         ):
             return np.asarray(c["mixing"], dtype=float)
     log.info(

@@ -322,6 +322,7 @@ def vectors_for(
                 method=method,
                 orthogonalize=orthogonalize,
                 layers_of=full,
+                gains=gains,
             )  # fmt: skip
             if calibrated
             else None

@@ -175,8 +175,11 @@ class Sweep:
     def calibrate(self, s: Setting, rho: float) -> dict[str, Any]:
         """The cross-talk calibration of `s` on the DEV set: the matrix and Gram
         matrix with every trait at each trait's layers (a multi-layer placement
-        uses its layers' mean Gram matrix), then bounded_mixing(rho). Returns
-        the calibration-file entry, less the model fields."""
+        uses its layers' mean Gram matrix), then bounded_mixing(rho) for the
+        setting's gains (the matrices are measured without them; the fit
+        scales each trait's row by its gain). Returns the calibration-file
+        entry, less the model fields; with gains, the entry names them and
+        serves only runs with those gains."""
         layers_of = {t: tuple(s.trait_layers.get(t, s.layers)) for t in TRAITS}
         mats: dict[tuple[int, ...], np.ndarray] = {}
         grams: dict[tuple[int, ...], np.ndarray] = {}
@@ -185,7 +188,10 @@ class Sweep:
             mats[ls] = self.matrix(probe)
             grams[ls] = self.vectors(probe).cosines().mean(0).double().numpy()
         order = [layers_of[t] for t in TRAITS]
-        mixing = bounded_mixing([mats[x] for x in order], [grams[x] for x in order], rho)
+        gains = dict(s.gains)
+        mixing = bounded_mixing(
+            [mats[x] for x in order], [grams[x] for x in order], rho, gains=gains
+        )
         r4 = lambda m: np.round(np.asarray(m), 4).tolist()  # noqa: E731
         return {
             "data_hash": pairs_hash(pair_set(s.pairs)),
@@ -196,7 +202,8 @@ class Sweep:
             "rho": rho,
             "mixing": r4(mixing),
             "dev_matrices": {",".join(map(str, ls)): r4(m) for ls, m in mats.items()},
-            "predicted": r4(predicted([mats[x] for x in order], mixing)),
+            "predicted": r4(predicted([mats[x] for x in order], mixing, gains)),
+            **({"gains": gains} if gains else {}),
         }
 
     def evaluate(self, s: Setting, *, fluency: bool = True) -> dict[str, Any]:
