@@ -558,6 +558,52 @@ def test_bounded_mixing_keeps_cross_talk_within_rho() -> None:
     assert (np.diag(free) >= np.diag(s) - 1e-9).all()  # the best unit-length own change
 
 
+def test_bounded_mixing_keeps_cross_talk_within_rho_under_per_trait_gains() -> None:
+    """A trait turned down by its gain gets the other traits' spill-over onto
+    it bounded by its scaled own change: the fit knows the gain, while a fit
+    made without it breaks the bound once the gain is applied."""
+    from agents.steering.calibrate import bounded_mixing, predicted
+
+    rng = np.random.default_rng(3)
+    s = np.diag([1.5, 1.0, 0.8, 0.6, 1.2]) + rng.normal(0, 0.4, (5, 5))
+    raw = rng.normal(size=(5, 16))
+    unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    gram = unit @ unit.T
+    spill = lambda m: max(  # noqa: E731
+        abs(m[k, j]) / min(m[k, k], m[j, j]) for k in range(5) for j in range(5) if j != k
+    )
+    gains = {"C": 0.4, "N": 1.5}
+    for rho in (0.3, 0.6):
+        aware = predicted([s] * 5, bounded_mixing([s] * 5, [gram] * 5, rho, gains=gains), gains)
+        blind = predicted([s] * 5, bounded_mixing([s] * 5, [gram] * 5, rho), gains)
+        assert (np.diag(aware) > 0).all() and spill(aware) <= rho + 1e-6
+        assert spill(blind) > rho + 0.05
+    mix = bounded_mixing([s] * 5, [gram] * 5, 0.5)
+    np.testing.assert_allclose(predicted([s] * 5, mix, {"C": 0.4})[2], 0.4 * (mix[2] @ s))
+    with pytest.raises(ValueError, match="gains must be positive"):
+        bounded_mixing([s] * 5, [gram] * 5, 0.5, gains={"C": 0.0})
+
+
+def test_a_calibration_fitted_for_gains_serves_only_those_gains(monkeypatch) -> None:
+    from agents.steering import calibrate
+
+    key = dict(
+        model_identity="m", data_hash="h", method="gradient", orthogonalize=False,
+        layers_of={t: [21] for t in "EACON"},
+    )  # fmt: skip
+    plain = {**key, "mixing": np.eye(5).tolist()}
+    fitted = {**key, "data_hash": "h2", "mixing": (2 * np.eye(5)).tolist(), "gains": {"C": 0.6}}
+    monkeypatch.setattr(calibrate, "_calibrations", lambda: (plain, fitted))
+    # an entry without gains was fitted on the plain directions: any gains use it
+    assert calibrate.find_mixing(**key, gains={"C": 0.6}) is not None
+    assert calibrate.find_mixing(**key) is not None
+    two = {**key, "data_hash": "h2"}
+    np.testing.assert_array_equal(calibrate.find_mixing(**two, gains={"C": 0.6}), 2 * np.eye(5))
+    assert calibrate.find_mixing(**two, gains={"C": 0.6, "E": 1.0}) is not None  # 1 = absent
+    assert calibrate.find_mixing(**two, gains={"C": 0.7}) is None
+    assert calibrate.find_mixing(**two) is None
+
+
 def test_calibration_is_found_only_for_matching_vectors(tmp_path, monkeypatch) -> None:
     from agents.steering import calibrate, extract
 
