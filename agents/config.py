@@ -63,11 +63,13 @@ class SteeringConfig(Section):
     layers: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [21], min_length=1)
     # in units of each layer's typical hidden-state norm
     strength: float = Field(default=0.17, ge=0.0, le=4.0)
-    # gradient: statement pairs read by their likelihood gradient (docs/steering.md)
-    method: Literal["mean_diff", "pca", "lda", "gradient"] = "mean_diff"
+    # gradient: statement pairs read by their likelihood gradient, persona pairs by their
+    # activation difference (docs/steering.md)
+    method: Literal["mean_diff", "pca", "lda", "gradient"] = "gradient"
     # the contrastive pairs the vectors are built from: "shipped", a candidate set's name
-    # under agents/data/pair_sets/ (e.g. statement_con) or a pairs JSON file
-    pairs: str = Field(default="shipped", min_length=1)
+    # under agents/data/pair_sets/ or a pairs JSON file; statement_con = the shipped E and A
+    # personas with C, O and N statement pairs (chosen on dev in session 14)
+    pairs: str = Field(default="statement_con", min_length=1)
     orthogonalize: bool = False  # sequential Gram-Schmidt over the five trait vectors
     vectors: str | None = None  # a safetensors file to load instead of building
     # per-trait overrides of `layers`, e.g. {O: [26]}; traits not named use `layers`
@@ -77,9 +79,11 @@ class SteeringConfig(Section):
     # recombine the five directions by the shipped cross-talk calibration when one matches
     # the model, pairs, method and layers (agents/data/steering_calibration.json)
     calibrated: bool = True
-    # per-trait multipliers of `strength`, e.g. {E: 0.8}; traits not named use 1
+    # per-trait multipliers of `strength`, e.g. {E: 0.8}; traits not named use 1. C at 0.6
+    # keeps its gradient direction's fluency cost under the limit; the shipped calibration
+    # for these defaults was fitted with that gain
     trait_gains: dict[Literal["E", "A", "C", "O", "N"], Annotated[float, Field(gt=0, le=4)]] = (
-        Field(default_factory=dict)
+        Field(default_factory=lambda: {"C": 0.6})
     )
 
     @field_validator("layers")

@@ -28,6 +28,9 @@ from agents.grammar import ActionGrammar, ReflectionGrammar
 from agents.paths import existing_file
 from agents.typing import TRAITS, Generation, KeyedStatement, Message, Request, Traits
 
+# what a default config builds its vectors from
+_DEFAULT_BUILD = (SteeringConfig().pairs, SteeringConfig().method)
+
 _GOAL_RE = re.compile(r"^Your goal: (.+?)\.?$", re.MULTILINE)
 _WITH_RE = re.compile(r"^With you: (.+?)\.$", re.MULTILINE)
 
@@ -96,9 +99,10 @@ class MockBackend:
             # never read, but refused as the HF backend refuses it: a config that runs
             # on the mock must not fail only once a model has loaded
             existing_file(steering.vectors, "steering.vectors")
-        elif steering.enabled and (steering.pairs != "shipped" or steering.method == "gradient"):
-            # the same for the pairs the HF backend would build from; imported here
-            # because agents.steering loads torch, which the default mock run never needs
+        elif steering.enabled and (steering.pairs, steering.method) != _DEFAULT_BUILD:
+            # the same for the pairs the HF backend would build from (the defaults ship
+            # and are valid); imported here because agents.steering loads torch, which
+            # the default mock run never needs
             from agents.steering.data import config_pairs
 
             config_pairs(steering.pairs, steering.method)

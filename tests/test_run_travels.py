@@ -38,6 +38,7 @@ def hf_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             "steering.layers=[1]",
             "steering.trait_layers={}",
             "steering.strength=0.2",
+            "steering.trait_gains={}",  # the file applies as it is: nothing to rescale
             "memory.embedder=hashing",
             "memory.importance=heuristic",
             "inference.max_new_tokens=4",

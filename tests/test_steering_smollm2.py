@@ -45,7 +45,7 @@ def test_defaults_in_schema_and_base_config_agree() -> None:
 
     fast = load_config(FAST).config.steering
     default = SteeringConfig()
-    keys = ("layers", "trait_layers", "strength", "method", "calibrated", "trait_gains")
+    keys = ("layers", "trait_layers", "strength", "pairs", "method", "calibrated", "trait_gains")
     assert [getattr(fast, k) for k in keys] == [getattr(default, k) for k in keys]
 
 
