@@ -3,11 +3,13 @@ on the DEV questionnaire), measured on the TEST questionnaire (117 IPIP-NEO
 items, used for nothing else) with 100 random controls. Run with
 `pytest -m slow`.
 
-What it asserts is what the defaults reach on the test set, not the goal
-(docs/steering.md, "Evidence"): every trait's score rises over all five
-coefficients; lower 95% bounds of effect / random spread measured E 1.8,
-A 3.7, C 2.9, O 3.1, N 1.0 (the goal, MIN_RATIO = 3, is met by A and O);
-the fluency cost is 0.29 nats/token (limit MAX_FLUENCY_COST = 0.3)."""
+What it asserts is what the defaults reach on the test set (docs/steering.md,
+"Evidence"; session 14's one test evaluation): every trait's score rises over
+all five coefficients; lower 95% bounds of effect / random spread measured
+E 1.8, A 3.0, C 3.6, O 3.6, N 3.3 (the goal, MIN_RATIO = 3, is met by four
+traits; E is not); largest spill-over 1.82; fluency cost 0.26 nats/token
+(limit MAX_FLUENCY_COST = 0.3). The margins below leave room for another
+machine's arithmetic, not for a worse setting."""
 
 from __future__ import annotations
 
@@ -62,10 +64,11 @@ def test_shipped_defaults_on_the_test_questionnaire(backend) -> None:
     assert rep.notes["questionnaire"] == "test" and len(rep.random_effects) == 100
     assert rep.monotone.all(), rep.to_text()
     low = rep.ratio_ci[:, 0]  # E A C O N
-    assert (low[[1, 3]] >= 2.8).all(), rep.to_text()  # A and O: at the goal
-    assert low[2] >= 2.5 and low[0] >= 1.5, rep.to_text()  # C, E: below it
-    assert low[4] >= 0.8, rep.to_text()  # N: the right way, far from the goal
-    assert rep.worst_fluency <= MAX_FLUENCY_COST + 0.01, rep.to_text()
+    assert (low[[2, 3]] >= 3.3).all(), rep.to_text()  # C and O: above the goal
+    assert low[1] >= 2.8 and low[4] >= 3.0, rep.to_text()  # A and N: at it
+    assert low[0] >= 1.5, rep.to_text()  # E: the right way, below the goal
+    assert rep.max_spillover <= 2.1, rep.to_text()  # was 2.46 before session 14
+    assert rep.worst_fluency <= MAX_FLUENCY_COST, rep.to_text()
 
 
 def test_real_model_batch_equals_one_at_a_time(backend) -> None:

@@ -416,7 +416,7 @@ def test_behavioural_check_on_smollm2_at_shipped_defaults(run_dir: Path, tmp_pat
     manifest = load_run(hf_dir).manifest | {"model": model_record}
     out = run_behavioural(manifest, hf_dir, device="cpu")
     # On the TEST questionnaire (117 IPIP-NEO items) the shipped defaults reach
-    # 5/5 monotone but a lower bound >= 3x only for A and O (docs/steering.md,
+    # 5/5 monotone but a lower bound >= 3x for four traits, not E (docs/steering.md,
     # "Not reached"): the check must run to a verdict with those facts, not pass
     # by fiat.
     assert out.check.status in ("pass", "fail"), f"{out.check.summary}\n{out.text}"
