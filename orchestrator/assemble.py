@@ -464,8 +464,9 @@ def open_run_state(run_path: Path, *, backend: Backend | None = None) -> RunStat
 def _with_run_vectors(cfg: RunConfig, model_record: dict[str, Any], run_path: Path) -> RunConfig:
     """Steer with the vectors the run applied, its own copy in <run>/vectors/
     (hash checked), rather than rebuild them from a cache that may have
-    changed since. The copy holds exactly what was applied (per-trait layers
-    and orthogonalisation included), so it is used as it is."""
+    changed since. The copy holds exactly what was applied (per-trait layers,
+    orthogonalisation and per-trait gains included), so it is used as it is:
+    scaling it by trait_gains again would steer with other vectors."""
     steer = model_record.get("steering") or {}
     rel, layers = steer.get("vectors_file"), steer.get("layers")
     if not cfg.steering.enabled or not isinstance(rel, str) or not layers:
@@ -477,7 +478,7 @@ def _with_run_vectors(cfg: RunConfig, model_record: dict[str, Any], run_path: Pa
 
     if steer.get("vectors_hash") and file_hash(path) != steer["vectors_hash"]:
         return cfg
-    update = {"vectors": str(path), "layers": list(layers), "trait_layers": {}}
+    update = {"vectors": str(path), "layers": list(layers), "trait_layers": {}, "trait_gains": {}}
     steering = cfg.steering.model_copy(update={**update, "orthogonalize": False})
     return cfg.model_copy(update={"steering": steering})
 

@@ -174,6 +174,8 @@ def test_tiny_model_interview_uses_the_steering_measure(tmp_path):
         "steering.layers=[1]",
         "steering.trait_layers={}",
         "steering.strength=0.5",
+        # the run's copy holds the scaled vectors: reopening must not scale them again
+        "steering.trait_gains={C: 0.6}",
         "memory.embedder=hashing",
         "memory.importance=heuristic",
         "inference.max_new_tokens=4",
