@@ -82,7 +82,7 @@ def bounded_mixing(
     g = [np.asarray(m, dtype=float) for m in grams]
     gain = _gain_vector(gains)
     if np.any(gain <= 0):
-        raise ValueError(f"gains must be positive, got {dict(zip(TRAITS, gain.tolist()))}")
+        raise ValueError(f"gains must be positive, got {dict(gains or {})}")
     mix = np.eye(N)
     own = np.array([s[k][k, k] for k in range(N)])  # plain directions to start
     top = 4 * max(abs(float(x)) for m in s for x in m.ravel())

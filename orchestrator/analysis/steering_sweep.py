@@ -153,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gains", nargs="*", default=[], help="per-trait multipliers, e.g. N=1.3")
     ap.add_argument(
         "--calibrate", type=float, default=None, metavar="RHO",
-        help="also calibrate each setting's cross-talk on dev (bound RHO), evaluate the mixed "
-        "directions and write the calibration entries to OUT.calibration.json",
+        help="also calibrate each setting's cross-talk on dev (bound RHO; --gains inside the "
+        "fit), evaluate the mixed directions and write the calibration entries to "
+        "OUT.calibration.json",
     )  # fmt: skip
     ap.add_argument("--n-random", type=int, default=N_RANDOM)
     ap.add_argument("--no-fluency", action="store_true")
