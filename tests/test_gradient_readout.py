@@ -147,13 +147,15 @@ def test_a_run_builds_its_vectors_from_the_pairs_its_config_names(tmp_path) -> N
     assert pairs_hash(tuple(statements)) in vf and "gradient" in vf
     model, tok = backend.lm.model, backend.lm.tokenizer
     want = build_vectors(model, tok, [2], pairs=statements, method="gradient")
+    want = want.scaled(cfg.steering.trait_gains)  # the default gains apply too (C at 0.6)
+    assert cfg.steering.trait_gains
     torch.testing.assert_close(backend.vectors.directions, want.directions)
 
 
 @pytest.mark.parametrize(
     ("steering", "says"),
     [
-        ({"method": "gradient"}, "steering.pairs 'shipped': method gradient needs statement pairs"),
+        ({"pairs": "shipped"}, "steering.pairs 'shipped': method gradient needs statement pairs"),
         ({"pairs": "no_such_set"}, "steering.pairs 'no_such_set': no_such_set: cannot read pairs"),
         ({"pairs": "{trait}"}, "no pairs for trait A"),
         ({"pairs": "{deep}"}, "nested too deeply"),
