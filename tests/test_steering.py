@@ -537,22 +537,30 @@ def test_sweep_command_line_builds_dev_settings() -> None:
         assert exc.value.code == 2
 
 
-def test_bounded_mixing_keeps_cross_talk_within_rho() -> None:
-    from agents.steering.calibrate import bounded_mixing, predicted
-
+def _cross_talk_case() -> tuple[np.ndarray, np.ndarray]:
+    """A (5, 5) cross-talk matrix with real spill-over and the Gram matrix of
+    five random unit directions."""
     rng = np.random.default_rng(3)
     s = np.diag([1.5, 1.0, 0.8, 0.6, 1.2]) + rng.normal(0, 0.4, (5, 5))
     raw = rng.normal(size=(5, 16))
     unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
-    gram = unit @ unit.T
-    spill = lambda m: max(  # noqa: E731
-        abs(m[k, j]) / min(m[k, k], m[j, j]) for k in range(5) for j in range(5) if j != k
-    )
-    assert spill(s) > 0.5
+    return s, unit @ unit.T
+
+
+def _spill(m: np.ndarray) -> float:
+    """The largest spill-over, row and column, as the calibration bounds it."""
+    return max(abs(m[k, j]) / min(m[k, k], m[j, j]) for k in range(5) for j in range(5) if j != k)
+
+
+def test_bounded_mixing_keeps_cross_talk_within_rho() -> None:
+    from agents.steering.calibrate import bounded_mixing, predicted
+
+    s, gram = _cross_talk_case()
+    assert _spill(s) > 0.5
     for rho in (0.2, 0.5):
         mix = bounded_mixing([s] * 5, [gram] * 5, rho)
         m = predicted([s] * 5, mix)
-        assert (np.diag(m) > 0).all() and spill(m) <= rho + 1e-6
+        assert (np.diag(m) > 0).all() and _spill(m) <= rho + 1e-6
         np.testing.assert_allclose(np.einsum("ki,ij,kj->k", mix, gram, mix), 1.0, atol=1e-9)
     free = predicted([s] * 5, bounded_mixing([s] * 5, [gram] * 5, 100.0))
     assert (np.diag(free) >= np.diag(s) - 1e-9).all()  # the best unit-length own change
@@ -564,20 +572,13 @@ def test_bounded_mixing_keeps_cross_talk_within_rho_under_per_trait_gains() -> N
     made without it breaks the bound once the gain is applied."""
     from agents.steering.calibrate import bounded_mixing, predicted
 
-    rng = np.random.default_rng(3)
-    s = np.diag([1.5, 1.0, 0.8, 0.6, 1.2]) + rng.normal(0, 0.4, (5, 5))
-    raw = rng.normal(size=(5, 16))
-    unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
-    gram = unit @ unit.T
-    spill = lambda m: max(  # noqa: E731
-        abs(m[k, j]) / min(m[k, k], m[j, j]) for k in range(5) for j in range(5) if j != k
-    )
+    s, gram = _cross_talk_case()
     gains = {"C": 0.4, "N": 1.5}
     for rho in (0.3, 0.6):
         aware = predicted([s] * 5, bounded_mixing([s] * 5, [gram] * 5, rho, gains=gains), gains)
         blind = predicted([s] * 5, bounded_mixing([s] * 5, [gram] * 5, rho), gains)
-        assert (np.diag(aware) > 0).all() and spill(aware) <= rho + 1e-6
-        assert spill(blind) > rho + 0.05
+        assert (np.diag(aware) > 0).all() and _spill(aware) <= rho + 1e-6
+        assert _spill(blind) > rho + 0.05
     mix = bounded_mixing([s] * 5, [gram] * 5, 0.5)
     np.testing.assert_allclose(predicted([s] * 5, mix, {"C": 0.4})[2], 0.4 * (mix[2] @ s))
     with pytest.raises(ValueError, match="gains must be positive"):
