@@ -38,7 +38,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from orchestrator.analysis.cli_support import new_app
+from orchestrator.analysis.cli_support import invoke, new_app
 from orchestrator.errors import SteersimError
 
 DEFAULT_COMMAND = "run"
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = with_default_command(list(sys.argv[1:] if argv is None else argv))
     try:
-        app(args=args, prog_name="steersim", standalone_mode=True)
+        invoke(app, args, prog_name="steersim")
     except SteersimError as exc:
         Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {exc}", markup=False)
         raise SystemExit(exc.exit_code) from None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from orchestrator.cli import main
-from tests.conftest import CONFIGS
+from tests.conftest import CONFIGS, REPO
 from tests.helpers import cli
 
 
@@ -129,3 +132,44 @@ def test_help_explains_options():
 def test_shipped_fast_config_dry_run_ok():
     proc = cli(str(CONFIGS / "run.fast.yaml"), "--dry-run")
     assert proc.returncode == 0 and "run_id: fast" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        # click's usage errors: once a usage block of four lines on stderr
+        (
+            ["run", "configs/run.fast.yaml", "--bogus"],
+            "No such option: --bogus (see steersim run -h)",
+        ),
+        (
+            ["benchmark", "engine", "--agents", "0"],
+            "Invalid value for '--agents': Input should be greater than or equal to 1"
+            " (see steersim benchmark engine -h)",
+        ),
+        (["benchmark", "nothing"], "No such command 'nothing'"),
+        (["benchmark", "engine", "--agents"], "Option '--agents' requires an argument."),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(capsys, argv, fragment):
+    code, err = _exit(argv, capsys)
+    assert code == 2
+    assert err.startswith("error: ") and "\n" not in err and fragment in err
+    assert "Usage:" not in err
+
+
+def test_usage_error_of_a_script_is_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "benchmark.py"), "engine", "--agents", "-3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: Invalid value for '--agents'")
+    assert proc.stderr.strip().count("\n") == 0
+
+
+def test_help_and_version_still_exit_0(capsys):
+    assert _exit(["--version"], capsys)[0] == 0
+    assert _exit(["view", "--help"], capsys)[0] == 0

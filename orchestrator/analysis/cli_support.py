@@ -1,7 +1,8 @@
 """What the analysis and benchmark command lines share at the terminal: their
-consoles, running a typer app so that a SteersimError (bad input: a missing
-run, an unreadable file) becomes one line on stderr and exit code 2, never a
-traceback, and the one meaning of every `--json` option (write the result as
+consoles, running a typer app so that bad input (a SteersimError: a missing
+run, an unreadable file; or a usage error: an unknown option, a value out of
+range) becomes one line on stderr and exit code 2, never a traceback or a
+usage block, and the one meaning of every `--json` option (write the result as
 JSON to this path; `-` = stdout, the human output then goes to stderr).
 Library modules never print; only the command lines use this."""
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +38,46 @@ def new_app(**settings: Any) -> typer.Typer:
     )
 
 
+def _click_base(name: str) -> type[Exception]:
+    """click's exception class `name` as the installed typer raises it: typer
+    0.2x vendors click (typer._click), older typer uses click itself, and
+    typer's public BadParameter derives from both UsageError and
+    ClickException in either."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+USAGE_ERROR, CLICK_ERROR = _click_base("UsageError"), _click_base("ClickException")
+
+
+def invoke(app: typer.Typer, argv: list[str] | None = None, prog_name: str | None = None) -> None:
+    """Run `app` as the process's command line and exit with its code. click's
+    usage errors (an unknown option, `--agents 0` below an option's `min`)
+    print as one line naming the option, like every other bad input, instead
+    of click's usage block: `error: Invalid value for '--agents': 0 is not in
+    the range x>=1. (see steersim benchmark engine -h)`, exit 2."""
+    try:
+        # not standalone: click's errors come here instead of being printed by click
+        code = app(args=argv, prog_name=prog_name, standalone_mode=False)
+    except USAGE_ERROR as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else prog_name or Path(sys.argv[0]).name
+        error_console.print(f"error: {exc.format_message()} (see {where} -h)", markup=False)
+        raise SystemExit(exc.exit_code) from None
+    except CLICK_ERROR as exc:  # e.g. a click.File option that cannot be opened
+        error_console.print(f"error: {exc.format_message()}", markup=False)
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:  # click's prompt closed (EOF)
+        error_console.print("aborted", markup=False)
+        raise SystemExit(1) from None
+    # an Exit (typer.Exit, --help, Ctrl+C as Exit(130)) comes back as its code;
+    # a command that returns normally returns None: success
+    raise SystemExit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
+
+
 def run_app(app: typer.Typer, argv: list[str] | None = None) -> None:
     """Run `app`; SteersimError -> `error: ...` on stderr and exit 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(args=argv, standalone_mode=True)
+        invoke(app, argv)
     except SteersimError as exc:
         error_console.print(f"error: {exc}", markup=False)
         raise SystemExit(exc.exit_code) from None
