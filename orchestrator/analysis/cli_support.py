@@ -53,8 +53,8 @@ def invoke(app: typer.Typer, argv: list[str] | None = None, prog_name: str | Non
     """Run `app` as the process's command line and exit with its code. click's
     usage errors (an unknown option, `--agents 0` below an option's `min`)
     print as one line naming the option, like every other bad input, instead
-    of click's usage block: `error: Invalid value for '--agents': 0 is not in
-    the range x>=1. (see steersim benchmark engine -h)`, exit 2."""
+    of click's usage block, e.g. `error: No such option: --bogus (see
+    steersim run -h)`, exit 2."""
     try:
         # not standalone: click's errors come here instead of being printed by click
         code = app(args=argv, prog_name=prog_name, standalone_mode=False)
