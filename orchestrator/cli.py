@@ -38,7 +38,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from orchestrator.analysis.cli_support import invoke, new_app
+from orchestrator.analysis.cli_support import error_console, invoke, new_app
 from orchestrator.errors import SteersimError
 
 DEFAULT_COMMAND = "run"
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         invoke(app, args, prog_name="steersim")
     except SteersimError as exc:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {exc}", markup=False)
+        error_console.print(f"error: {exc}", markup=False)
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
         ignore_late_signals()

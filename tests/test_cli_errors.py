@@ -158,7 +158,7 @@ def test_usage_errors_are_one_line_exit_2(capsys, argv, fragment):
     assert "Usage:" not in err
 
 
-def test_usage_error_of_a_script_is_one_line(tmp_path):
+def test_usage_error_of_a_script_is_one_line():
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "benchmark.py"), "engine", "--agents", "-3"],
         capture_output=True,

@@ -70,7 +70,7 @@ def invoke(app: typer.Typer, argv: list[str] | None = None, prog_name: str | Non
         raise SystemExit(1) from None
     # an Exit (typer.Exit, --help, Ctrl+C as Exit(130)) comes back as its code;
     # a command that returns normally returns None: success
-    raise SystemExit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 def run_app(app: typer.Typer, argv: list[str] | None = None) -> None:
