@@ -24,6 +24,8 @@ prompt, one shared user turn and assistant opening (statement pairs: see below).
 - statement_con: the shipped persona pairs for E and A; C's, O's and N's are
   statement pairs (for method gradient, which reads statement pairs by their
   likelihood gradient and persona pairs by their activation difference).
+- statement_e: the shipped persona pairs for A; E, C, O and N statement
+  pairs, E's with 48 more statements (E_MORE) beside the 16 of STATEMENTS.
 - held: the varied personas, each followed by one sentence stating the other
   four traits at levels drawn at random (seeded) and identical in both
   personas, so the pair differs in its own trait only.
@@ -426,6 +428,66 @@ STATEMENTS = {
         ("I am emotionally fragile.", "I am emotionally sturdy."),
     ],
 }
+# 48 more E statement pairs, 8 per NEO facet (warmth, gregariousness,
+# assertiveness, activity, excitement-seeking, positive emotions), for the
+# statement_e set: E's gradient directions of single statements are nearly
+# orthogonal (session 16), so the mean needs many to keep what they share
+E_MORE = [
+    # warmth
+    ("I hug my friends when I see them.", "I keep a polite distance even from friends."),
+    ("I learn the names of everyone on my street.", "I hardly know who lives on my street."),
+    ("I treat new colleagues like old pals from day one.", "I stay formal with colleagues for years."),
+    ("I show people openly that I like them.", "I hide how much I like people."),
+    ("I invite the new neighbours over for dinner.", "I nod at the new neighbours and go inside."),
+    ("I feel close to people soon after meeting them.", "I feel like a stranger to most people I meet."),
+    ("I ask people about their day and really listen.", "I avoid small talk about anyone's day."),
+    ("I put people at ease with a warm word.", "I come across as cool and distant."),
+    # gregariousness
+    ("I organise big get-togethers every month.", "I turn down most invitations to get-togethers."),
+    ("I eat lunch with a whole table of coworkers.", "I eat lunch by myself at my desk."),
+    ("I spend my holidays in busy resorts full of people.", "I spend my holidays in a remote cabin."),
+    ("I feel lonely after one evening on my own.", "I feel refreshed after a week on my own."),
+    ("I go to festivals because of the crowds.", "I stay away from festivals because of the crowds."),
+    ("I sign up for team sports to be with others.", "I choose sports I can do by myself."),
+    ("I like a packed house full of guests.", "I like an empty house with no guests."),
+    ("I work best in a buzzing open office.", "I work best in a closed room by myself."),
+    # assertiveness
+    ("I take the lead when a group has to decide.", "I go along with whatever the group decides."),
+    ("I argue my point until people hear me out.", "I drop my point as soon as someone objects."),
+    ("I volunteer to give the speech.", "I make sure someone else gives the speech."),
+    ("I tell a waiter straight away when my order is wrong.", "I eat the wrong order rather than say anything."),
+    ("I run meetings with a firm hand.", "I sit quietly at the back of meetings."),
+    ("I ask for a raise without hesitating.", "I never dare to ask for a raise."),
+    ("I give clear orders in a crisis.", "I wait for instructions in a crisis."),
+    ("I make my voice heard in every discussion.", "I stay silent in most discussions."),
+    # activity
+    ("I pack my weekends with plans from morning to night.", "I keep my weekends empty and slow."),
+    ("I walk fast and get things done quickly.", "I dawdle and take my time with everything."),
+    ("I juggle work, sports and clubs every week.", "I do one small thing a week at most."),
+    ("I am up early and on the go all day.", "I sleep late and laze about all day."),
+    ("I start a new project as soon as one ends.", "I rest for weeks before I start anything."),
+    ("I rarely sit still for long.", "I can sit still for hours."),
+    ("I talk fast and move fast.", "I speak slowly and move slowly."),
+    ("I have more energy than most people around me.", "I tire sooner than most people around me."),
+    # excitement-seeking
+    ("I jump at the chance to go skydiving.", "I would never go skydiving."),
+    ("I drive fast on empty roads for the rush.", "I drive slowly and carefully at all times."),
+    ("I book last-minute trips to places I do not know.", "I go back to the same quiet place every year."),
+    ("I pick the scariest ride at the fair.", "I skip the rides at the fair."),
+    ("I get bored when nothing is happening.", "I am content when nothing is happening."),
+    ("I chase bright lights, music and action.", "I prefer dim lights, silence and calm."),
+    ("I love a dare.", "I refuse every dare."),
+    ("I seek out wild nights in the city.", "I choose calm nights at home."),
+    # positive emotions
+    ("I wake up happy most mornings.", "I wake up flat most mornings."),
+    ("I burst out laughing several times a day.", "I go days without laughing."),
+    ("I feel joyful about small things.", "I feel little joy even about big things."),
+    ("I whistle and sing while I work.", "I work in silence with a straight face."),
+    ("I greet good news with shouts and cheers.", "I greet good news with a shrug."),
+    ("I am full of zest.", "I am short of zest."),
+    ("I find something to celebrate every week.", "I rarely find anything to celebrate."),
+    ("I grin from ear to ear when I am with friends.", "I keep a blank face even with friends."),
+]
 STATEMENT_SYSTEM = "You are a person."
 STATEMENT_TURNS = [
     "Tell me about yourself.",
@@ -437,17 +499,18 @@ STATEMENT_TURNS = [
 ]
 
 
-def statement_pairs(traits: str) -> list[dict]:
-    """Statement pairs for `traits`: each (high, low) statement as the reply to
-    each of STATEMENT_TURNS under one neutral system turn. Framing is the
-    usual desirability of the pole (high sounds better except for N): these
-    are not valence-balanced."""
+def statement_pairs(traits: str, more: dict[str, list[tuple[str, str]]] | None = None) -> list[dict]:
+    """Statement pairs for `traits`: each (high, low) statement of STATEMENTS,
+    then of `more`, as the reply to each of STATEMENT_TURNS under one neutral
+    system turn. Framing is the usual desirability of the pole (high sounds
+    better except for N): these are not valence-balanced."""
+    more = more or {}
     return [
         {"trait": t, "kind": "statement", "system": STATEMENT_SYSTEM,
          "framing": "desirable_low" if t == "N" else "desirable_high",
          "high": high, "low": low, "user": user, "continuation": ""}
         for t in traits
-        for high, low in STATEMENTS[t]
+        for high, low in STATEMENTS[t] + more.get(t, [])
         for user in STATEMENT_TURNS
     ]  # fmt: skip
 
@@ -536,11 +599,16 @@ def main(argv: list[str] | None = None) -> None:
                           "N's are statement pairs: 16 (high, low) first-person statements "
                           "over each trait's six facets, each the reply to 6 neutral user "
                           "turns."),
+        "statement_e": ("A", "ECON", "the shipped persona pairs for A; E's, C's, O's and N's "
+                        "are statement pairs: C's, O's and N's as in statement_con, E's 64 (high, "
+                        "low) first-person statements, 16 as in statements and 48 more, 8 per "
+                        "NEO facet, each the reply to 6 neutral user turns."),
     }  # fmt: skip
+    more = {"statement_e": {"E": E_MORE}}
     docs = {name: (expand(personas, held), what) for name, (personas, held, what) in sets.items()}
     for name, (persona_traits, statement_traits, what) in statement_sets.items():
         shipped = [p for p in expand(base, False) if p["trait"] in persona_traits]
-        docs[name] = (shipped + statement_pairs(statement_traits), what)
+        docs[name] = (shipped + statement_pairs(statement_traits, more.get(name)), what)
     (OUT / "pair_sets").mkdir(exist_ok=True)
     for name, (pairs, what) in docs.items():
         doc = {
