@@ -436,18 +436,30 @@ E_MORE = [
     # warmth
     ("I hug my friends when I see them.", "I keep a polite distance even from friends."),
     ("I learn the names of everyone on my street.", "I hardly know who lives on my street."),
-    ("I treat new colleagues like old pals from day one.", "I stay formal with colleagues for years."),
+    (
+        "I treat new colleagues like old pals from day one.",
+        "I stay formal with colleagues for years.",
+    ),
     ("I show people openly that I like them.", "I hide how much I like people."),
     ("I invite the new neighbours over for dinner.", "I nod at the new neighbours and go inside."),
-    ("I feel close to people soon after meeting them.", "I feel like a stranger to most people I meet."),
+    (
+        "I feel close to people soon after meeting them.",
+        "I feel like a stranger to most people I meet.",
+    ),
     ("I ask people about their day and really listen.", "I avoid small talk about anyone's day."),
     ("I put people at ease with a warm word.", "I come across as cool and distant."),
     # gregariousness
     ("I organise big get-togethers every month.", "I turn down most invitations to get-togethers."),
     ("I eat lunch with a whole table of coworkers.", "I eat lunch by myself at my desk."),
-    ("I spend my holidays in busy resorts full of people.", "I spend my holidays in a remote cabin."),
+    (
+        "I spend my holidays in busy resorts full of people.",
+        "I spend my holidays in a remote cabin.",
+    ),
     ("I feel lonely after one evening on my own.", "I feel refreshed after a week on my own."),
-    ("I go to festivals because of the crowds.", "I stay away from festivals because of the crowds."),
+    (
+        "I go to festivals because of the crowds.",
+        "I stay away from festivals because of the crowds.",
+    ),
     ("I sign up for team sports to be with others.", "I choose sports I can do by myself."),
     ("I like a packed house full of guests.", "I like an empty house with no guests."),
     ("I work best in a buzzing open office.", "I work best in a closed room by myself."),
@@ -455,7 +467,10 @@ E_MORE = [
     ("I take the lead when a group has to decide.", "I go along with whatever the group decides."),
     ("I argue my point until people hear me out.", "I drop my point as soon as someone objects."),
     ("I volunteer to give the speech.", "I make sure someone else gives the speech."),
-    ("I tell a waiter straight away when my order is wrong.", "I eat the wrong order rather than say anything."),
+    (
+        "I tell a waiter straight away when my order is wrong.",
+        "I eat the wrong order rather than say anything.",
+    ),
     ("I run meetings with a firm hand.", "I sit quietly at the back of meetings."),
     ("I ask for a raise without hesitating.", "I never dare to ask for a raise."),
     ("I give clear orders in a crisis.", "I wait for instructions in a crisis."),
@@ -472,7 +487,10 @@ E_MORE = [
     # excitement-seeking
     ("I jump at the chance to go skydiving.", "I would never go skydiving."),
     ("I drive fast on empty roads for the rush.", "I drive slowly and carefully at all times."),
-    ("I book last-minute trips to places I do not know.", "I go back to the same quiet place every year."),
+    (
+        "I book last-minute trips to places I do not know.",
+        "I go back to the same quiet place every year.",
+    ),
     ("I pick the scariest ride at the fair.", "I skip the rides at the fair."),
     ("I get bored when nothing is happening.", "I am content when nothing is happening."),
     ("I chase bright lights, music and action.", "I prefer dim lights, silence and calm."),
@@ -499,7 +517,9 @@ STATEMENT_TURNS = [
 ]
 
 
-def statement_pairs(traits: str, more: dict[str, list[tuple[str, str]]] | None = None) -> list[dict]:
+def statement_pairs(
+    traits: str, more: dict[str, list[tuple[str, str]]] | None = None
+) -> list[dict]:
     """Statement pairs for `traits`: each (high, low) statement of STATEMENTS,
     then of `more`, as the reply to each of STATEMENT_TURNS under one neutral
     system turn. Framing is the usual desirability of the pole (high sounds
