@@ -305,10 +305,13 @@ class RunDir:
 
     def clear(self) -> None:
         """Remove a previous run's files for --overwrite. Only a steersim run folder
-        is cleared: one with a manifest.json, or one holding nothing but what a run
-        writes before its manifest. Links are removed, never followed."""
+        is cleared: one whose manifest.json is a steersim manifest, or one holding
+        nothing but what a run writes before its manifest. Links are removed, never
+        followed."""
         names = self.entries()
-        if self.manifest.name not in names:
+        if self.manifest.name in names:
+            self.check_own_manifest()
+        else:
             foreign = [n for n in names if n not in EARLY_ENTRIES and not n.startswith(TMP_PREFIX)]
             if foreign:
                 raise RunDirError(
@@ -322,6 +325,34 @@ class RunDir:
                 shutil.rmtree(p)
             else:
                 p.unlink()
+
+    def check_own_manifest(self) -> None:
+        """Raise RunDirError unless manifest.json is a regular file holding what
+        steersim writes there (a run id, a config and the steersim version): a
+        folder someone else keeps a manifest.json in is never cleared. A run's
+        manifest is written whole (atomic_write), so a real one always reads."""
+        why = None
+        if not is_regular(self.manifest):
+            why = "is not a regular file"
+        else:
+            try:
+                data = read_json_object(self.manifest)
+            except (OSError, ValueError) as exc:
+                why = f"cannot be read ({one_line(str(exc))})"
+            else:
+                versions = data.get("versions")
+                if not (
+                    isinstance(data.get("run_id"), str)
+                    and isinstance(data.get("config"), dict)
+                    and isinstance(versions, dict)
+                    and "steersim" in versions
+                ):
+                    why = "is not a steersim run manifest"
+        if why is not None:
+            raise RunDirError(
+                f"{self.manifest} {why}; not replacing {self.path} (remove it yourself or "
+                "pick another --run-id)"
+            )
 
     def clean_temp_files(self) -> int:
         """Remove temp files a crash left behind; returns how many."""

@@ -117,6 +117,44 @@ def test_overwrite_replaces_only_a_run_folder(tmp_path):
     assert (run_dir / "notes.txt").read_text() == "my notes"
 
 
+@pytest.mark.parametrize(
+    "manifest_text",
+    [
+        '{"name": "my-web-app", "version": "1.0.0"}',  # someone else's manifest.json
+        '{"run_id": "mine", "config": {}, "versions": {"python": "3.11"}}',  # not steersim's
+        "{not json",
+        "[1, 2]",
+        "LINK",  # a link, even to a real steersim manifest
+    ],
+)
+def test_overwrite_keeps_a_folder_whose_manifest_is_not_steersims(tmp_path, manifest_text):
+    complete_run(tmp_path, "real")
+    run_dir = tmp_path / "dumps" / "mine"
+    run_dir.mkdir(parents=True)
+    (run_dir / "notes.txt").write_text("my notes")
+    if manifest_text == "LINK":
+        (run_dir / "manifest.json").symlink_to(tmp_path / "dumps" / "real" / "manifest.json")
+    else:
+        (run_dir / "manifest.json").write_text(manifest_text)
+    with pytest.raises(RunDirError, match="not replacing"):
+        RunDir(run_dir).clear()
+    proc = cli(*run_args(tmp_path, "mine"), "--overwrite")
+    assert proc.returncode == 2, proc.stderr
+    assert "not replacing" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert sorted(os.listdir(run_dir)) == ["manifest.json", "notes.txt"]
+    assert (run_dir / "notes.txt").read_text() == "my notes"
+
+
+def test_overwrite_still_replaces_a_real_run(tmp_path):
+    complete_run(tmp_path, "r")
+    (tmp_path / "dumps" / "r" / "notes.txt").write_text("stale")
+    proc = cli(*run_args(tmp_path, "r"), "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "dumps" / "r" / "notes.txt").exists()
+    assert manifest(tmp_path / "dumps" / "r")["status"] == "complete"
+
+
 def test_new_run_that_fails_to_start_leaves_nothing(tmp_path):
     """A start that fails after its folder was made (the disk is full at its
     first write) removes the folder and the lock it made: one line, exit 2."""
