@@ -494,6 +494,10 @@ def test_sweep_reads_the_dev_set_and_reuses_controls(monkeypatch, tmp_path) -> N
     assert rows[0]["effects"] != rows[1]["effects"]  # but the directions differ
     lines = (tmp_path / "s.jsonl").read_text().splitlines()
     assert [json.loads(x)["setting"]["method"] for x in lines] == ["mean_diff", "lda", "mean_diff"]
+    # each trait's split-half cosine at its own layers (O at 2, the rest at 1)
+    rel = json.loads(lines[0])["reliability"]
+    assert set(rel) == set("EACON") and list(rel["O"]) == ["2"] and list(rel["E"]) == ["1"]
+    assert all(-1 <= v <= 1 for t in rel for v in rel[t].values())
 
 
 def test_sweep_controls_equal_the_evaluations_own(monkeypatch) -> None:

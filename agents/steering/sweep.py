@@ -41,6 +41,7 @@ from agents.steering.extract import (
     valence_directions,
     vectors_from_diffs,
 )
+from agents.steering.reliability import trait_reliability
 from agents.steering.vectors import SteeringVectors
 from agents.typing import TRAITS
 
@@ -216,9 +217,20 @@ class Sweep:
             random_effects=rand, random_item_effects=per_item, questionnaire=SPLIT,
         )  # fmt: skip
         row = {"setting": s.describe(), **rep.to_dict(), "shrinkage": v.meta.get("shrinkage")}
+        row["reliability"] = self.reliability(s)
         row["seconds"] = round(time.perf_counter() - t0, 1)
-        log.info("%s\n%s\n", s.label or s.describe(), rep.to_text())
+        log.info("%s\n%s\nsplit-half cosine of each trait's pairs: %s\n",
+                 s.label or s.describe(), rep.to_text(), row["reliability"])  # fmt: skip
         return row
+
+    def reliability(self, s: Setting) -> dict[str, dict[int, float | None]]:
+        """Each trait's split-half cosine (agents.steering.reliability) at the
+        trait's own layers in `s`: how much of its direction any half of its
+        pairs' contents would give, before mixing, gains or valence removal."""
+        self.prepare([s])
+        diffs, layers = self._diffs[(s.pairs, readout_of(s.method))]
+        every = trait_reliability(diffs, layers, pair_set(s.pairs))
+        return {t: {x: every[t][x] for x in s.trait_layers.get(t, s.layers)} for t in TRAITS}
 
 
 def run_sweep(
