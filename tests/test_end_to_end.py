@@ -115,3 +115,19 @@ def test_dry_run_prints_resolved_config_and_writes_nothing(tmp_path):
     assert proc.returncode == 0
     assert "agents: 32" in proc.stdout and "ticks: 200" in proc.stdout
     assert not (tmp_path / "st").exists()
+
+
+def test_storage_root_option_places_a_new_run(tmp_path):
+    """--storage-root, which every command reads runs from, also places a new
+    run (it was once silently ignored without --resume); ~ is expanded."""
+    where = tmp_path / "elsewhere"
+    args = (str(CONFIGS / "run.fast.yaml"), "--mock-model", "--set", "ticks=2")
+    args += ("--set", "population.agents=4", "--run-id", "r")
+    dry = cli(*args, "--storage-root", str(where), "--dry-run")
+    assert dry.returncode == 0 and f"root: {where}" in dry.stdout
+    proc = cli(*args, "--storage-root", str(where), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (where / "dumps" / "r" / "manifest.json").is_file()
+    assert not (tmp_path / "storage").exists()
+    resumed = cli("--resume", "r", "--storage-root", str(where), cwd=tmp_path)
+    assert resumed.returncode == 2 and "already completed all 2 ticks" in resumed.stderr  # found

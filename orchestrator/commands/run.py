@@ -90,7 +90,8 @@ def run(
         typer.Option(
             "--storage-root",
             metavar="PATH",
-            help="With --resume and no CONFIG: where the run's dumps are (default: storage).",
+            help="Where runs live: a new run's storage.root (instead of the config's); with "
+            "--resume, where the run's dumps are (default: CONFIG's storage.root, else storage).",
         ),
     ] = None,
     dry_run: Annotated[
@@ -114,6 +115,9 @@ def run(
         options["--max-events"] = f"max_events_per_tick={max_events}"
     if run_id is not None:
         options["--run-id"] = f"run_id={_yaml_string(run_id)}"
+    given = storage_root and os.path.expanduser(storage_root)  # `--storage-root=~/x` too
+    if given and resume is None:  # every command takes it as where runs live; a new run too
+        options["--storage-root"] = f"storage.root={_yaml_string(given)}"
     if config is None and resume is None:
         raise ConfigError(
             "command line", None, "give a CONFIG file, or --resume RUN_ID (see --help)"
@@ -132,7 +136,6 @@ def run(
             check_run_id(resume)
         except ValueError as exc:
             raise ConfigError("--resume", None, str(exc)) from None
-        given = storage_root and os.path.expanduser(storage_root)  # `--storage-root=~/x` too
         root = given or (resolved.config.storage.root if resolved else "storage")
     if dry_run:  # what the run (or the resume) would run with; nothing is written
         if resume is not None:
