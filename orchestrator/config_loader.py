@@ -168,6 +168,8 @@ def safe_yaml(text: str, source: str, key: str | None = None) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
+        if isinstance(exc, yaml.reader.ReaderError):  # no mark: read 'at invalid YAML'
+            where, problem = _reader_fault(text, exc)
         if key is not None:  # a --set value
             raise ConfigError(
                 source, key, f"value {text!r} is not valid YAML ({problem})"
@@ -178,6 +180,16 @@ def safe_yaml(text: str, source: str, key: str | None = None) -> Any:
     except (ValueError, OverflowError, RecursionError) as exc:
         # e.g. an integer of more than 4,300 digits, a timestamp with month 13
         raise ConfigError(source, key, f"a value cannot be read ({one_line(str(exc))})") from None
+
+
+def _reader_fault(text: str, exc: yaml.reader.ReaderError) -> tuple[str, str]:
+    """Where and what for a character YAML does not take (a control character):
+    the reader error has a character position, not a line mark."""
+    pos = exc.position if isinstance(exc.position, int) else 0
+    line = text.count("\n", 0, pos) + 1
+    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+    return f"line {line}, column {column}: ", f"character #x{char:04x}: {exc.reason}"
 
 
 def check_shape(text: str) -> None:
@@ -277,6 +289,8 @@ def _load_with_templates(
 def _template_path(including: Path, template: str, root: Path, display: str) -> Path:
     if Path(template).is_absolute():
         raise ConfigError(display, "template", "must be a path relative to the including file")
+    if "\0" in template:  # resolve() raised ValueError: a traceback
+        raise ConfigError(display, "template", "contains a NUL character")
     target = (including.parent / template).resolve()
     if not target.is_relative_to(root):
         raise ConfigError(
@@ -286,8 +300,8 @@ def _template_path(including: Path, template: str, root: Path, display: str) -> 
         found = target.is_file()
     except OSError as exc:  # pathlib lets ENAMETOOLONG through: a name over 255 bytes
         raise ConfigError(display, "template", f"cannot read: {exc.strerror or exc}") from None
-    if not found:
-        raise ConfigError(display, "template", f"template file {template!r} not found")
+    if not found:  # a folder or a FIFO is not 'not found': say what is there
+        raise ConfigError(display, "template", f"template file {template!r}: {_not_a_file(target)}")
     return target
 
 

@@ -47,6 +47,10 @@ def compare(
 
     if (sweep is None) == (not runs):
         raise SteersimError("name the runs, or give --sweep NAME (not both)")
+    if sweep is not None:
+        _check_sweep_name(sweep)
+    if out is not None:
+        _check_out(out)
     root = Path(storage_root) if storage_root else _sweep_root(sweep, candidate_roots(None))
     if sweep is not None:
         refs, keys = cmp.runs_of_sweep(root, sweep)
@@ -73,3 +77,33 @@ def _sweep_root(sweep: str | None, roots: list[Path]) -> Path:
             if (root / "sweeps" / sweep).is_dir():
                 return root
     return roots[0]
+
+
+def _check_sweep_name(name: str) -> None:
+    """A sweep's name is a folder under <root>/sweeps, named as `steersim sweep
+    --name` allows: `--sweep ../../x` read a folder outside the storage root and
+    wrote the comparison's files into it."""
+    from orchestrator.config_schema import check_run_id
+    from orchestrator.errors import ConfigError
+
+    try:
+        check_run_id(name)
+    except ValueError as exc:
+        raise ConfigError("--sweep", None, str(exc).replace("run id", "sweep name")) from None
+
+
+def _check_out(out: Path) -> None:
+    """--out must not be a run folder: the comparison's agents.parquet and
+    perf.parquet would replace the run's own."""
+    from orchestrator.dumps_reader import is_run_dir
+    from orchestrator.errors import SteersimError
+
+    try:
+        taken = is_run_dir(out)
+    except OSError:  # e.g. a name too long: make_output_folder says so in one line
+        return
+    if taken:
+        raise SteersimError(
+            f"--out {out} is a run folder; its agents.parquet and perf.parquet would be "
+            "replaced: name another folder"
+        )

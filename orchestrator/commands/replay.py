@@ -69,6 +69,10 @@ def _check_out(out: Path) -> None:
             raise SteersimError(
                 f"--out {out} is a folder; name the file, e.g. {out / 'replay.html'}"
             )
+        if out.exists() and not out.is_file():
+            # the page is renamed into place: a device, FIFO or socket there (or a link
+            # to one, such as /dev/stdout) would itself be replaced by a plain file
+            raise SteersimError(f"--out {out} is not a regular file; name a file to write")
         if not out.parent.is_dir():
             what = "is not a folder" if out.parent.exists() else "does not exist"
             raise SteersimError(f"--out {out}: {out.parent} {what}")

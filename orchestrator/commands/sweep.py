@@ -113,6 +113,7 @@ def sweep(
     from orchestrator.experiments.sweep import print_commands as command_lines
 
     gpu_list = _gpus(gpus)  # checked before anything of the sweep is planned or written
+    _check_jobs(jobs)
     overrides = list(set_ or [])
     if mock_model:
         overrides.append("model.backend=mock")
@@ -181,6 +182,17 @@ def _gpus(text: str | None) -> list[str] | None:
             "--gpus", None, f"{bad[0]!r} is not a GPU; give indices such as 0,1, UUIDs or none"
         )
     return ids
+
+
+def _check_jobs(jobs: int) -> None:
+    """--jobs from 1 to the most runs a sweep can have: a slip such as an extra
+    zero once hung filling a slot queue of that many entries (after the sweep
+    folder was written), and 0 passed a --dry-run without a word."""
+    from orchestrator.errors import ConfigError
+    from orchestrator.experiments.grid import MAX_POINTS
+
+    if not 1 <= jobs <= MAX_POINTS:
+        raise ConfigError("--jobs", None, f"give 1 to {MAX_POINTS} runs at a time, got {jobs}")
 
 
 def _params(items: list[str]) -> dict:

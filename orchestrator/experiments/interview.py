@@ -49,6 +49,10 @@ ITEM_SETS = ("test", "dev")
 # an extra zero is refused at once instead of decoding for hours
 MAX_NEW_TOKENS = LimitsConfig.model_fields["new_tokens"].default
 SETTINGS = ("context", "bare")
+# the p-values' null is a (permutations x agents) array: 100x the default is
+# precise enough; an extra zero or two was a MemoryError traceback after the model loaded
+MIN_PERMUTATIONS, MAX_PERMUTATIONS = 100, 1_000_000
+MAX_ITEMS_BYTES = 1 << 22  # the shipped test set is 15 kB
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +80,16 @@ class InterviewPlan:
             raise SteersimError(
                 f"--max-new-tokens {n!r}: give 1 to {MAX_NEW_TOKENS} tokens "
                 "(the bound of a run's inference.max_new_tokens, limits.new_tokens)"
+            )
+        p = self.permutations
+        if (
+            isinstance(p, bool)
+            or not isinstance(p, int)
+            or not MIN_PERMUTATIONS <= p <= MAX_PERMUTATIONS
+        ):
+            raise SteersimError(
+                f"--permutations {p!r}: give {MIN_PERMUTATIONS} to {MAX_PERMUTATIONS:,} "
+                "permutations per p-value"
             )
 
 
@@ -106,7 +120,7 @@ def load_items(spec: str) -> Items:
         return Items(name=spec, system=q.system, prompt=q.prompt, items=q.items)
     path = Path(spec)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(_read_items_file(path))
         items = tuple(
             QuestionnaireItem(trait=i["trait"], key=i["key"], text=_text(i["text"], "text"))
             for i in doc["items"]
@@ -121,6 +135,18 @@ def load_items(spec: str) -> Items:
         if {i.key for i in items if i.trait == trait} != {1, -1}:
             raise SteersimError(f"--items {spec}: needs +1 and -1 keyed items for trait {trait}")
     return Items(name=str(path), system=system, prompt=prompt, items=items)
+
+
+def _read_items_file(path: Path) -> str:
+    """The questionnaire file's text. Only a regular file of bounded size is
+    read: a FIFO blocked the command for ever, /dev/zero read until the process
+    was killed for memory."""
+    if not path.is_file():  # a folder, FIFO or device; ENOENT comes from stat below
+        path.stat()
+        raise ValueError("not a regular file" if not path.is_dir() else "is a folder")
+    if path.stat().st_size > MAX_ITEMS_BYTES:
+        raise ValueError(f"larger than {MAX_ITEMS_BYTES:,} bytes")
+    return path.read_text(encoding="utf-8")
 
 
 def _why(exc: BaseException) -> str:

@@ -116,6 +116,10 @@ def plan_sweep(
     overrides = list(overrides or [])
     base = load_config(config, overrides)  # the base config must be valid on its own
     axes = [parse_axis(g) for g in grids]
+    if any(a.key == "run_id" for a in axes):  # each point's --run-id replaces it
+        raise ConfigError(
+            "--grid", "run_id", "cannot be swept: each run is named <name>-<key><value>"
+        )
     spec = SweepSpec(
         name=name,
         config=str(Path(config).resolve()),
@@ -291,6 +295,34 @@ def error_line(outcome: Outcome) -> str:
     return one_line(line.removeprefix("error:").strip())[:500]
 
 
+# what the sweep folder holds: True for a folder, False for a file
+LAYOUT = {"sweep.json": False, "index.parquet": False, "logs": True}
+
+
+def check_layout(folder: Path) -> None:
+    """Refuse, before anything is written, a sweep folder that cannot be made
+    (a file in its place or above it, e.g. a storage root that is a file) or
+    whose entries are of the wrong kind (a folder named sweep.json, a file
+    named logs): each was a traceback, some once sweep.json was written."""
+    from orchestrator.storage import why
+
+    try:
+        for p in (folder, *folder.parents):  # the nearest that exists: a file there blocks
+            if p.exists():
+                if not p.is_dir():
+                    raise SteersimError(
+                        f"cannot create the sweep folder {folder}: {p} is not a folder"
+                    )
+                break
+        for name, is_folder in LAYOUT.items():
+            path = folder / name
+            if path.exists() and path.is_dir() != is_folder:
+                kind = "a folder" if is_folder else "a file"
+                raise SteersimError(f"{path} is not {kind}; move it away")
+    except OSError as exc:  # e.g. a name too long, a link loop
+        raise SteersimError(f"cannot use the sweep folder {folder}: {why(exc)}") from None
+
+
 def save_spec(plan: SweepPlan) -> None:
     """sweep.json; a sweep of the same name with another grid is refused."""
     path = plan.folder / "sweep.json"
@@ -321,6 +353,7 @@ def run_sweep(
     """Run what is left of the sweep; returns its index. `on_event(kind,
     record)` sees "skip", "start" and "end" for the command line's progress."""
     notify = on_event or (lambda kind, record: None)
+    check_layout(plan.folder)
     save_spec(plan)
     (plan.folder / "logs").mkdir(exist_ok=True)
     index = SweepIndex.open(plan)
