@@ -63,7 +63,12 @@ def interview(
     ] = 64,
     permutations: Annotated[
         int,
-        typer.Option("--permutations", metavar="N", min=100, help="Permutations per p-value."),
+        typer.Option(
+            "--permutations",
+            metavar="N",
+            min=100,
+            help="Permutations per p-value (100 to 1,000,000).",
+        ),
     ] = 10_000,
     no_bare: Annotated[
         bool, typer.Option("--no-bare", help="Skip the items under the bare prompt.")

@@ -51,8 +51,8 @@ def sweep(
             "--jobs",
             "-j",
             metavar="J",
-            help="Runs at a time, each its own process; with GPUs each job gets its own "
-            "(CUDA_VISIBLE_DEVICES).",
+            help="Runs at a time (1 to 10000), each its own process; with GPUs each job gets "
+            "its own (CUDA_VISIBLE_DEVICES).",
         ),
     ] = 1,
     name: Annotated[
