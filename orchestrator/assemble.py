@@ -24,6 +24,7 @@ from agents.typing import Backend, MemoryStore, ReflectiveMemory
 from orchestrator.checkpoint import RESUMABLE_KEYS, Checkpoint, CheckpointStore, config_hash
 from orchestrator.config_loader import ResolvedConfig, validate
 from orchestrator.config_schema import RunConfig
+from orchestrator.dumps_reader import check_manifest
 from orchestrator.engine import EngineSettings, Simulation
 from orchestrator.errors import ResumeError, StorageError
 from orchestrator.manifest import new_manifest, now_iso
@@ -430,6 +431,7 @@ def open_run_state(run_path: Path, *, backend: Backend | None = None) -> RunStat
     run's own storage root (the folder holding dumps/) when it has one."""
     run_dir = RunDir(run_path)
     manifest = read_manifest(run_dir, run_path.name, asked=f"run {run_path}")  # not a --resume
+    check_manifest(manifest, run_dir.manifest)  # a `model` of the wrong type: one line
     cfg = validate(manifest["config"], {}, str(run_dir.manifest))
     if run_path.parent.name == "dumps":
         storage = cfg.storage.model_copy(update={"root": str(run_path.parent.parent)})

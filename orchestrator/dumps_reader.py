@@ -9,13 +9,16 @@ and it never writes.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from orchestrator.errors import SteersimError, one_line
@@ -93,10 +96,20 @@ def messages_dir_of(ref: str | Path) -> Path:
     return path.resolve()
 
 
+def _tick_entries(folder: Path) -> list[Path]:
+    """The tick files of a per-tick folder in tick order. An entry with a tick
+    file's name that is no file (a folder, a link to nothing) is damage, not a
+    tick to leave out: skipping it would drop the tick's rows without a word."""
+    files = sorted(folder.glob("tick_*.parquet"))
+    for path in files:
+        if not path.is_file():
+            raise DumpsError(f"{path} is not a file (a folder or a broken link); a tick is lost")
+    return files
+
+
 def tick_files(messages_dir: Path, num_files: int | None = None) -> list[Path]:
-    """The tick files in tick order (temp files of a crash are not ticks);
-    the first `num_files` of them when given."""
-    files = sorted(p for p in messages_dir.glob("tick_*.parquet") if p.is_file())
+    """The tick files in tick order; the first `num_files` of them when given."""
+    files = _tick_entries(messages_dir)
     if not files:
         raise DumpsError(f"no message files (tick_*.parquet) in {messages_dir}")
     if num_files is not None:
@@ -128,16 +141,102 @@ def _upgrade_legacy(table: pa.Table, schema: pa.Schema, run_id: str | None) -> p
     return table
 
 
+# The only columns the writer leaves empty (records.py: `str | None`); a null
+# anywhere else is damage that the readers would meet as a NaN tick or id.
+NULLABLE = frozenset({"target", "plan"})
+# Numbers every reader computes with or embeds in JSON: NaN or infinity there is damage.
+FINITE = frozenset({*TRAIT_COLUMNS, "E", "A", "C", "O", "N", "importance", "memory_scores"})
+TICK_FILE = re.compile(r"tick_(\d+)\.parquet")
+
+
+def _kind(t: pa.DataType) -> str:
+    """What a column holds, in the words of an error (int32 and int64 are alike)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "text"
+    if pa.types.is_integer(t):
+        return "whole numbers"
+    if pa.types.is_floating(t):
+        return "numbers"
+    if pa.types.is_boolean(t):
+        return "true/false"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"lists of {_kind(t.value_type)}"
+    return str(t)
+
+
+def _fits(found: pa.DataType, wanted: pa.DataType) -> bool:
+    """Values of type `found` can stand for the schema's `wanted`: the same kind
+    (another width, a dictionary), whole numbers for numbers, or all null."""
+    kind = _kind(found)
+    widened = kind.replace("whole numbers", "numbers")  # an int column where floats go
+    return pa.types.is_null(found) or _kind(wanted) in (kind, widened)
+
+
+def _conform(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
+    """The schema's columns cast to its types; a column of another kind, with an
+    empty value where the writer never leaves one, or a NaN coefficient is
+    damage (one line), not a traceback deep in an analysis (a text `tick` made
+    pandas compare str with int; a NaN trait broke the replay page's JSON)."""
+    for field in schema:
+        at = table.column_names.index(field.name)
+        column = table.column(at)
+        if not _fits(column.type, field.type):
+            raise DumpsError(
+                f"{path}: column {field.name} holds {_kind(column.type)}, not "
+                f"{_kind(field.type)}; is it a steersim dump?"
+            )
+        try:
+            column = column.cast(field.type)  # safe: an overflow is an error, not a wrap
+        except pa.ArrowException:
+            raise DumpsError(f"{path}: column {field.name} has values out of range") from None
+        if column.null_count and field.name not in NULLABLE:
+            raise DumpsError(f"{path}: column {field.name} is empty in {column.null_count} rows")
+        if field.name in FINITE and not _all_finite(column):
+            raise DumpsError(f"{path}: column {field.name} holds NaN or infinite values")
+        table = table.set_column(at, field.name, column)
+    return table
+
+
+def _all_finite(column: pa.ChunkedArray) -> bool:
+    values = pc.list_flatten(column) if pa.types.is_list(column.type) else column
+    return len(values) == 0 or pc.all(pc.is_finite(values)).as_py() is not False
+
+
+def _check_ticks(table: pa.Table, path: Path) -> None:
+    """The rows of tick_N.parquet are tick N's: a copy or link of another tick's
+    file would count its rows twice, and a wild tick (2**31 - 1) made the
+    per-tick counts allocate every tick up to it."""
+    named = TICK_FILE.fullmatch(path.name)
+    if named is None or "tick" not in table.column_names or table.num_rows == 0:
+        return
+    tick = int(named.group(1))
+    low, high = pc.min_max(table.column("tick")).values()
+    if (low.as_py(), high.as_py()) != (tick, tick):
+        raise DumpsError(
+            f"{path}: rows of ticks {low.as_py()} to {high.as_py()} in the file of tick {tick}"
+        )
+
+
 def _read_table(path: Path, schema: pa.Schema, run_id: str | None = None) -> pd.DataFrame:
+    return read_arrow(path, schema, run_id).to_pandas()
+
+
+def read_arrow(path: Path, schema: pa.Schema, run_id: str | None = None) -> pa.Table:
+    """A dump file as a table with the schema's columns and types (and any
+    others it has), checked: see _conform and _check_ticks."""
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
-        raise DumpsError(f"cannot read {path}: {exc}") from None
+        raise DumpsError(f"cannot read {path}: {one_line(str(exc))}") from None
     table = _upgrade_legacy(table, schema, run_id)
     missing = [n for n in schema.names if n not in table.column_names]
     if missing:
         raise DumpsError(f"{path} lacks the columns {', '.join(missing)}; is it a steersim dump?")
-    return table.to_pandas()
+    table = _conform(table, schema, path)
+    _check_ticks(table, path)
+    return table
 
 
 def load_messages(messages_dir: Path, num_files: int | None = None) -> pd.DataFrame:
@@ -154,7 +253,7 @@ def load_tick_folder(folder: Path, schema: pa.Schema) -> pd.DataFrame | None:
     """All tick files of one of a run's per-tick folders (prompts/, memories/,
     positions/) in tick order, or None when the run has none (it predates
     them, or, for prompts/, storage.save_prompts was off)."""
-    files = sorted(p for p in folder.glob("tick_*.parquet") if p.is_file())
+    files = _tick_entries(folder)
     if not files:
         return None
     frames = [_read_table(f, schema) for f in files]
@@ -165,12 +264,51 @@ def load_tick_folder(folder: Path, schema: pa.Schema) -> pd.DataFrame | None:
 def load_manifest(run_dir: Path) -> dict[str, Any]:
     """manifest.json, or {} when the run has none (a bare messages folder)."""
     path = RunDir(run_dir).manifest
-    if not path.is_file():
+    if not _present(path):
         return {}
     try:
-        return read_json_object(path)  # the readers take its fields with .get()
+        manifest = read_json_object(path)  # the readers take its fields with .get()
     except (OSError, ValueError) as exc:  # ValueError: not UTF-8 JSON holding an object
         raise DumpsError(f"cannot read {path}: {one_line(str(exc))}") from None
+    check_manifest(manifest, path)
+    return manifest
+
+
+# The manifest fields the readers use and the JSON type each must have (null
+# counts as absent): `(m.get("model") or {}).get(...)` on a string was an
+# AttributeError traceback; a list `config.world.locations` of 5 a TypeError.
+MANIFEST_FIELDS: dict[tuple[str, ...], type] = {
+    ("run_id",): str,
+    ("status",): str,
+    ("seed",): int,
+    ("ticks_completed",): int,
+    ("config",): dict,
+    ("config", "run_id"): str,
+    ("config", "seed"): int,
+    ("config", "world"): dict,
+    ("config", "world", "locations"): list,
+    ("model",): dict,
+    ("model", "steering"): dict,
+}
+_JSON_NAMES = {str: "a string", int: "a whole number", dict: "an object", list: "a list"}
+
+
+def check_manifest(manifest: dict[str, Any], path: Path) -> None:
+    """DumpsError (one line) when a field the readers use has the wrong JSON type."""
+    for keys, wanted in MANIFEST_FIELDS.items():
+        value: Any = manifest
+        for key in keys:  # a parent is checked before its fields: a dict or None here
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            raise DumpsError(
+                f"{path}: {'.'.join(keys)} must be {_JSON_NAMES[wanted]}, "
+                f"not {one_line(json.dumps(value))[:60]}"
+            )
+    done = manifest.get("ticks_completed")
+    if isinstance(done, int) and done < 0:
+        raise DumpsError(f"{path}: ticks_completed must be >= 0, not {done}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,8 +330,19 @@ class RunDumps:
         return str(model.get("backend") or "unknown")
 
 
-def _optional_table(path: Path, schema: pa.Schema, run_id: str) -> pd.DataFrame:
+def _present(path: Path) -> bool:
+    """Whether a run's optional file is there. An entry that is no file (a
+    folder, a link to nothing) is damage: read as absent, the run lost its
+    manifest or agents.parquet without a word."""
     if path.is_file():
+        return True
+    if path.exists() or path.is_symlink():
+        raise DumpsError(f"{path} is not a file (a folder or a broken link)")
+    return False
+
+
+def _optional_table(path: Path, schema: pa.Schema, run_id: str) -> pd.DataFrame:
+    if _present(path):
         return _read_table(path, schema, run_id)
     return schema.empty_table().to_pandas()
 
@@ -211,12 +360,16 @@ def load_run(run_dir: Path, num_files: int | None = None) -> RunDumps:
         or (messages["run_id"].iloc[0] if len(messages) else "")
         or run_dir.name
     )
+    agents = _optional_table(layout.agents, AGENT_SCHEMA, run_id)
+    twice = agents["agent_id"][agents["agent_id"].duplicated()]
+    if len(twice):  # the readers index agents by id: a second row would shadow the first
+        raise DumpsError(f"{layout.agents}: agent {twice.iloc[0]!r} has more than one row")
     return RunDumps(
         path=run_dir,
         run_id=run_id,
         manifest=manifest,
         messages=messages,
-        agents=_optional_table(layout.agents, AGENT_SCHEMA, run_id),
+        agents=agents,
         perf=_optional_table(layout.perf, PERF_SCHEMA, run_id),
         files_read=len(files),
     )

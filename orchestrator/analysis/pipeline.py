@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +20,7 @@ from orchestrator.analysis.action_check import action_check, agent_actions
 from orchestrator.analysis.report import render_markdown
 from orchestrator.analysis.stats import RunReport, agent_profiles, build_report, per_tick_counts
 from orchestrator.dumps_reader import default_analysis_dir, load_run
-from orchestrator.storage import make_output_folder
+from orchestrator.storage import TMP_PREFIX, make_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +40,27 @@ def analyse_run(run_dir: Path, out_dir: Path | None = None) -> AnalysisResult:
     dumps_reader.default_analysis_dir)."""
     dumps = load_run(run_dir)
     out = out_dir or default_analysis_dir(run_dir, dumps.run_id)
-    make_output_folder(out)
     report = build_report(dumps)
     run_id = dumps.run_id
-    figures = [
-        plots.action_distribution(report.actions, out / plots.ACTION_DISTRIBUTION, run_id=run_id),
-        plots.steering_heatmap(
-            agent_profiles(dumps.messages), out / plots.STEERING_HEATMAP, run_id=run_id
-        ),
-        plots.activity_over_time(
-            per_tick_counts(dumps.messages), out / plots.ACTIVITY_OVER_TIME, run_id=run_id
-        ),
-        _behaviour_by_trait(dumps, out / plots.BEHAVIOUR_BY_TRAIT),
-    ]
-    markdown = render_markdown(report, [f.name for f in figures])
+    with _staged(out) as stage:
+        drawn = [
+            plots.action_distribution(
+                report.actions, stage / plots.ACTION_DISTRIBUTION, run_id=run_id
+            ),
+            plots.steering_heatmap(
+                agent_profiles(dumps.messages), stage / plots.STEERING_HEATMAP, run_id=run_id
+            ),
+            plots.activity_over_time(
+                per_tick_counts(dumps.messages), stage / plots.ACTIVITY_OVER_TIME, run_id=run_id
+            ),
+            _behaviour_by_trait(dumps, stage / plots.BEHAVIOUR_BY_TRAIT),
+        ]
+        markdown = render_markdown(report, [f.name for f in drawn])
+        (stage / "report.md").write_text(markdown, encoding="utf-8")
+        text = json.dumps(report.to_dict(), indent=2, default=str) + "\n"
+        (stage / "report.json").write_text(text, encoding="utf-8")
+    figures = [out / f.name for f in drawn]
     md_path, json_path = out / "report.md", out / "report.json"
-    md_path.write_text(markdown, encoding="utf-8")
-    json_path.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     log.info("analysis of %s saved in %s", dumps.run_id, out)
     return AnalysisResult(
         out_dir=out,
@@ -61,6 +70,25 @@ def analyse_run(run_dir: Path, out_dir: Path | None = None) -> AnalysisResult:
         markdown_path=md_path,
         json_path=json_path,
     )
+
+
+@contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """A temp folder in `out` whose files are moved into `out` once all are
+    written. On an error (a figure matplotlib cannot draw) none of them is
+    left, nor an `out` made for them: a half-written folder (one figure, no
+    report) beside an older analysis's files read as a finished analysis."""
+    made = not out.exists()
+    make_output_folder(out)
+    stage = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=out))
+    try:
+        yield stage
+        for path in sorted(stage.iterdir()):
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if made and not any(out.iterdir()):
+            out.rmdir()
 
 
 def _behaviour_by_trait(dumps, path: Path) -> Path:

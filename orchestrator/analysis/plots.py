@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
 from agents.typing import TRAIT_NAMES, TRAITS  # noqa: E402
+from orchestrator.safe_text import visible  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,18 @@ ACTION_COLOURS = {"MOVE": "#55A868", "SAY": "#4C72B0", "WORK": "#DD8452", "REST"
 MAX_LABELLED_AGENTS = 60  # beyond this the heatmap drops agent names and cell values
 
 
+def _label(value: object) -> str:
+    """Text from the dumps (a run id, an agent's name, an action) as a plot
+    label: one line of visible characters (a raw ESC reached the terminal in
+    matplotlib's missing-glyph warning) and `$` escaped, or a name such as
+    `$\\frac{$` is parsed as mathtext and savefig raises a traceback."""
+    return visible(value).replace("$", r"\$")
+
+
+def _titled(title: str, run_id: str) -> str:
+    return f"{title} — {_label(run_id)}" if run_id else title
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
@@ -53,13 +66,14 @@ def action_distribution(actions: dict[str, int], path: Path, *, run_id: str = ""
     """Bar chart of rows per action type, each bar labelled with its share."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(6.0, 3.6))
-        names, counts = list(actions), np.array(list(actions.values()), dtype=float)
+        names = [_label(a) for a in actions]
+        counts = np.array(list(actions.values()), dtype=float)
         total = max(counts.sum(), 1.0)
         bars = ax.bar(names, counts, color="#4C72B0")
         ax.bar_label(bars, labels=[f"{100 * c / total:.1f}%" for c in counts], padding=2)
         ax.set_xlabel("action type")
         ax.set_ylabel("actions (rows)")
-        ax.set_title(f"Action distribution{f' — {run_id}' if run_id else ''}")
+        ax.set_title(_titled("Action distribution", run_id))
         ax.margins(y=0.12)
         return _save(fig, path)
 
@@ -91,7 +105,7 @@ def steering_heatmap(profiles: pd.DataFrame, path: Path, *, run_id: str = "") ->
             rotation_mode="anchor",
         )
         if labelled:
-            ax.set_yticks(range(n), list(profiles["agent_name"].astype(str)))
+            ax.set_yticks(range(n), [_label(x) for x in profiles["agent_name"]])
             if n <= 40:
                 for (i, j), v in np.ndenumerate(values):
                     colour = "white" if abs(v) > 0.6 * limit else "black"
@@ -100,7 +114,7 @@ def steering_heatmap(profiles: pd.DataFrame, path: Path, *, run_id: str = "") ->
             ax.set_yticks([])
         ax.set_ylabel(f"agent ({n})")
         ax.set_xlabel("trait")
-        ax.set_title(f"Steering coefficients{f' — {run_id}' if run_id else ''}")
+        ax.set_title(_titled("Steering coefficients", run_id))
         ax.spines[:].set_visible(False)
         bar = fig.colorbar(img, ax=ax, fraction=0.05, pad=0.03)
         bar.set_label("coefficient (− low … + high)")
@@ -127,7 +141,7 @@ def activity_over_time(per_tick: pd.DataFrame, path: Path, *, run_id: str = "") 
         ax.set_xlabel("tick")
         ax.set_ylabel("count per tick")
         ax.set_ylim(bottom=0)
-        ax.set_title(f"Activity over time{f' — {run_id}' if run_id else ''}")
+        ax.set_title(_titled("Activity over time", run_id))
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
         ax.grid(axis="y", alpha=0.3)
         return _save(fig, path)
@@ -177,6 +191,6 @@ def behaviour_by_trait(
         ]
         fig.legend(handles=handles, loc="lower center", ncol=len(actions), frameon=False)
         note = f" (coefficients from the {source})" if source else ""
-        fig.suptitle(f"Behaviour by trait{f' — {run_id}' if run_id else ''}{note}", y=1.1)
+        fig.suptitle(_titled("Behaviour by trait", run_id) + note, y=1.1)
         fig.subplots_adjust(bottom=0.27, wspace=0.08)
         return _save(fig, path)

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from orchestrator.analysis.checks import CheckResult
 from orchestrator.analysis.verify import VerificationReport
+from orchestrator.safe_text import visible
 
 MARKS = {
     "pass": ("✓ PASS", "bold green"),
@@ -28,7 +29,9 @@ def check_lines(check: CheckResult) -> list[Text]:
 def render_verification(report: VerificationReport) -> RenderableType:
     parts: list[RenderableType] = [
         Text(
-            f"Steering verification: run {report.run_id} ({report.backend} backend), "
+            # the run id and backend come from the manifest: shown escaped, never as raw ESC
+            f"Steering verification: run {visible(report.run_id)} ({visible(report.backend)} "
+            "backend), "
             f"{report.files_read} tick files, {report.rows:,} messages",
             style="bold",
         ),

@@ -27,6 +27,7 @@ from orchestrator.dumps_reader import DumpsError, load_run, resolve_run
 from orchestrator.errors import SteersimError
 from orchestrator.experiments.grid import yaml_text
 from orchestrator.experiments.sweep import load_index, sweep_folder
+from orchestrator.safe_text import visible
 from orchestrator.storage import atomic_write, atomic_write_table, make_output_folder
 
 log = logging.getLogger(__name__)
@@ -288,4 +289,5 @@ def _fmt(col: str, v: Any) -> str:
         return f"{100 * v:.1f}%"
     if isinstance(v, float):
         return f"{v:.3g}"
-    return str(v).replace("|", "\\|")
+    # run ids and config values are printed to the terminal too: escaped, one line
+    return visible(v).replace("|", "\\|")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from agents.typing import TRAIT_NAMES, TRAITS
-from orchestrator.analysis.plots import STYLE, _save, plt
+from orchestrator.analysis.plots import STYLE, _label, _save, plt
 from orchestrator.experiments.compare import ACTIONS
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def action_share_vs_key(summary: pd.DataFrame, key: str, path: Path) -> Path:
             pos = np.asarray(xs, float) if numeric else np.arange(len(xs))
             ax.errorbar(pos, 100 * mean, yerr=100 * sd, marker="o", capsize=3, label=action)
             if not numeric:
-                ax.set_xticks(np.arange(len(xs)), [str(x) for x in xs], rotation=20)
+                ax.set_xticks(np.arange(len(xs)), [_label(x) for x in xs], rotation=20)
         ax.set_xlabel(key)
         ax.set_ylabel("share of actions (%)")
         ax.set_title(f"Actions against {key}")
@@ -91,7 +91,7 @@ def seconds_per_tick(summary: pd.DataFrame, path: Path) -> Path:
             color="#4C72B0",
             capsize=2,
         )
-        ax.set_yticks(y, summary["run_id"])
+        ax.set_yticks(y, [_label(r) for r in summary["run_id"]])  # `$` would be mathtext
         ax.invert_yaxis()
         ax.set_xlabel("seconds per tick")
         ax.set_title("Speed of each run")

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from agents.typing import TRAITS
-from orchestrator.dumps_reader import DumpsError, load_run, load_tick_folder
+from orchestrator.dumps_reader import DumpsError, load_run, load_tick_folder, read_arrow
 from orchestrator.records import MEMORY_SCHEMA, POSITION_SCHEMA, PROMPT_SCHEMA
 from orchestrator.storage import RunDir
 
@@ -59,6 +58,7 @@ def build_replay_data(run_dir: Path) -> ReplayData:
 
     agents = _agents(dumps.agents, msgs)
     index = {a["id"]: i for i, a in enumerate(agents)}
+    _check_agents_known(msgs, index, layout)
     locations = _locations(dumps.manifest, agents, msgs, positions)
     loc_index = {loc: i for i, loc in enumerate(locations)}
     ticks = _ticks(layout, msgs)
@@ -142,6 +142,18 @@ def _agents(agents: pd.DataFrame, msgs: pd.DataFrame) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _check_agents_known(msgs: pd.DataFrame, index: dict[str, int], layout: RunDir) -> None:
+    """Every message row's agent is in agents.parquet: the page shows a row
+    through its agent, so a row of an unknown agent would vanish from it
+    without a word (agents.parquet from another run, or a damaged one)."""
+    unknown = sorted(set(msgs["agent_id"]) - index.keys()) if len(msgs) else []
+    if unknown:
+        raise DumpsError(
+            f"{layout.agents} lacks {len(unknown)} agent(s) the messages name, "
+            f"e.g. {unknown[0]!r}; is it this run's?"
+        )
 
 
 def _locations(
@@ -242,10 +254,11 @@ def _prompts_of_tick(layout: RunDir, tick: int) -> dict[int, dict[str, Any]]:
     path = layout.tick_file(tick, layout.prompts)
     if not path.is_file():
         return {}
-    try:
-        rows = pq.read_table(path, columns=PROMPT_SCHEMA.names).to_pylist()
-    except (OSError, pa.ArrowException) as exc:
-        raise DumpsError(f"cannot read {path}: {exc}") from None
+    table = read_arrow(path, PROMPT_SCHEMA).select(PROMPT_SCHEMA.names)  # types, nulls, NaN
+    ids, scores = (pc.list_value_length(table[n]) for n in ("memory_ids", "memory_scores"))
+    if pc.all(pc.equal(ids, scores)).as_py() is False:  # one score per recalled memory
+        raise DumpsError(f"{path}: memory_ids and memory_scores differ in length")
+    rows = table.to_pylist()
     return {int(r["request_id"]): r for r in rows}
 
 
