@@ -54,3 +54,32 @@ def assert_same_dumps(a: Path, b: Path) -> None:
             pd.testing.assert_frame_equal(da[key], db[key], obj=key)
         else:
             assert da[key] == db[key], key
+
+
+def small_mock_runs(root: Path, *, ticks: int = 2) -> Path:
+    """Two small mock runs, "a" and "b", under `root` (4 agents, `ticks` ticks):
+    good runs for the hostile-input tests to read, copy and damage."""
+    from orchestrator.config_loader import load_config
+    from orchestrator.live_view import ConsoleView
+    from orchestrator.runner import run_simulation
+    from tests.conftest import CONFIGS
+
+    for run_id in ("a", "b"):
+        resolved = load_config(
+            CONFIGS / "run.fast.yaml",
+            ["model.backend=mock", f"ticks={ticks}", "population.agents=4"]
+            + ["max_events_per_tick=4", f"run_id={run_id}", f"storage.root={root}"],
+        )
+        run_simulation(resolved, ConsoleView(live=False, no_color=True))
+    return root
+
+
+def cli_exit(argv: list[str], capsys) -> tuple[int, str]:
+    """steersim's main in-process: its exit code and its stderr, stripped."""
+    import pytest
+
+    from orchestrator.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as info:
+        cli_main(argv)
+    return info.value.code, capsys.readouterr().err.strip()

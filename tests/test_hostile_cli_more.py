@@ -14,18 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestrator.cli import main as cli_main
 from orchestrator.config_loader import load_config
 from orchestrator.errors import ConfigError, SteersimError
-from orchestrator.live_view import ConsoleView
-from orchestrator.runner import run_simulation
-from tests.conftest import CONFIGS
-
-
-def _cli_exit(argv: list[str], capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as info:
-        cli_main(argv)
-    return info.value.code, capsys.readouterr().err.strip()
+from tests.helpers import cli_exit as _cli_exit
+from tests.helpers import small_mock_runs
 
 
 def _tree(folder: Path) -> dict[str, tuple[bool, int]]:
@@ -35,15 +27,7 @@ def _tree(folder: Path) -> dict[str, tuple[bool, int]]:
 
 @pytest.fixture(scope="module")
 def small_runs(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("hostile_more")
-    for run_id in ("a", "b"):
-        resolved = load_config(
-            CONFIGS / "run.fast.yaml",
-            ["model.backend=mock", "ticks=2", "population.agents=4", "max_events_per_tick=4"]
-            + [f"run_id={run_id}", f"storage.root={root}"],
-        )
-        run_simulation(resolved, ConsoleView(live=False, no_color=True))
-    return root
+    return small_mock_runs(tmp_path_factory.mktemp("hostile_more"))
 
 
 @pytest.fixture

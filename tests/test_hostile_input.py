@@ -36,7 +36,8 @@ from orchestrator.resume_check import read_manifest
 from orchestrator.runner import run_simulation
 from orchestrator.storage import RunDir, run_dir_for
 from tests.conftest import CONFIGS
-from tests.helpers import cli, read_messages
+from tests.helpers import cli, read_messages, small_mock_runs
+from tests.helpers import cli_exit as _cli_exit
 
 
 class OOMAbove:
@@ -301,12 +302,6 @@ def test_storage_root_with_a_too_long_name_is_one_line(tmp_path, capsys):
         resolve_run("y" * 300)
 
 
-def _cli_exit(argv: list[str], capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as info:
-        cli_main(argv)
-    return info.value.code, capsys.readouterr().err.strip()
-
-
 # --- damaged files in a run folder
 
 
@@ -383,15 +378,7 @@ def test_a_deeply_nested_questionnaire_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_runs(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("hostile")
-    for run_id in ("a", "b"):
-        resolved = load_config(
-            CONFIGS / "run.fast.yaml",
-            ["model.backend=mock", "ticks=2", "population.agents=4", "max_events_per_tick=4"]
-            + [f"run_id={run_id}", f"storage.root={root}"],
-        )
-        run_simulation(resolved, ConsoleView(live=False, no_color=True))
-    return root
+    return small_mock_runs(tmp_path_factory.mktemp("hostile"))
 
 
 @pytest.mark.parametrize(

@@ -15,24 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchestrator.cli import main as cli_main
-from orchestrator.config_loader import load_config
 from orchestrator.dumps_reader import DumpsError, load_run
-from orchestrator.live_view import ConsoleView
-from orchestrator.runner import run_simulation
-from tests.conftest import CONFIGS
+from tests.helpers import small_mock_runs
 
 
 @pytest.fixture(scope="module")
 def good_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("runs")
-    for run_id in ("a", "b"):
-        resolved = load_config(
-            CONFIGS / "run.fast.yaml",
-            ["model.backend=mock", "ticks=3", "population.agents=4", "max_events_per_tick=4"]
-            + [f"run_id={run_id}", f"storage.root={root}"],
-        )
-        run_simulation(resolved, ConsoleView(live=False, no_color=True))
-    return root
+    return small_mock_runs(tmp_path_factory.mktemp("runs"), ticks=3)
 
 
 @pytest.fixture
