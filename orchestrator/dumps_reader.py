@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import pyarrow.parquet as pq
 
 from orchestrator.errors import SteersimError, one_line
 from orchestrator.records import AGENT_SCHEMA, MESSAGE_SCHEMA, PERF_SCHEMA
-from orchestrator.storage import RunDir, read_json_object, why
+from orchestrator.storage import TICK_FILE_RE, RunDir, read_json_object, why
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +145,6 @@ def _upgrade_legacy(table: pa.Table, schema: pa.Schema, run_id: str | None) -> p
 NULLABLE = frozenset({"target", "plan"})
 # Numbers every reader computes with or embeds in JSON: NaN or infinity there is damage.
 FINITE = frozenset({*TRAIT_COLUMNS, "E", "A", "C", "O", "N", "importance", "memory_scores"})
-TICK_FILE = re.compile(r"tick_(\d+)\.parquet")
 
 
 def _kind(t: pa.DataType) -> str:
@@ -208,7 +206,7 @@ def _check_ticks(table: pa.Table, path: Path) -> None:
     """The rows of tick_N.parquet are tick N's: a copy or link of another tick's
     file would count its rows twice, and a wild tick (2**31 - 1) made the
     per-tick counts allocate every tick up to it."""
-    named = TICK_FILE.fullmatch(path.name)
+    named = TICK_FILE_RE.fullmatch(path.name)
     if named is None or "tick" not in table.column_names or table.num_rows == 0:
         return
     tick = int(named.group(1))

@@ -48,7 +48,9 @@ def compare(
     if (sweep is None) == (not runs):
         raise SteersimError("name the runs, or give --sweep NAME (not both)")
     if sweep is not None:
-        _check_sweep_name(sweep)
+        from orchestrator.experiments.sweep import check_sweep_name
+
+        check_sweep_name(sweep, "--sweep")
     if out is not None:
         _check_out(out)
     root = Path(storage_root) if storage_root else _sweep_root(sweep, candidate_roots(None))
@@ -77,19 +79,6 @@ def _sweep_root(sweep: str | None, roots: list[Path]) -> Path:
             if (root / "sweeps" / sweep).is_dir():
                 return root
     return roots[0]
-
-
-def _check_sweep_name(name: str) -> None:
-    """A sweep's name is a folder under <root>/sweeps, named as `steersim sweep
-    --name` allows: `--sweep ../../x` read a folder outside the storage root and
-    wrote the comparison's files into it."""
-    from orchestrator.config_schema import check_run_id
-    from orchestrator.errors import ConfigError
-
-    try:
-        check_run_id(name)
-    except ValueError as exc:
-        raise ConfigError("--sweep", None, str(exc).replace("run id", "sweep name")) from None
 
 
 def _check_out(out: Path) -> None:

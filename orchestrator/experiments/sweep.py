@@ -109,10 +109,7 @@ def plan_sweep(
     if not grids:
         raise ConfigError("--grid", None, "give at least one --grid KEY=V1,V2,...")
     name = name or Path(config).name.removesuffix(".yaml").removesuffix(".yml")
-    try:
-        check_run_id(name)
-    except ValueError as exc:
-        raise ConfigError("--name", None, str(exc)) from None
+    check_sweep_name(name, "--name")
     overrides = list(overrides or [])
     base = load_config(config, overrides)  # the base config must be valid on its own
     axes = [parse_axis(g) for g in grids]
@@ -321,6 +318,16 @@ def check_layout(folder: Path) -> None:
                 raise SteersimError(f"{path} is not {kind}; move it away")
     except OSError as exc:  # e.g. a name too long, a link loop
         raise SteersimError(f"cannot use the sweep folder {folder}: {why(exc)}") from None
+
+
+def check_sweep_name(name: str, option: str) -> None:
+    """A sweep's name is a folder under <root>/sweeps, named like a run: no
+    separators, no '..' (a name such as ../../x would read and write outside
+    the storage root). ConfigError naming `option`."""
+    try:
+        check_run_id(name)
+    except ValueError as exc:
+        raise ConfigError(option, None, str(exc).replace("run id", "sweep name")) from None
 
 
 def save_spec(plan: SweepPlan) -> None:
