@@ -143,9 +143,10 @@ def test_shipped_fast_config_dry_run_ok():
             "No such option: --bogus (see steersim run -h)",
         ),
         (
+            # click words the range itself differently by version ("Input should be
+            # greater than or equal to 1" in 8.5, "0 is not in the range x>=1." before)
             ["benchmark", "engine", "--agents", "0"],
-            "Invalid value for '--agents': Input should be greater than or equal to 1"
-            " (see steersim benchmark engine -h)",
+            ("Invalid value for '--agents': ", " (see steersim benchmark engine -h)"),
         ),
         (["benchmark", "nothing"], "No such command 'nothing'"),
         (["benchmark", "engine", "--agents"], "Option '--agents' requires an argument."),
@@ -154,7 +155,9 @@ def test_shipped_fast_config_dry_run_ok():
 def test_usage_errors_are_one_line_exit_2(capsys, argv, fragment):
     code, err = _exit(argv, capsys)
     assert code == 2
-    assert err.startswith("error: ") and "\n" not in err and fragment in err
+    fragments = (fragment,) if isinstance(fragment, str) else fragment
+    assert err.startswith("error: ") and "\n" not in err
+    assert all(f in err for f in fragments), err
     assert "Usage:" not in err
 
 
