@@ -60,15 +60,18 @@ def statement_sequences(
 @contextlib.contextmanager
 def _frozen(model: nn.Module) -> Iterator[None]:
     """No parameter records gradients inside: only the added vectors do, so
-    autograd keeps nothing below the lowest steered layer."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
+    autograd keeps nothing below the lowest steered layer. The flags are
+    restored by name: accelerate replaces an offloaded block's parameter
+    objects while it runs the block, so the objects seen on entry may no
+    longer be the model's on exit."""
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    for p in model.parameters():
         p.requires_grad_(False)
     try:
         yield
     finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
+        for name, p in model.named_parameters():
+            p.requires_grad_(flags.get(name, p.requires_grad))
 
 
 def _batch_gradients(
