@@ -24,6 +24,7 @@ import torch
 
 from agents.config import ModelConfig, OptimizationConfig
 from agents.errors import ModelError
+from agents.paths import expand_home
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,10 @@ def resolve_model_path(cfg: ModelConfig, storage_root: Path) -> Path | str:
     name = cfg.name_or_path
     if name.lower() == EMBEDDED_NAME:
         return convert_embedded(storage_root)
-    local = Path(name).expanduser()
+    try:
+        local = Path(expand_home(name))
+    except ValueError as exc:  # Path.expanduser raised a RuntimeError traceback
+        raise ModelError(f"model.name_or_path {name!r}: {exc}") from None
     if local.is_dir():
         if not (local / "config.json").is_file():
             raise ModelError(f"model.name_or_path {name!r} is a folder without config.json")

@@ -36,7 +36,6 @@ import pkgutil
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from orchestrator.analysis.cli_support import error_console, invoke, new_app
 from orchestrator.errors import SteersimError
@@ -135,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
         ignore_late_signals()
-        Console(stderr=True).print("interrupted", markup=False)
+        error_console.print("interrupted", markup=False)
         raise SystemExit(130) from None
     except SystemExit as exc:
         if exc.code == 130:  # a stopped run: everything is written

@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,11 +58,12 @@ def load_config(
     path: str | Path,
     overrides: list[str] | None = None,
     *,
-    options: Mapping[str, str] | None = None,
+    options: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
 ) -> ResolvedConfig:
     """Resolve templates and overrides and validate; raises ConfigError.
     `overrides` are --set KEY=VALUE items; `options` are the KEY=VALUE items
-    that other command-line options stand for ({"--run-id": "run_id=x"}),
+    that other command-line options stand for ({"--run-id": "run_id=x"}, or
+    (option, item) pairs when an option is repeated: a sweep's --grid),
     applied after them: a fault in one is reported under its option's name."""
     src = Path(path)
     display = str(path)
@@ -78,7 +79,8 @@ def load_config(
     raw = _load_with_templates(src.resolve(), display, root, (), provenance, files)
     for item in overrides or []:
         _apply_override(raw, item, provenance)
-    for option, item in (options or {}).items():
+    pairs = options.items() if isinstance(options, Mapping) else options or ()
+    for option, item in pairs:
         _apply_override(raw, item, provenance, source=option)
     config = validate(raw, provenance, display)
     return ResolvedConfig(config=config, source=src, files=tuple(files))
@@ -93,7 +95,7 @@ def _not_a_file(path: Path) -> str:
 
 
 def validate(raw: dict[str, Any], provenance: dict[str, str], default_source: str) -> RunConfig:
-    _refuse_unusable(raw, provenance, default_source)
+    refuse_unusable(raw, provenance, default_source)
     try:
         return RunConfig.model_validate(raw, strict=True)  # no bool-as-int, no "3"-as-int
     except ValidationError as exc:
@@ -109,7 +111,7 @@ def validate(raw: dict[str, Any], provenance: dict[str, str], default_source: st
         raise ConfigError(_source_of(key, provenance, default_source), key or None, msg) from None
 
 
-def _refuse_unusable(raw: dict[str, Any], provenance: dict[str, str], default: str) -> None:
+def refuse_unusable(raw: dict[str, Any], provenance: dict[str, str], default: str) -> None:
     """Values no setting can mean, refused with their key before validation.
     NaN and infinities (`.nan`, `.inf`, `1.0e+999`): several bounds are one-sided
     (memory weights, timeouts, memory limits), so an infinity would pass them and

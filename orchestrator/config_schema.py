@@ -4,7 +4,6 @@ This module knows nothing about files or templates (see config_loader)."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from typing import Annotated, Literal
@@ -20,6 +19,7 @@ from agents.config import (
     Section,
     SteeringConfig,
 )
+from agents.paths import expand_home
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 LOCATION_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -117,7 +117,7 @@ class StorageConfig(Section):
     def _home(cls, v: str) -> str:
         # `~/data` is the home folder, as in a shell and in the analysis commands'
         # --storage-root; taken literally it made a folder named '~' in the cwd
-        return os.path.expanduser(v)
+        return expand_home(v)
 
 
 class LimitsConfig(Section):

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from agents.paths import expand_home
 from orchestrator.errors import SteersimError, one_line
 from orchestrator.records import AGENT_SCHEMA, MESSAGE_SCHEMA, PERF_SCHEMA
 from orchestrator.storage import TICK_FILE_RE, RunDir, read_json_object, why
@@ -45,7 +46,7 @@ def candidate_roots(storage_root: str | Path | None) -> list[Path]:
     ./storage and then the repository's storage/ (so scripts work from any
     directory for runs made in the repo)."""
     if storage_root is not None:
-        return [Path(storage_root).expanduser()]  # as a run's own storage.root
+        return [_expanded(storage_root, "--storage-root")]  # as a run's own storage.root
     roots = [Path.cwd() / DEFAULT_STORAGE, REPO_ROOT / DEFAULT_STORAGE]
     return list(dict.fromkeys(r.resolve() for r in roots))
 
@@ -53,6 +54,8 @@ def candidate_roots(storage_root: str | Path | None) -> list[Path]:
 def resolve_run(ref: str | Path, storage_root: str | Path | None = None) -> Path:
     """A run directory from `ref`: a path to a run directory (or to its
     messages/ folder), or a run id looked up under <root>/dumps/."""
+    if not str(ref).strip():  # read as '.', ". is not a run directory" named no option
+        raise DumpsError("the run is empty: give a run id or a path to a run folder")
     try:
         return _resolve_run(ref, storage_root)
     except OSError as exc:  # pathlib's checks let e.g. a name over 255 bytes through
@@ -60,8 +63,17 @@ def resolve_run(ref: str | Path, storage_root: str | Path | None = None) -> Path
         raise DumpsError(f"cannot look up run {str(ref)!r}{where}: {why(exc)}") from None
 
 
+def _expanded(path: str | Path, what: str) -> Path:
+    """`path` with its `~` expanded; DumpsError for a `~user` of no user
+    (Path.expanduser raised a RuntimeError traceback)."""
+    try:
+        return Path(expand_home(str(path)))
+    except ValueError as exc:
+        raise DumpsError(f"{what} {str(path)!r}: {exc}") from None
+
+
 def _resolve_run(ref: str | Path, storage_root: str | Path | None) -> Path:
-    path = Path(ref).expanduser()
+    path = _expanded(ref, "run")
     if path.name == "messages" and is_run_dir(path.parent):
         return path.parent.resolve()
     if is_run_dir(path):
@@ -85,7 +97,7 @@ def _resolve_run(ref: str | Path, storage_root: str | Path | None) -> Path:
 
 def messages_dir_of(ref: str | Path) -> Path:
     """The messages/ folder named by `ref` (the folder itself or its run dir)."""
-    path = Path(ref).expanduser()
+    path = _expanded(ref, "messages folder")
     if not path.exists():
         raise DumpsError(f"{path} does not exist; pass <storage>/dumps/<run_id>/messages")
     if not path.is_dir():

@@ -4,13 +4,18 @@ documented output contract that the analysis scripts read."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import get_args
 
 import pyarrow as pa
 
 from agents.grammar import ACTION_KINDS
+from agents.typing import RequestKind
 
 REFLECT_ACTION = "REFLECT"  # the action of the row a reflection writes
 ROW_ACTIONS: tuple[str, ...] = (*ACTION_KINDS, REFLECT_ACTION)  # what `action` can hold
+# what a message row's `event_kind` and a prompt row's `kind` can hold: a request's
+# kinds less "interview", whose prompts go to the interview's own files
+EVENT_KINDS: tuple[str, ...] = tuple(k for k in get_args(RequestKind) if k != "interview")
 
 
 @dataclass(frozen=True, kw_only=True)

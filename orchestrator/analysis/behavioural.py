@@ -29,6 +29,11 @@ from orchestrator.errors import SteersimError
 log = logging.getLogger(__name__)
 
 N_RANDOM = 100  # random-direction controls: the pass rule's bootstrap interval needs >= 100
+# --n-random's range. Each control is two passes over the questionnaire per group of
+# traits with the same placement, so the check's time grows with it: ten times the
+# default is precise enough; an extra zero or two ran for hours (or ran out of
+# memory building the controls' deltas) after the model had loaded.
+MIN_RANDOM, MAX_RANDOM = 20, 1_000
 COEFS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -202,6 +207,15 @@ def as_check(report: Any, n_random: int) -> CheckResult:
 
 
 Loader = Callable[[ModelSpec], tuple[Any, Any, Any]]
+
+
+def check_n_random(n: int) -> None:
+    """--n-random within MIN_RANDOM..MAX_RANDOM (SteersimError), checked before
+    the run is read or any model loads."""
+    if isinstance(n, bool) or not isinstance(n, int) or not MIN_RANDOM <= n <= MAX_RANDOM:
+        raise SteersimError(
+            f"--n-random {n!r}: give {MIN_RANDOM} to {MAX_RANDOM:,} random-direction controls"
+        )
 
 
 def run_behavioural(

@@ -12,19 +12,74 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from orchestrator.errors import SteersimError
+from agents.paths import expand_home
+from orchestrator.errors import ConfigError, SteersimError
 
 console = Console(highlight=False, soft_wrap=True)
 error_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 JSON_HELP = "Write the result as JSON to this file ('-' = stdout; the text then goes to stderr)."
 STDOUT = "-"
+
+
+def path_text(value: str, option: str) -> str:
+    """A path option's value, `~` expanded (agents.paths.expand_home). An empty
+    value is refused, not read as '.' or as the option left out: `--json ''`
+    wrote nothing with exit 0, `--storage-root ''` looked in the cwd and
+    `--out-dir ''` wrote into it. ConfigError naming the option."""
+    if not value.strip():
+        raise ConfigError(option, None, "the value is empty; name a path, or leave the option out")
+    try:
+        return expand_home(value)
+    except ValueError as exc:
+        raise ConfigError(option, None, f"{value!r}: {exc}") from None
+
+
+def path_parser(option: str) -> Callable[[str], Path]:
+    """A typer `parser=` for a Path option: path_text's checks while the command
+    line is parsed, so nothing runs or is written before a refusal."""
+    return lambda value: Path(path_text(value, option))
+
+
+def text_path_parser(option: str) -> Callable[[str], str]:
+    """path_parser for an option kept as text (a run's --storage-root, --json;
+    its '-' stays '-')."""
+    return lambda value: path_text(value, option)
+
+
+def json_dest(value: str) -> str:
+    """--json's parser: path_text's checks, then whether the file can be made
+    where it is named (not a folder; the nearest existing folder above it a
+    folder: write_json makes the missing ones). Found only when the result was
+    written, analyze had written its analysis folder, and interview its files
+    after the model ran, before the command failed."""
+    if value == STDOUT:
+        return value
+    path = Path(path_text(value, "--json"))
+    try:
+        if path.is_dir():
+            raise ConfigError("--json", None, f"{value!r} is a folder; name a file")
+        above = path.parent
+        while not above.exists() and not above.is_symlink() and above != above.parent:
+            above = above.parent
+        if not above.is_dir():
+            raise ConfigError("--json", None, f"{value!r}: {above} is not a folder")
+    except OSError as exc:  # pathlib lets ENAMETOOLONG through
+        raise ConfigError("--json", None, f"{value!r}: {exc.strerror or exc}") from None
+    return str(path)
+
+
+JsonOption = Annotated[
+    str | None,
+    typer.Option("--json", metavar="PATH", help=JSON_HELP, parser=json_dest),
+]
 
 
 def new_app(**settings: Any) -> typer.Typer:

@@ -18,11 +18,17 @@ from typing import Annotated, Literal
 
 import typer
 
-from orchestrator.analysis.cli_support import JSON_HELP, new_app, run_app, text_console, write_json
+from orchestrator.analysis.behavioural import MAX_RANDOM, MIN_RANDOM
+from orchestrator.analysis.cli_support import (
+    JsonOption,
+    new_app,
+    path_parser,
+    run_app,
+    text_console,
+    write_json,
+)
 from orchestrator.analysis.locate import RunArgument, StorageRootOption, run_from_cli
 from orchestrator.errors import SteersimError
-
-JsonOption = Annotated[str | None, typer.Option("--json", metavar="PATH", help=JSON_HELP)]
 
 
 def _deprecated(flag: str) -> object:
@@ -106,6 +112,7 @@ def analyze(
             "--out-dir",
             metavar="DIR",
             help="Folder for the report and figures; default <storage root>/analysis/<run_id>.",
+            parser=path_parser("--out-dir"),
         ),
     ] = None,
     quiet: Annotated[
@@ -203,9 +210,11 @@ def verify(
         int,
         typer.Option(
             "--n-random",
-            min=20,
-            help="Random-direction controls in the behavioural check (>= 20; the pass rule's "
-            "interval is meant for 100).",
+            metavar="K",
+            min=MIN_RANDOM,
+            help=f"Random-direction controls in the behavioural check ({MIN_RANDOM} to "
+            f"{MAX_RANDOM:,}; the pass rule's interval is meant for 100; each costs two "
+            "passes over the questionnaire).",
         ),
     ] = 100,
     save: Annotated[
@@ -217,18 +226,22 @@ def verify(
         ),
     ] = False,
     out_dir: Annotated[
-        Path | None, typer.Option("--out-dir", metavar="DIR", help="Folder for --save.")
+        Path | None,
+        typer.Option(
+            "--out-dir", metavar="DIR", help="Folder for --save.", parser=path_parser("--out-dir")
+        ),
     ] = None,
     json_dest: JsonOption = None,
     messages_dir: Annotated[str | None, _deprecated("--messages-dir")] = None,
 ) -> None:
     from functools import partial
 
-    from orchestrator.analysis.behavioural import run_behavioural
+    from orchestrator.analysis.behavioural import check_n_random, run_behavioural
     from orchestrator.analysis.render_checks import render_verification
     from orchestrator.analysis.verify import verify_run
     from orchestrator.dumps_reader import default_analysis_dir
 
+    check_n_random(n_random)
     if embedder not in ("minilm", "hashing"):
         raise SteersimError(f"--embedder must be minilm or hashing, got {embedder!r}")
     _check_device(device)

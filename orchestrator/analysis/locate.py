@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.analysis.cli_support import error_console, new_app, run_app
+from orchestrator.analysis.cli_support import error_console, new_app, path_parser, run_app
 from orchestrator.dumps_reader import DumpsError, resolve_run
 
 RUN_METAVAR = "RUN"
@@ -27,7 +27,13 @@ RunArgument = Annotated[
     str | None, typer.Argument(metavar=RUN_METAVAR, help=RUN_HELP, show_default=False)
 ]
 StorageRootOption = Annotated[
-    Path | None, typer.Option("--storage-root", metavar="DIR", help=STORAGE_ROOT_HELP)
+    Path | None,
+    typer.Option(
+        "--storage-root",
+        metavar="DIR",
+        help=STORAGE_ROOT_HELP,
+        parser=path_parser("--storage-root"),
+    ),
 ]
 
 

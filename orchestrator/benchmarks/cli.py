@@ -12,17 +12,26 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.analysis.cli_support import (
-    JSON_HELP,
+    JsonOption,
     new_app,
     run_app,
     text_console,
+    text_path_parser,
     write_json,
 )
 from orchestrator.errors import SteersimError
 
 app = new_app(no_args_is_help=True, help=__doc__)
-
-JsonOption = Annotated[str | None, typer.Option("--json", metavar="PATH", help=JSON_HELP)]
+# where converted models live; an empty value or an unknown ~user is refused (path_text)
+StorageOption = Annotated[
+    str,
+    typer.Option(
+        "--storage-root",
+        "--storage",
+        help="Where converted models live.",
+        parser=text_path_parser("--storage-root"),
+    ),
+]
 
 
 def _ints(text: str, option: str) -> list[int]:
@@ -72,9 +81,7 @@ def batching(
     model: Annotated[str, typer.Option(help="Model folder, or the embedded default.")] = (
         "smollm2-135m"
     ),
-    storage_root: Annotated[
-        str, typer.Option("--storage-root", "--storage", help="Where converted models live.")
-    ] = "storage",
+    storage_root: StorageOption = "storage",
     requests: Annotated[int, typer.Option(min=1, help="Requests in the tick.")] = 16,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 48,
     no_steering: Annotated[bool, typer.Option("--no-steering")] = False,
@@ -323,9 +330,7 @@ def constrained(
     new_tokens: Annotated[int, typer.Option(min=1)] = 32,
     repeats: Annotated[int, typer.Option(min=1)] = 3,
     device: Annotated[str | None, typer.Option(help="Default: cuda when present.")] = None,
-    storage_root: Annotated[
-        str, typer.Option("--storage-root", "--storage", help="Where converted models live.")
-    ] = "storage",
+    storage_root: StorageOption = "storage",
     tokenizer: Annotated[
         Path | None,
         typer.Option(metavar="DIR", help="Tokenizer folder for --arch (as for gpu)."),

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.analysis.cli_support import new_app
+from orchestrator.analysis.cli_support import new_app, path_parser
 from orchestrator.analysis.locate import StorageRootOption
 
 app = new_app()
@@ -35,7 +35,10 @@ def compare(
     ] = None,
     storage_root: StorageRootOption = None,
     out: Annotated[
-        Path | None, typer.Option("--out", metavar="DIR", help="Where the files go.")
+        Path | None,
+        typer.Option(
+            "--out", metavar="DIR", help="Where the files go.", parser=path_parser("--out")
+        ),
     ] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Tables only.")] = False,
 ) -> None:

@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.analysis.cli_support import JSON_HELP, new_app, text_console, write_json
+from orchestrator.analysis.cli_support import (
+    JsonOption,
+    new_app,
+    path_parser,
+    text_console,
+    write_json,
+)
 from orchestrator.analysis.locate import RunArgument, StorageRootOption, run_from_cli
 
 app = new_app()
@@ -73,8 +79,11 @@ def interview(
     no_bare: Annotated[
         bool, typer.Option("--no-bare", help="Skip the items under the bare prompt.")
     ] = False,
-    out: Annotated[Path | None, typer.Option("--out", metavar="DIR", help="Output folder.")] = None,
-    json_dest: Annotated[str | None, typer.Option("--json", metavar="PATH", help=JSON_HELP)] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="DIR", help="Output folder.", parser=path_parser("--out")),
+    ] = None,
+    json_dest: JsonOption = None,
 ) -> None:
     from rich.markdown import Markdown
 

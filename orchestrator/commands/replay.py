@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.analysis.cli_support import new_app, run_app
+from orchestrator.analysis.cli_support import new_app, path_parser, run_app
 from orchestrator.errors import SteersimError
 
 app = new_app()
@@ -36,11 +36,14 @@ def replay(
             "--storage-root",
             metavar="DIR",
             help="Where a run id is looked up (<root>/dumps/<id>); default ./storage.",
+            parser=path_parser("--storage-root"),
         ),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", metavar="FILE", help="Where to write the page."),
+        typer.Option(
+            "--out", metavar="FILE", help="Where to write the page.", parser=path_parser("--out")
+        ),
     ] = None,
 ) -> None:
     from orchestrator.dumps_reader import resolve_run

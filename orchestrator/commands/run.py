@@ -4,14 +4,13 @@ SteersimError is turned into one line by orchestrator/cli.py."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from orchestrator.analysis.cli_support import new_app
+from orchestrator.analysis.cli_support import new_app, text_path_parser
 
 app = new_app()
 
@@ -92,6 +91,7 @@ def run(
             metavar="PATH",
             help="Where runs live: a new run's storage.root (instead of the config's); with "
             "--resume, where the run's dumps are (default: CONFIG's storage.root, else storage).",
+            parser=text_path_parser("--storage-root"),  # `--storage-root=~/x` expanded too
         ),
     ] = None,
     dry_run: Annotated[
@@ -115,7 +115,7 @@ def run(
         options["--max-events"] = f"max_events_per_tick={max_events}"
     if run_id is not None:
         options["--run-id"] = f"run_id={_yaml_string(run_id)}"
-    given = storage_root and os.path.expanduser(storage_root)  # `--storage-root=~/x` too
+    given = storage_root  # expanded, never empty (text_path_parser)
     if given and resume is None:  # every command takes it as where runs live; a new run too
         options["--storage-root"] = f"storage.root={_yaml_string(given)}"
     if config is None and resume is None:

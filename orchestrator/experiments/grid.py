@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator.config_loader import refuse_unusable
 from orchestrator.config_schema import check_run_id
 from orchestrator.errors import ConfigError
 
@@ -79,6 +80,8 @@ def parse_axis(text: str) -> Axis:
         raise ConfigError("--grid", key, f"values {values_text!r} are not valid YAML") from None
     if not isinstance(values, list) or not values:
         raise ConfigError("--grid", key, f"no values in {values_text!r}")
+    for value in values:  # NaN, an infinity, a NUL: the grid's own fault, named as such
+        refuse_unusable({key: value}, {}, "--grid")
     canon = [json.dumps(v, sort_keys=True, default=str) for v in values]
     if len(set(canon)) != len(canon):
         raise ConfigError("--grid", key, f"a value is repeated in {values_text!r}")

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from agents.interview import AgentContext, answer_request, interview_messages, statement_scorer
+from agents.paths import expand_home
 from agents.prompting import persona_prompt
 from agents.statistics import average_ranks
 from agents.typing import TRAITS, Message
@@ -118,7 +119,12 @@ def load_items(spec: str) -> Items:
     if spec in ITEM_SETS:
         q = load_questionnaire(spec)  # type: ignore[arg-type]
         return Items(name=spec, system=q.system, prompt=q.prompt, items=q.items)
-    path = Path(spec)
+    if not spec.strip():  # read as '.' it was "not ... a questionnaire file (is a folder)"
+        raise SteersimError("--items: the value is empty; give test, dev or a questionnaire file")
+    try:
+        path = Path(expand_home(spec))
+    except ValueError as exc:  # a ~user of no user
+        raise SteersimError(f"--items {spec!r}: {exc}") from None
     try:
         doc = json.loads(_read_items_file(path))
         items = tuple(

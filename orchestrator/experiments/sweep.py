@@ -108,7 +108,8 @@ def plan_sweep(
     itself is malformed, or when no point at all is valid."""
     if not grids:
         raise ConfigError("--grid", None, "give at least one --grid KEY=V1,V2,...")
-    name = name or Path(config).name.removesuffix(".yaml").removesuffix(".yml")
+    if name is None:  # `--name ''` is refused below, not read as "no name given"
+        name = Path(config).name.removesuffix(".yaml").removesuffix(".yml")
     check_sweep_name(name, "--name")
     overrides = list(overrides or [])
     base = load_config(config, overrides)  # the base config must be valid on its own
@@ -127,8 +128,13 @@ def plan_sweep(
     runs = []
     for point in expand(name, axes, repeat_seeds):
         try:
+            # the point's values under --grid: a value its key does not take is the
+            # grid's fault, not --set's (the runs themselves get them as --set)
+            swept = [("--grid", item) for item in point.overrides()]
             resolved = load_config(
-                config, overrides + point.overrides() + [f"run_id='{point.run_id}'"]
+                config,
+                [*overrides, f"run_id='{point.run_id}'"],
+                options=swept,
             )
         except ConfigError as exc:
             runs.append(

@@ -24,7 +24,13 @@ import pyarrow.compute as pc
 
 from agents.typing import TRAITS
 from orchestrator.dumps_reader import DumpsError, load_run, load_tick_folder, read_arrow
-from orchestrator.records import MEMORY_SCHEMA, POSITION_SCHEMA, PROMPT_SCHEMA
+from orchestrator.records import (
+    EVENT_KINDS,
+    MEMORY_SCHEMA,
+    POSITION_SCHEMA,
+    PROMPT_SCHEMA,
+    ROW_ACTIONS,
+)
 from orchestrator.storage import RunDir
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,7 @@ def build_replay_data(run_dir: Path) -> ReplayData:
     agents = _agents(dumps.agents, msgs)
     index = {a["id"]: i for i, a in enumerate(agents)}
     _check_agents_known(msgs, index, layout)
+    _check_values(msgs, layout.messages, {"action": ROW_ACTIONS, "event_kind": EVENT_KINDS})
     locations = _locations(dumps.manifest, agents, msgs, positions)
     loc_index = {loc: i for i, loc in enumerate(locations)}
     ticks = _ticks(layout, msgs)
@@ -77,6 +84,8 @@ def build_replay_data(run_dir: Path) -> ReplayData:
         prompt_of = _prompts_of_tick(layout, tick) if has_prompts else {}
         part_rows = []
         at = rows_of.get(tick)
+        if at is not None and prompt_of:
+            _check_prompt_agents(prompt_of, msgs.iloc[at], layout.tick_file(tick, layout.prompts))
         if at is not None:
             for r in msgs.iloc[at].itertuples(index=False):
                 a = index.get(r.agent_id)
@@ -153,6 +162,32 @@ def _check_agents_known(msgs: pd.DataFrame, index: dict[str, int], layout: RunDi
         raise DumpsError(
             f"{layout.agents} lacks {len(unknown)} agent(s) the messages name, "
             f"e.g. {unknown[0]!r}; is it this run's?"
+        )
+
+
+def _check_values(rows: pd.DataFrame, folder: Path, allowed: dict[str, tuple[str, ...]]) -> None:
+    """The rows of a per-tick folder hold only values a run writes in the
+    `allowed` columns, and each request id once per tick; else DumpsError
+    naming the first tick file at fault. The page showed an unknown action as
+    if the agent had taken it, and two rows of one request id both showed the
+    one prompt of that id (or one prompt replaced another's)."""
+    if not len(rows):
+        return
+    for column, values in allowed.items():
+        bad = rows.loc[~rows[column].isin(values), ["tick", column]]
+        if len(bad):
+            tick, value = bad.iloc[0]
+            count = int((bad["tick"] == tick).sum())
+            raise DumpsError(
+                f"{folder / f'tick_{int(tick):06d}.parquet'}: {column} {value!r} in "
+                f"{count} row(s) is none of {', '.join(values)}; is it a steersim dump?"
+            )
+    twice = rows.loc[rows.duplicated(["tick", "request_id"]), ["tick", "request_id"]]
+    if len(twice):
+        tick, request = (int(x) for x in twice.iloc[0])
+        raise DumpsError(
+            f"{folder / f'tick_{tick:06d}.parquet'}: request_id {request} is in more than "
+            "one row; each request has one row per tick"
         )
 
 
@@ -258,8 +293,27 @@ def _prompts_of_tick(layout: RunDir, tick: int) -> dict[int, dict[str, Any]]:
     ids, scores = (pc.list_value_length(table[n]) for n in ("memory_ids", "memory_scores"))
     if pc.all(pc.equal(ids, scores)).as_py() is False:  # one score per recalled memory
         raise DumpsError(f"{path}: memory_ids and memory_scores differ in length")
+    _check_values(
+        table.select(["tick", "request_id", "kind"]).to_pandas(),
+        layout.prompts,
+        {"kind": EVENT_KINDS},
+    )
     rows = table.to_pylist()
     return {int(r["request_id"]): r for r in rows}
+
+
+def _check_prompt_agents(
+    prompt_of: dict[int, dict[str, Any]], rows: pd.DataFrame, path: Path
+) -> None:
+    """A prompt belongs to the message row of its request id: the same agent.
+    A prompts file of another run or tick showed one agent's prompt under another's action."""
+    for request_id, agent_id in zip(rows["request_id"], rows["agent_id"], strict=True):
+        p = prompt_of.get(int(request_id))
+        if p is not None and p["agent_id"] != agent_id:
+            raise DumpsError(
+                f"{path}: request_id {int(request_id)} is {p['agent_id']!r}'s prompt, but the "
+                f"message row of that id is {agent_id!r}'s; is it this run's?"
+            )
 
 
 def _memories_by_tick(
