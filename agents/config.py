@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agents.paths import expand_home
+
 PositiveInt = Annotated[int, Field(gt=0)]
 GiB = Annotated[float, Field(gt=0)]
 
@@ -86,6 +88,13 @@ class SteeringConfig(Section):
         Field(default_factory=lambda: {"C": 0.6})
     )
 
+    @field_validator("pairs", "vectors")
+    @classmethod
+    def _home(cls, v: str | None) -> str | None:
+        # `~/v.safetensors` is the home folder, as in storage.root; taken literally it
+        # was "no such file", and a `~user` of no user is refused here with its key
+        return None if v is None else expand_home(v)
+
     @field_validator("layers")
     @classmethod
     def _unique(cls, v: list[int]) -> list[int]:
@@ -119,6 +128,12 @@ class OptimizationConfig(Section):
     max_gpu_memory_gb: GiB | None = None
     max_cpu_memory_gb: GiB | None = None
     offload_folder: str | None = None
+
+    @field_validator("offload_folder")
+    @classmethod
+    def _home(cls, v: str | None) -> str | None:
+        # as storage.root: `~/off` is the home folder, not a folder named '~' in the cwd
+        return None if v is None else expand_home(v)
 
 
 class MemoryWeights(Section):

@@ -166,6 +166,26 @@ def test_a_run_or_model_of_no_user_is_one_line(runs, capsys):
         resolve_model_path(ModelConfig(name_or_path=f"{NO_USER}/m"), runs)
 
 
+@pytest.mark.parametrize(
+    "key",
+    ["steering: {vectors: %s}", "steering: {pairs: %s}", "optimization: {offload_folder: %s}"],
+)
+def test_config_paths_expand_home_and_refuse_a_user_of_none(write_yaml, tmp_path, monkeypatch, key):
+    # before: '~/v.safetensors' was looked up literally ("no such file"), '~/off' made
+    # a folder named '~' in the cwd, and a ~user of no user passed validation
+    name = key.split("{")[1].split(":")[0]
+    section = key.split(":")[0]
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    got = load_config(write_yaml("h.yaml", "ticks: 1\n" + key % "~/x" + "\n")).config
+    assert getattr(getattr(got, section), name) == str(tmp_path / "home" / "x")
+    with pytest.raises(ConfigError) as info:
+        load_config(write_yaml("u.yaml", "ticks: 1\n" + key % f"{NO_USER}/x" + "\n"))
+    assert str(info.value).endswith(
+        f"u.yaml: {section}.{name}: {NO_USER} cannot be expanded (no user "
+        f"'{NO_USER[1:]}'); give the full path instead (got '{NO_USER}/x')"
+    )
+
+
 # --- 3. a --grid value no setting takes is the grid's fault
 
 
@@ -174,6 +194,25 @@ def test_a_non_finite_grid_value_names_grid(config, tmp_path, capsys):
     for values, shown in (("ticks=.nan", "nan"), ("ticks=1,.inf", "inf")):
         code, err = cli_exit(["sweep", str(config), "--grid", values, "--dry-run"], capsys)
         assert (code, err) == (2, f"error: --grid: ticks: {shown} is not a finite number")
+    assert not (tmp_path / "st").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        # before: ignored, and the sweep ran locally (here: a local sweep's files written)
+        (["--slurm-param", "slurm_partition=gpu"], "error: --slurm-param: only with --slurm"),
+        # before: a malformed one passed a dry run; only the real submission refused it
+        (
+            ["--slurm", "--dry-run", "--slurm-param", "partition"],
+            "error: --slurm-param: expected KEY=VALUE, got 'partition'",
+        ),
+    ],
+    ids=["without-slurm", "malformed-in-a-dry-run"],
+)
+def test_slurm_params_are_checked_before_the_sweep(config, tmp_path, capsys, extra, said):
+    argv = ["sweep", str(config), "--grid", "ticks=1,2", *extra]
+    assert cli_exit(argv, capsys) == (2, said)
     assert not (tmp_path / "st").exists()
 
 

@@ -33,6 +33,7 @@ from agents.steering.evaluation import N_RANDOM
 from agents.steering.extract import METHODS
 from agents.steering.sweep import SHIPPED, Setting, Sweep, run_sweep
 from agents.typing import TRAITS
+from orchestrator.analysis.behavioural import MAX_RANDOM
 from orchestrator.storage import make_output_folder
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,15 @@ def check_numbers(args: argparse.Namespace) -> None:
         ("--shrinkage", args.shrinkage, lambda v: 0 < v <= 1, "a number in (0, 1]"),
         ("--remove-valence", args.remove_valence, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
         ("--calibrate", calibrate, lambda v: v >= 0, "RHO >= 0"),
-        # a spread needs two controls; fewer crashed in the bootstrap after the model ran
-        ("--n-random", [args.n_random], lambda v: v >= 2, "a count >= 2"),
+        # a spread needs two controls; fewer crashed in the bootstrap after the model ran.
+        # Above verify's bound (orchestrator.analysis.behavioural.MAX_RANDOM) a sweep
+        # ran for days or ran out of memory building the controls' deltas
+        (
+            "--n-random",
+            [args.n_random],
+            lambda v: 2 <= v <= MAX_RANDOM,
+            f"a count 2-{MAX_RANDOM:,}",
+        ),
     ]
     for option, values, ok, what in checks:
         for v in values:
@@ -157,7 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         "fit), evaluate the mixed directions and write the calibration entries to "
         "OUT.calibration.json",
     )  # fmt: skip
-    ap.add_argument("--n-random", type=int, default=N_RANDOM)
+    ap.add_argument(
+        "--n-random",
+        type=int,
+        default=N_RANDOM,
+        help=f"random-direction controls per placement, 2-{MAX_RANDOM:,} (default {N_RANDOM})",
+    )
     ap.add_argument("--no-fluency", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("storage/analysis/steering_sweep.jsonl"))
     args = ap.parse_args(argv)

@@ -114,6 +114,7 @@ def sweep(
 
     gpu_list = _gpus(gpus)  # checked before anything of the sweep is planned or written
     _check_jobs(jobs)
+    params = _slurm_params(slurm, slurm_param or [])
     overrides = list(set_ or [])
     if mock_model:
         overrides.append("model.backend=mock")
@@ -135,7 +136,6 @@ def sweep(
             out.print(f"  {run.point.run_id}  {sets}  [{state}]", markup=False)
         return
     if slurm:
-        params = _params(slurm_param or [])
         launcher = SubmititLauncher(plan.folder / "submitit", params)
     else:
         launcher = LocalLauncher(jobs, gpu_list)
@@ -193,6 +193,17 @@ def _check_jobs(jobs: int) -> None:
 
     if not 1 <= jobs <= MAX_POINTS:
         raise ConfigError("--jobs", None, f"give 1 to {MAX_POINTS} runs at a time, got {jobs}")
+
+
+def _slurm_params(slurm: bool, items: list[str]) -> dict:
+    """--slurm-param's executor parameters, checked before anything is planned,
+    in a dry run too; without --slurm they were dropped silently and the sweep
+    ran locally."""
+    from orchestrator.errors import ConfigError
+
+    if items and not slurm:
+        raise ConfigError("--slurm-param", None, "only with --slurm")
+    return _params(items)
 
 
 def _params(items: list[str]) -> dict:
