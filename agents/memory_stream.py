@@ -49,6 +49,13 @@ log = logging.getLogger(__name__)
 KINDS: tuple[MemoryKind, ...] = ("observation", "action", "reflection")
 _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 STATE_FORMAT = "memory_stream/1"
+
+
+class EmbedderMismatch(ValueError):
+    """A memory state whose embeddings another embedder made (other dimensions):
+    the config's fault, not damage."""
+
+
 _FULL_PASS_SHARE = 0.9  # from this share of agents querying, one matmul over all rows
 _MIN_COLUMNS = 16
 
@@ -456,10 +463,14 @@ class MemoryStream:
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Restore get_state's dict. EmbedderMismatch when its embeddings have
+        another size than this stream's embedder gives; ValueError (or the
+        KeyError, TypeError, IndexError of a missing or mistyped part) when it
+        is damaged."""
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"not a memory stream state (format {state.get('format')!r})")
         if int(state["dim"]) != self.dim:
-            raise ValueError(
+            raise EmbedderMismatch(
                 f"the checkpoint's memories have {state['dim']}-dim embeddings but the "
                 f"embedder gives {self.dim}: resume with the run's memory.embedder"
             )
@@ -478,8 +489,15 @@ class MemoryStream:
         self._kind[rows, slots] = np.asarray(state["kind"], np.int8)
         self._valid[rows, slots] = True
         if "memory_id" in state:
-            self._mem_id[rows, slots] = np.asarray(state["memory_id"], np.int64)
+            ids_held = np.asarray(state["memory_id"], np.int64)
+            self._mem_id[rows, slots] = ids_held
             self._next_id = int(state["next_id"])
+            # new memories are numbered from next_id: one at or below a held id would
+            # give two memories one id, and the dumps' memory_ids would mislead
+            if len(ids_held) and (
+                len(np.unique(ids_held)) != len(ids_held) or self._next_id <= ids_held.max()
+            ):
+                raise ValueError("memory ids repeat, or next_id is not above them")
         else:  # a checkpoint from before memory ids: number what it holds
             self._mem_id[rows, slots] = np.arange(len(rows))
             self._next_id = len(rows)

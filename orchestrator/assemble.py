@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.backends import BackendSpec, build_backend
-from agents.memory_stream import build_memory_stream
+from agents.memory_stream import EmbedderMismatch, build_memory_stream
 from agents.oom_backoff import OOMBackoff
 from agents.reflection import Reflector
 from agents.typing import Backend, MemoryStore, ReflectiveMemory
@@ -26,7 +26,7 @@ from orchestrator.config_loader import ResolvedConfig, validate
 from orchestrator.config_schema import RunConfig
 from orchestrator.dumps_reader import check_manifest
 from orchestrator.engine import EngineSettings, Simulation
-from orchestrator.errors import ResumeError, StorageError
+from orchestrator.errors import ResumeError, StorageError, one_line
 from orchestrator.manifest import new_manifest, now_iso
 from orchestrator.population import build_agents
 from orchestrator.resume_check import problem_with, read_manifest, verify_tick_files
@@ -334,21 +334,34 @@ def _restore(run_id: str, cfg: RunConfig, ckpt: Checkpoint | None, memory: Memor
         return World(cfg.world.locations, build_agents(cfg.population, cfg.world, cfg.seed))
     try:
         memory.set_state(ckpt.memory)
-    except ValueError as exc:  # e.g. another embedder than the run's: other dimensions
+    except EmbedderMismatch as exc:  # another embedder than the run's: other dimensions
         raise ResumeError(
-            f"--resume {run_id}: the checkpointed memory does not fit this config ({exc}); "
-            "resume with the run's own memory.embedder"
+            f"--resume {run_id}: the checkpointed memory does not fit this config ({exc})"
         ) from None
-    except (KeyError, TypeError, IndexError, AttributeError) as exc:
-        raise ResumeError(
-            f"--resume {run_id}: the checkpointed memory is damaged ({exc.__class__.__name__})"
-        ) from None
-    try:
-        return World.from_state(ckpt.world)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise ResumeError(
-            f"--resume {run_id}: the checkpointed world is damaged ({exc.__class__.__name__})"
+            f"--resume {run_id}: the checkpointed memory is damaged ({_what(exc)})"
         ) from None
+    try:
+        world = World.from_state(ckpt.world)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ResumeError(
+            f"--resume {run_id}: the checkpointed world is damaged ({_what(exc)})"
+        ) from None
+    if strangers := set(ckpt.memory["agent_ids"]) - {a.id for a in world.agents}:
+        raise ResumeError(
+            f"--resume {run_id}: the checkpointed memory holds agents the world does not "
+            f"({sorted(strangers)[0]!r}); the checkpoint is damaged"
+        )
+    return world
+
+
+def _what(exc: Exception) -> str:
+    """A state fault in a few words: our own ValueErrors say what is wrong; a
+    missing or mistyped part is named by its exception's class."""
+    if type(exc) is ValueError and str(exc):
+        return one_line(str(exc))[:200]
+    return exc.__class__.__name__
 
 
 def _assemble(

@@ -71,6 +71,18 @@ class World:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> World:
-        world = cls(state["locations"], [AgentState.from_dict(a) for a in state["agents"]])
+        """get_state's inverse; ValueError (or the KeyError, TypeError of a missing
+        or mistyped part) when the state cannot be a world this code made: its
+        checksum only says that it was not cut short."""
+        agents = [AgentState.from_dict(a) for a in state["agents"]]
+        world = cls(state["locations"], agents)
         world.tick = int(state["tick"])
+        places = set(world.locations)
+        if not all(isinstance(x, str) for x in places) or len(places) != len(world.locations):
+            raise ValueError("the locations are not distinct names")
+        if len(world._agents) != len(agents) or world.tick < 0:
+            raise ValueError("an agent id repeats, or the tick is negative")
+        for a in agents:  # the scheduler groups agents by location: an unknown one raised
+            if a.location not in places or a.home not in places:
+                raise ValueError(f"agent {a.id!r} is at or lives in an unknown location")
         return world

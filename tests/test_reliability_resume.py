@@ -5,11 +5,14 @@ and a run killed while finishing is finished by --resume."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -142,6 +145,59 @@ def test_damaged_run_is_refused_in_one_line(copy, damage, fragment):
     root, run_dir, _ = copy
     assert manifest(run_dir)["ticks_completed"] > 0  # what an interrupted run records
     damage(run_dir)
+    with pytest.raises(ResumeError, match=fragment) as info:
+        resume(root, "int")
+    assert "\n" not in str(info.value)
+
+
+def _forge_state(run_dir: Path, edit) -> None:
+    """Edit the checkpoint state's JSON, then give LATEST the new checksum: a
+    state that reads and checks out but that no run wrote."""
+    folder = run_dir / "checkpoint"
+    path = folder / json.loads(_latest(run_dir).read_text())["state"]
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    body = json.loads(arrays.pop("__state__").tobytes().decode())
+    edit(body)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays, __state__=np.frombuffer(json.dumps(body).encode(), dtype=np.uint8))
+    path.write_bytes(buf.getvalue())
+    _edit_latest(run_dir, sha256=hashlib.sha256(buf.getvalue()).hexdigest())
+
+
+def _drop_agents(body) -> None:
+    body["world"]["agents"] = body["world"]["agents"][:1]
+
+
+def _unknown_location(body) -> None:
+    body["world"]["agents"][0]["location"] = "nowhere"
+
+
+def _twin_agent(body) -> None:
+    body["world"]["agents"][1]["id"] = body["world"]["agents"][0]["id"]
+
+
+def _old_next_id(body) -> None:
+    body["memory"]["next_id"] = 0
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        # before: the run went on with fewer agents than its memories and dumps name
+        (_drop_agents, "the checkpointed memory holds agents the world does not"),
+        # before: a KeyError traceback from the scheduler, after the model had loaded
+        (_unknown_location, "world is damaged .agent 'agent-000' is at or lives in an unknown"),
+        # before: one agent silently dropped
+        (_twin_agent, "world is damaged .an agent id repeats"),
+        # before: new memories took ids already held, and the dumps' memory_ids misled
+        (_old_next_id, "memory is damaged .memory ids repeat, or next_id is not above them"),
+    ],
+    ids=["fewer-agents", "unknown-location", "twin-agent", "old-next-id"],
+)
+def test_a_forged_state_with_a_valid_checksum_is_refused_in_one_line(copy, edit, fragment):
+    root, run_dir, _ = copy
+    _forge_state(run_dir, edit)
     with pytest.raises(ResumeError, match=fragment) as info:
         resume(root, "int")
     assert "\n" not in str(info.value)
