@@ -35,6 +35,7 @@ from agents.constraint import GrammarCompiler, GrammarConstraint, apply_bitmask
 from agents.decode.backend_path import generate_fast
 from agents.decode.decoder import FastDecoder, fast_decoder_for, kv_cache
 from agents.decode.sampling import token_bits
+from agents.errors import ModelError
 from agents.model_loading import LoadedModel, describe_loaded, load_model
 from agents.steering.chat import (
     digit_token_ids,
@@ -323,35 +324,51 @@ def build_hf_backend(spec: BackendSpec, lm: LoadedModel | None = None) -> HFBack
     s = spec.steering
     if s.enabled and s.vectors is None:
         config_pairs(s.pairs, s.method)  # a bad steering.pairs is refused before the model loads
+    # a bad vectors file is refused before the model loads, too
+    loaded = SteeringVectors.load(s.vectors) if s.enabled and s.vectors is not None else None
     lm = lm or load_model(spec.model, spec.optimization, spec.storage_root)
     vectors, vectors_file = None, None
     if s.enabled:
         check_layers(lm.model, s.layers)
         for trait, layers in s.trait_layers.items():
             check_layers(lm.model, layers, key=f"steering.trait_layers.{trait}")
-        if s.vectors is not None:
-            loaded = SteeringVectors.load(s.vectors)
+        if loaded is not None:
             vectors = loaded.for_traits(s.layers_of()) if s.trait_layers else loaded
             vectors = vectors.select(s.all_layers())
+            _check_traits_kept(loaded, vectors, s.vectors)
             vectors_file = str(Path(s.vectors))
             orthogonalize = s.orthogonalize and vectors.meta.get("orthogonalized") != "true"
             if orthogonalize:
-                vectors = vectors.orthogonalized()
-            if s.trait_gains:
-                vectors = vectors.scaled(s.trait_gains)
-            if (
-                orthogonalize or s.trait_layers or s.trait_gains
-            ):  # the recorded file must hold exactly what is applied
+                vectors = vectors.with_gains({}).orthogonalized()
+            # trait_gains are the gains applied, also to a file a run already scaled
+            # (its recorded vectors): rescaled by the ratio, not on top of them
+            regained = vectors.with_gains(s.trait_gains)
+            if orthogonalize or s.trait_layers or regained is not vectors:
+                # the recorded file must hold exactly what is applied
                 suffix = "orth" if orthogonalize else "traits"
                 suffix += "".join(f"-{t}{g:g}" for t, g in sorted(s.trait_gains.items()))
                 name = f"{Path(s.vectors).stem}-{suffix}.safetensors"
-                vectors_file = str(vectors.save(Path(spec.storage_root) / "vectors" / name))
+                vectors_file = str(regained.save(Path(spec.storage_root) / "vectors" / name))
+            vectors = regained
         else:
             vectors, path = spec_vectors(spec, lm)
             vectors_file = str(path)
     return HFBackend(
         lm, inference=spec.inference, steering=s, vectors=vectors, vectors_file=vectors_file
     )
+
+
+def _check_traits_kept(loaded: SteeringVectors, applied: SteeringVectors, file: str) -> None:
+    """Refuse a layer choice that leaves a trait the file steers with no direction
+    (a file built with O at [26] used with every trait at [21]): that trait
+    would silently not be steered. A trait the file itself leaves out stays out."""
+    had, has = loaded.trait_layers(), applied.trait_layers()
+    for trait in loaded.trait_layers():
+        if had[trait] and not has[trait]:
+            raise ModelError(
+                f"steering.vectors {file!r} steers {trait} only at layers {list(had[trait])}, "
+                f"which steering.layers / steering.trait_layers.{trait} do not include"
+            )
 
 
 def spec_vectors(

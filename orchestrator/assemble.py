@@ -481,7 +481,7 @@ def _with_run_vectors(cfg: RunConfig, model_record: dict[str, Any], run_path: Pa
     (hash checked), rather than rebuild them from a cache that may have
     changed since. The copy holds exactly what was applied (per-trait layers,
     orthogonalisation and per-trait gains included), so it is used as it is:
-    scaling it by trait_gains again would steer with other vectors."""
+    trait_gains are set to the gains it records, which leaves it unscaled."""
     steer = model_record.get("steering") or {}
     rel, layers = steer.get("vectors_file"), steer.get("layers")
     if not cfg.steering.enabled or not isinstance(rel, str) or not layers:
@@ -489,11 +489,18 @@ def _with_run_vectors(cfg: RunConfig, model_record: dict[str, Any], run_path: Pa
     path = run_path / rel
     if not path.is_file():
         return cfg
-    from agents.steering.vectors import file_hash  # an hf run: torch is loading anyway
+    # an hf run: torch is loading anyway
+    from agents.steering.vectors import SteeringVectors, file_hash
 
     if steer.get("vectors_hash") and file_hash(path) != steer["vectors_hash"]:
         return cfg
-    update = {"vectors": str(path), "layers": list(layers), "trait_layers": {}, "trait_gains": {}}
+    gains = SteeringVectors.load(path).recorded_gains()
+    update = {
+        "vectors": str(path),
+        "layers": list(layers),
+        "trait_layers": {},
+        "trait_gains": gains,
+    }
     steering = cfg.steering.model_copy(update={**update, "orthogonalize": False})
     return cfg.model_copy(update={"steering": steering})
 

@@ -290,3 +290,51 @@ def test_from_pretrained_device_map(device, opt, expected) -> None:
     )
     assert kwargs.get("device_map") == expected
     assert quantized is False
+
+
+def _file_run(tmp_path, vectors_file, **steering) -> HFBackend:
+    """A backend on the tiny model that steers with `vectors_file`."""
+    folder = tmp_path / "tiny"
+    if not folder.exists():
+        save_tiny(folder)
+    cfg = RunConfig.model_validate(
+        {
+            "model": {"name_or_path": str(folder), "device": "cpu"},
+            "steering": {"vectors": str(vectors_file), "layers": [1, 2], **steering},
+            "storage": {"root": str(tmp_path / "storage")},
+        }
+    )
+    return build_hf_backend(backend_spec(cfg))
+
+
+@pytest.mark.parametrize("gains", [{"C": 0.6}, {}, {"C": 0.3, "E": 2.0}])
+def test_a_scaled_vectors_file_gets_trait_gains_once(tmp_path, gains) -> None:
+    """A file a run scaled (its recorded vectors, C at 0.6) used as
+    steering.vectors: the applied gains are trait_gains, not trait_gains on
+    top of the file's (C was 0.36), and the recorded copy says so."""
+    unit = random_vectors((1, 2))
+    path = unit.scaled({"C": 0.6}).save(tmp_path / "run-copy.safetensors")
+    backend = _file_run(tmp_path, path, trait_layers={}, trait_gains=gains)
+    applied = backend.vectors.directions.norm(dim=-1)  # (L, 5): each trait's gain
+    want = torch.tensor([[gains.get(t, 1.0) for t in "EACON"]] * 2)
+    torch.testing.assert_close(applied, want)
+    recorded = SteeringVectors.load(backend.describe()["steering"]["vectors_file"])
+    assert recorded.recorded_gains() == gains
+    torch.testing.assert_close(recorded.directions, backend.vectors.directions)
+    if gains == {"C": 0.6}:  # nothing to change: the file itself, not a copy
+        assert backend.vectors_file == str(path)
+
+
+def test_a_layer_choice_that_leaves_a_trait_of_the_file_unsteered_is_refused(tmp_path) -> None:
+    """A file with O only at layer 2, used with every trait at [1]: O would
+    silently not be steered. A trait the file leaves out itself stays allowed."""
+    masked = random_vectors((1, 2)).for_traits({"O": [2]})
+    path = masked.save(tmp_path / "o-at-2.safetensors")
+    with pytest.raises(ModelError, match=r"steers O only at layers \[2\]") as err:
+        _file_run(tmp_path, path, layers=[1], trait_layers={})
+    assert "\n" not in str(err.value)
+    assert _file_run(tmp_path, path, trait_layers={"O": [2]}).vectors.trait_layers()["O"] == (2,)
+    v = random_vectors((1,))
+    v.directions[:, 3] = 0.0  # a file that does not steer O at all
+    no_o = v.save(tmp_path / "no-o.safetensors")
+    assert _file_run(tmp_path, no_o, layers=[1], trait_layers={}).vectors.trait_layers()["O"] == ()

@@ -804,3 +804,58 @@ def test_item_resampling_widens_the_interval_when_statements_disagree() -> None:
     one_key = item_resampled_ratio_ci(own, rand, traits, np.ones_like(keys), **kw)
     assert np.isnan(one_key).all()
     assert np.isnan(item_resampled_ratio_ci(own, rand[:2], traits, keys, **kw)).all()
+
+
+@pytest.mark.parametrize(
+    "tensors,match",
+    [
+        ({"directions": torch.zeros(2, 4, 8), "norms": torch.ones(2)}, r"directions must be"),
+        (
+            {
+                "layers": torch.tensor([2, 1]),
+                "directions": torch.ones(2, 5, 8),
+                "norms": torch.ones(2),
+            },
+            "unique and ascending",
+        ),
+        ({"layers": torch.tensor([-1])}, "negative layer -1"),
+        ({"layers": torch.tensor([2.7])}, "1-D integer tensor"),
+        ({"directions": torch.full((1, 5, 8), float("nan"))}, "non-finite"),
+        ({"norms": torch.tensor([float("inf")])}, "non-finite"),
+        ({"norms": torch.tensor([0.0])}, "norms must be positive"),
+        ({"meta": {"trait_gains": "C=abc"}}, "trait_gains tag"),
+        ({"meta": {"trait_gains": "X=2"}}, "trait_gains tag"),
+        ({"meta": {"trait_gains": "C=0"}}, "trait_gains tag"),
+    ],
+)
+def test_a_malformed_vectors_file_is_one_line(tmp_path, tensors, match) -> None:
+    """Hand-made or damaged files: a traceback (bad shapes, layer order), NaN
+    steering (non-finite values) or a truncated layer (2.7 -> 2) before."""
+    from safetensors.torch import save_file
+
+    meta = {"traits": "EACON", **tensors.pop("meta", {})}
+    parts = {
+        "directions": torch.ones(1, 5, 8),
+        "norms": torch.ones(1),
+        "layers": torch.tensor([2]),
+        **tensors,
+    }
+    path = tmp_path / "v.safetensors"
+    save_file(parts, str(path), metadata=meta)
+    with pytest.raises(ModelError, match=match) as err:
+        SteeringVectors.load(path)
+    assert str(err.value).startswith(f"steering.vectors {str(path)!r}")
+    assert "\n" not in str(err.value)
+
+
+def test_gains_compose_and_are_undone_exactly() -> None:
+    """scaled records the total gain; with_gains sets the gains outright (by
+    the ratio to what is recorded) and is a no-op when they already hold."""
+    v = random_vectors((1, 2))
+    twice = v.scaled({"C": 0.5}).scaled({"C": 0.5, "E": 2.0})
+    assert twice.recorded_gains() == {"C": 0.25, "E": 2.0}
+    torch.testing.assert_close(twice.directions.norm(dim=-1)[0], torch.tensor([2, 1, 0.25, 1, 1.0]))
+    back = twice.with_gains({})
+    torch.testing.assert_close(back.directions, v.directions)
+    assert back.recorded_gains() == {} and "trait_gains" not in back.meta
+    assert twice.with_gains({"C": 0.25, "E": 2.0}) is twice

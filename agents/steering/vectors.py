@@ -107,11 +107,50 @@ class SteeringVectors:
         dirs = self.directions.clone()  # (L, 5, H)
         for t, trait in enumerate(TRAITS):
             dirs[:, t] *= float(gains.get(trait, 1.0))
-        tag = ",".join(f"{t}={float(g):g}" for t, g in sorted(gains.items()))
+        # the tag is the total gain, so that scaling twice is recorded as it applies
+        total = dict(self.recorded_gains())
+        for trait, g in gains.items():
+            total[trait] = total.get(trait, 1.0) * float(g)
+        tag = ",".join(f"{t}={g:g}" for t, g in sorted(total.items()) if g != 1.0)
         return SteeringVectors(
             layers=self.layers, directions=dirs, norms=self.norms.clone(),
             meta={**self.meta, "trait_gains": tag},
         )  # fmt: skip
+
+    def recorded_gains(self) -> dict[str, float]:
+        """The per-trait gains `scaled` applied to these directions, read back
+        from the metadata ({} when none were)."""
+        tag = self.meta.get("trait_gains", "")
+        gains: dict[str, float] = {}
+        for item in filter(None, tag.split(",")):
+            trait, _, value = item.partition("=")
+            try:
+                gain = float(value)
+            except ValueError:
+                gain = float("nan")
+            if trait not in TRAITS or trait in gains or not 0 < gain < float("inf"):
+                raise ValueError(f"trait_gains tag {tag!r} is not TRAIT=gain,... with gains > 0")
+            gains[trait] = gain
+        return gains
+
+    def with_gains(self, gains: Mapping[str, float]) -> SteeringVectors:
+        """These vectors with exactly `gains` applied (traits not named at 1):
+        each trait rescaled by the ratio to the gain it records, so that gains
+        apply once to a file a run already scaled. Itself when nothing changes."""
+        have = self.recorded_gains()
+        ratio = {t: float(gains.get(t, 1.0)) / have.get(t, 1.0) for t in TRAITS}
+        if all(r == 1.0 for r in ratio.values()):
+            return self
+        dirs = self.directions.clone()
+        for t, trait in enumerate(TRAITS):
+            dirs[:, t] *= ratio[trait]
+        tag = ",".join(f"{t}={float(g):g}" for t, g in sorted(gains.items()) if g != 1.0)
+        meta = {k: v for k, v in self.meta.items() if k != "trait_gains"}
+        if tag:
+            meta["trait_gains"] = tag
+        return SteeringVectors(
+            layers=self.layers, directions=dirs, norms=self.norms.clone(), meta=meta
+        )
 
     def without(self, axis: torch.Tensor, fraction: float = 1.0) -> SteeringVectors:
         """Each direction minus `fraction` of its projection on the unit
@@ -199,14 +238,31 @@ class SteeringVectors:
             raise ModelError(
                 f"steering.vectors {str(path)!r} is not a steering file: {exc}"
             ) from None
+        where = f"steering.vectors {str(path)!r}"
         if meta.get("traits", "".join(TRAITS)) != "".join(TRAITS):
-            raise ModelError(f"steering.vectors {str(path)!r} has trait order {meta['traits']}")
-        return cls(
-            layers=tuple(int(x) for x in tensors["layers"].tolist()),
-            directions=tensors["directions"].float(),
-            norms=tensors["norms"].float(),
-            meta=meta,
-        )
+            raise ModelError(f"{where} has trait order {meta['traits']}")
+        layers, directions, norms = tensors["layers"], tensors["directions"], tensors["norms"]
+        # a hand-made or damaged file must fail here, in one line, not as NaN text
+        # (non-finite values) or a layer silently truncated (2.7 -> 2)
+        if layers.dtype.is_floating_point or layers.dtype == torch.bool or layers.ndim != 1:
+            raise ModelError(f"{where}: layers must be a 1-D integer tensor")
+        if (layers < 0).any():
+            raise ModelError(f"{where}: negative layer {int(layers.min())}")
+        if not (torch.isfinite(directions.float()).all() and torch.isfinite(norms.float()).all()):
+            raise ModelError(f"{where} holds non-finite values (NaN or inf)")
+        if norms.ndim == 1 and (norms <= 0).any():
+            raise ModelError(f"{where}: layer norms must be positive")
+        try:
+            vectors = cls(
+                layers=tuple(int(x) for x in layers.tolist()),
+                directions=directions.float(),
+                norms=norms.float(),
+                meta=meta,
+            )
+            vectors.recorded_gains()  # a malformed gain tag is refused with the file
+        except ValueError as exc:
+            raise ModelError(f"{where}: {exc}") from None
+        return vectors
 
 
 def file_hash(path: str | Path) -> str:
