@@ -281,6 +281,7 @@ def _resumed(
     if restored:
         log.warning("restored %d tick files of %s from its checkpoint", restored, run_id)
 
+    world = _restore_world(run_id, cfg, ckpt)  # a damaged world is refused before the model loads
     inner = backend or build_backend(backend_spec(cfg))
     try:
         vectors_hash = _vectors_hash(inner.describe())
@@ -290,7 +291,7 @@ def _resumed(
                 f"({ckpt.vectors_hash} vs {vectors_hash}); pass --force to resume with them"
             )
         memory = build_memory(cfg, inner)
-        world = _restore(run_id, cfg, ckpt, memory)
+        _restore_memory(run_id, ckpt, memory, world)
         writer = DumpWriter(run_dir, run_id)
         try:
             writer.restore_perf(ckpt.perf if ckpt else [])
@@ -328,10 +329,26 @@ def _resumed(
         raise
 
 
-def _restore(run_id: str, cfg: RunConfig, ckpt: Checkpoint | None, memory: MemoryStore) -> World:
-    """The world and memory as the checkpoint left them (or as at tick 0)."""
+def _restore_world(run_id: str, cfg: RunConfig, ckpt: Checkpoint | None) -> World:
+    """The world as the checkpoint left it (or as at tick 0). It needs no model,
+    so a damaged one is refused before the backend is built."""
     if ckpt is None:
         return World(cfg.world.locations, build_agents(cfg.population, cfg.world, cfg.seed))
+    try:
+        return World.from_state(ckpt.world)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ResumeError(
+            f"--resume {run_id}: the checkpointed world is damaged ({_what(exc)})"
+        ) from None
+
+
+def _restore_memory(
+    run_id: str, ckpt: Checkpoint | None, memory: MemoryStore, world: World
+) -> None:
+    """The memory as the checkpoint left it. It needs the embedder, so it comes
+    after the backend; it must hold only the world's agents."""
+    if ckpt is None:
+        return
     try:
         memory.set_state(ckpt.memory)
     except EmbedderMismatch as exc:  # another embedder than the run's: other dimensions
@@ -342,18 +359,11 @@ def _restore(run_id: str, cfg: RunConfig, ckpt: Checkpoint | None, memory: Memor
         raise ResumeError(
             f"--resume {run_id}: the checkpointed memory is damaged ({_what(exc)})"
         ) from None
-    try:
-        world = World.from_state(ckpt.world)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise ResumeError(
-            f"--resume {run_id}: the checkpointed world is damaged ({_what(exc)})"
-        ) from None
     if strangers := set(ckpt.memory["agent_ids"]) - {a.id for a in world.agents}:
         raise ResumeError(
             f"--resume {run_id}: the checkpointed memory holds agents the world does not "
             f"({sorted(strangers)[0]!r}); the checkpoint is damaged"
         )
-    return world
 
 
 def _what(exc: Exception) -> str:
@@ -457,10 +467,11 @@ def open_run_state(run_path: Path, *, backend: Backend | None = None) -> RunStat
             f"run {run_path}: its checkpoint is missing (the manifest says {done} ticks were "
             "completed); the agents' state is rebuilt from it, so it cannot be read back"
         )
+    world = _restore_world(cfg.run_id, cfg, ckpt)
     inner = backend or build_backend(backend_spec(cfg))
     try:
         memory = build_memory(cfg, inner)
-        world = _restore(cfg.run_id, cfg, ckpt, memory)
+        _restore_memory(cfg.run_id, ckpt, memory, world)
         recorded = ckpt.vectors_hash if ckpt else _vectors_hash(manifest.get("model") or {})
         return RunState(
             run_id=cfg.run_id,

@@ -203,6 +203,21 @@ def test_a_forged_state_with_a_valid_checksum_is_refused_in_one_line(copy, edit,
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("edit", [_unknown_location, _twin_agent], ids=["location", "twin"])
+def test_a_damaged_world_is_refused_before_the_model_loads(copy, monkeypatch, edit):
+    """The world needs no model: its refusal must not wait for one to load."""
+    import orchestrator.assemble as assemble
+
+    def no_model(spec):
+        raise AssertionError("the backend was built before the world was checked")
+
+    monkeypatch.setattr(assemble, "build_backend", no_model)
+    root, run_dir, _ = copy
+    _forge_state(run_dir, edit)
+    with pytest.raises(ResumeError, match="the checkpointed world is damaged"):
+        resume(root, "int")
+
+
 def test_fifo_in_place_of_latest_is_refused_without_hanging(copy):
     root, run_dir, _ = copy
     _latest(run_dir).unlink()
