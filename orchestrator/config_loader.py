@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from orchestrator import yaml_dialect
 from orchestrator.config_schema import CrossFieldError, RunConfig
 from orchestrator.errors import ConfigError, one_line
 
@@ -36,7 +37,6 @@ MAX_TEMPLATE_DEPTH = 16
 MAX_CONFIG_BYTES = 1 << 20  # 10,000 personas take about 0.5 MB
 MAX_DEPTH = 32  # nested mappings and lists; a run config needs 4
 MAX_NODES = 100_000  # keys and values, aliases expanded (10,000 personas: ~90,000)
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: fast, same rules
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,7 +51,7 @@ class ResolvedConfig:
         return self.config.model_dump(mode="json")
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.as_dict(), sort_keys=False, allow_unicode=True)
+        return yaml_dialect.dump(self.as_dict(), sort_keys=False, allow_unicode=True)
 
 
 def load_config(
@@ -160,12 +160,12 @@ class _Unbounded(ValueError):
 
 
 def safe_yaml(text: str, source: str, key: str | None = None) -> Any:
-    """yaml.safe_load within the bounds above; any fault is one ConfigError."""
+    """The config YAML dialect (orchestrator.yaml_dialect) read within the bounds above; any fault is one ConfigError."""
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(source, key, f"larger than {MAX_CONFIG_BYTES:,} characters")
     try:
         check_shape(text)
-        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+        return yaml_dialect.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -232,7 +232,7 @@ def check_shape(text: str) -> None:
             top[1] += size
             top[2] = max(top[2], height + 1)
 
-    for event in yaml.parse(text, Loader=_LOADER):
+    for event in yaml.parse(text, Loader=yaml_dialect.Loader):
         if isinstance(event, yaml.NodeEvent):  # a scalar, an alias or a collection's start
             enter(event)
         if isinstance(event, yaml.CollectionStartEvent):

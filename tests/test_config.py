@@ -156,3 +156,23 @@ def test_personas_fill_first_agents(write_yaml):
         cfg.population.model_copy(update={"traits": "random"}), cfg.world, cfg.seed
     )
     assert agents[1:] == plain[1:]
+
+
+def test_exponent_floats_read_as_numbers_everywhere(write_yaml):
+    """`1e-3` is a float in a config file, a --set value and a --grid value
+    (YAML 1.1 read it as a string, refused as "not a valid number"); a string
+    that looks like one is written quoted, so a resolved config reads back."""
+    from orchestrator import yaml_dialect
+    from orchestrator.experiments.grid import parse_axis, yaml_text
+
+    path = write_yaml("c.yaml", "model: {backend: mock}\nsteering: {strength: 2E-1}\n")
+    assert load_config(path).config.steering.strength == 0.2
+    cfg = load_config(path, ["steering.strength=1e-1", "memory.recency_decay=.99e0"]).config
+    assert cfg.steering.strength == 0.1 and cfg.memory.recency_decay == 0.99
+    assert parse_axis("steering.strength=1e-1,15e-2").values == (0.1, 0.15)
+    for text in ("1e5", "2E-3", ".5e1"):  # strings stay strings through a round trip
+        assert yaml_dialect.load(yaml_text(text)) == text
+        assert yaml_dialect.load(yaml_dialect.dump({"k": text})) == {"k": text}
+    resolved = load_config(path, ["population.traits=[{name: '1e5'}]", "world.goals=['2e3']"])
+    again = yaml_dialect.load(resolved.to_yaml())
+    assert again["population"]["traits"][0]["name"] == "1e5" and again["world"]["goals"] == ["2e3"]

@@ -209,6 +209,7 @@ def _slurm_params(slurm: bool, items: list[str]) -> dict:
 def _params(items: list[str]) -> dict:
     import yaml
 
+    from orchestrator import yaml_dialect
     from orchestrator.errors import ConfigError
 
     out = {}
@@ -217,7 +218,7 @@ def _params(items: list[str]) -> dict:
         if not sep or not key.strip():
             raise ConfigError("--slurm-param", None, f"expected KEY=VALUE, got {item!r}")
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            out[key.strip()] = yaml_dialect.load(value)
         except yaml.YAMLError:
             raise ConfigError("--slurm-param", key, f"{value!r} is not valid YAML") from None
     return out

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator import yaml_dialect
 from orchestrator.config_loader import refuse_unusable
 from orchestrator.config_schema import check_run_id
 from orchestrator.errors import ConfigError
@@ -61,7 +62,7 @@ class Point:
 def yaml_text(value: Any) -> str:
     """A value as one line of YAML that reads back as the same value."""
     return (
-        yaml.safe_dump(value, default_flow_style=True, width=10**6)
+        yaml_dialect.dump(value, default_flow_style=True, width=10**6)
         .strip()
         .removesuffix("...")
         .strip()
@@ -75,7 +76,7 @@ def parse_axis(text: str) -> Axis:
     if not sep or not _KEY_RE.match(key) or not values_text.strip():
         raise ConfigError("--grid", None, f"expected KEY=V1,V2,... with a dotted key, got {text!r}")
     try:
-        values = yaml.safe_load(f"[{values_text}]")
+        values = yaml_dialect.load(f"[{values_text}]")
     except yaml.YAMLError:
         raise ConfigError("--grid", key, f"values {values_text!r} are not valid YAML") from None
     if not isinstance(values, list) or not values:
