@@ -400,6 +400,8 @@ def _describe(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
     msg = err["msg"]
     msg = msg.removeprefix("Value error, ")
+    if kind == "string_type" and isinstance(value, int | float | bool):
+        shown += "; YAML read it as a number or boolean: quote it to mean text"
     return f"{msg}{shown}"
 
 

@@ -176,3 +176,11 @@ def test_exponent_floats_read_as_numbers_everywhere(write_yaml):
     resolved = load_config(path, ["population.traits=[{name: '1e5'}]", "world.goals=['2e3']"])
     again = yaml_dialect.load(resolved.to_yaml())
     assert again["population"]["traits"][0]["name"] == "1e5" and again["world"]["goals"] == ["2e3"]
+
+
+@pytest.mark.parametrize("value", ["1e5", "123", "yes"])
+def test_a_number_where_text_goes_says_to_quote_it(write_yaml, value):
+    path = write_yaml("c.yaml", "model: {backend: mock}\n")
+    with pytest.raises(ConfigError, match=r"^--set: run_id: .*quote it to mean text$"):
+        load_config(path, [f"run_id={value}"])
+    assert load_config(path, [f"run_id='{value}'"]).config.run_id == value
