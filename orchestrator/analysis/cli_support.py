@@ -104,12 +104,30 @@ def _click_base(name: str) -> type[Exception]:
 USAGE_ERROR, CLICK_ERROR = _click_base("UsageError"), _click_base("ClickException")
 
 
+def tolerate_narrow_terminals() -> None:
+    """A stdout or stderr whose encoding cannot hold the output's characters
+    (PYTHONIOENCODING=ascii, a Latin-1 locale, output redirected on Windows)
+    shows them as escapes (\\u2713) instead of ending the command with a
+    UnicodeEncodeError traceback after its work is done: the check marks,
+    dashes and arrows of the reports, and persona names from configs."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("_", "-")
+        reconfigure = getattr(stream, "reconfigure", None)
+        if encoding.startswith("utf") or reconfigure is None:
+            continue
+        try:
+            reconfigure(errors="backslashreplace")
+        except (ValueError, OSError):  # closed or detached: nothing will be shown anyway
+            pass
+
+
 def invoke(app: typer.Typer, argv: list[str] | None = None, prog_name: str | None = None) -> None:
     """Run `app` as the process's command line and exit with its code. click's
     usage errors (an unknown option, `--agents 0` below an option's `min`)
     print as one line naming the option, like every other bad input, instead
     of click's usage block, e.g. `error: No such option: --bogus (see
     steersim run -h)`, exit 2."""
+    tolerate_narrow_terminals()
     try:
         # not standalone: click's errors come here instead of being printed by click
         code = app(args=argv, prog_name=prog_name, standalone_mode=False)

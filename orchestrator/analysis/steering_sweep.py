@@ -34,6 +34,7 @@ from agents.steering.extract import METHODS
 from agents.steering.sweep import SHIPPED, Setting, Sweep, run_sweep
 from agents.typing import TRAITS
 from orchestrator.analysis.behavioural import MAX_RANDOM
+from orchestrator.analysis.cli_support import tolerate_narrow_terminals
 from orchestrator.storage import make_output_folder
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ def settings_from(args: argparse.Namespace) -> list[Setting]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tolerate_narrow_terminals()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--storage", default="storage")
