@@ -60,9 +60,15 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return _DTYPES[dtype]
+    """`auto`: float32 on the CPU; on CUDA bfloat16 where the GPU computes in it
+    (compute capability 8.0 on, Ampere and later) and float16 before (a T4 or
+    V100 emulates bfloat16 matmuls, several times slower)."""
+    if dtype != "auto":
+        return _DTYPES[dtype]
+    if device.type != "cuda":
+        return torch.float32
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
 
 
 def embedded_gguf() -> Path:

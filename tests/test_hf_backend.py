@@ -338,3 +338,18 @@ def test_a_layer_choice_that_leaves_a_trait_of_the_file_unsteered_is_refused(tmp
     v.directions[:, 3] = 0.0  # a file that does not steer O at all
     no_o = v.save(tmp_path / "no-o.safetensors")
     assert _file_run(tmp_path, no_o, layers=[1], trait_layers={}).vectors.trait_layers()["O"] == ()
+
+
+@pytest.mark.parametrize(
+    ("capability", "want"),
+    [((9, 0), "bfloat16"), ((8, 0), "bfloat16"), ((7, 5), "float16"), ((7, 0), "float16")],
+)
+def test_auto_dtype_follows_the_gpu_generation(monkeypatch, capability, want) -> None:
+    """bf16 where the GPU computes in it (Ampere on); fp16 on a T4 or V100,
+    which emulate bf16 matmuls; fp32 on the CPU; an explicit dtype as given."""
+    from agents.model_loading import resolve_dtype
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert resolve_dtype("auto", torch.device("cuda:0")) == getattr(torch, want)
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bfloat16", torch.device("cuda:0")) == torch.bfloat16

@@ -120,7 +120,9 @@ def _backend(
     from orchestrator.benchmarks.gpu import DEFAULT_TOKENIZER, backend_for, load_tokenizer
 
     tok, tok_name = load_tokenizer(tokenizer or DEFAULT_TOKENIZER)
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    from agents.model_loading import resolve_dtype  # bf16 from Ampere on, fp16 before
+
+    dtype = resolve_dtype("auto", torch.device(device))
     lm = real_architecture(arch, device=device, dtype=dtype)
     layer = int(lm.config.num_hidden_layers * 0.8)
     backend = backend_for(lm, tok, layers=[layer], steer=True, constrained=True)

@@ -115,7 +115,9 @@ def _local_backend(case: dict[str, Any], world: int, device: str, tok: Any) -> A
 
     shape = shape_of(case["arch"])
     layer = int(shape["num_hidden_layers"] * STEERED_DEPTH)
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    from agents.model_loading import resolve_dtype  # bf16 from Ampere on, fp16 before
+
+    dtype = resolve_dtype("auto", torch.device(device))
     if case["mode"] == "tensor" and world > 1:
         lm = load_model(
             ModelConfig(

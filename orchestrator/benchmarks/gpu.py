@@ -194,7 +194,9 @@ def bench_gpu(
         raise ValueError(f"unknown architecture; choose from {', '.join(ARCHS)}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     batches = sorted({1, *batches})  # batch 1 is the one-at-a-time baseline
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    from agents.model_loading import resolve_dtype  # bf16 from Ampere on, fp16 before
+
+    dtype = resolve_dtype("auto", torch.device(device))
     tok, tok_name = load_tokenizer(tokenizer or DEFAULT_TOKENIZER)
     model = real_architecture(arch, device=device, dtype=dtype)
     layer = int(model.config.num_hidden_layers * STEERED_DEPTH)
