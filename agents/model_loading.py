@@ -246,6 +246,7 @@ def load_model(
     With `tensor_parallel`, every rank of the process group calls this
     together and holds a slice of each weight matrix (no quantization or
     offload then)."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(model_cfg, Path(storage_root))
@@ -262,8 +263,12 @@ def load_model(
             path, trust_remote_code=model_cfg.trust_remote_code, local_files_only=offline
         )
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=offline, **kwargs)
-    except (OSError, ValueError, ImportError) as exc:
+    except (OSError, ValueError, ImportError, RuntimeError, SafetensorError) as exc:
+        # RuntimeError: weights of other shapes than the config's, or out of memory;
+        # SafetensorError: a weights file cut short or damaged
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "ignore_mismatched_sizes" in first:  # transformers points at a report it printed
+            first = "its weights do not have the shapes its config.json gives"
         raise ModelError(f"cannot load model {model_cfg.name_or_path!r}: {first}") from None
     if "device_map" not in kwargs and not tensor_parallel:
         model.to(device)

@@ -353,3 +353,43 @@ def test_auto_dtype_follows_the_gpu_generation(monkeypatch, capability, want) ->
     assert resolve_dtype("auto", torch.device("cuda:0")) == getattr(torch, want)
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
     assert resolve_dtype("bfloat16", torch.device("cuda:0")) == torch.bfloat16
+
+
+def _cut(path, keep: int) -> None:
+    """Keep the first `keep` bytes (a negative `keep` drops that many from the end)."""
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda f: _cut(f, 1000), "deserializing header"),  # header cut
+        (lambda f: _cut(f, -5000), "deserializing header"),  # tensors cut short
+        ("shape", "do not have the shapes its config.json gives"),
+    ],
+    ids=["header", "body", "shape"],
+)
+def test_damaged_weights_are_one_line(tmp_path, damage, match) -> None:
+    """A weights file cut short (SafetensorError) or of other shapes than the
+    config's (RuntimeError) was a traceback; now the one ModelError line."""
+    from safetensors.torch import load_file, save_file
+
+    folder = save_tiny(tmp_path / "tiny")
+    weights = folder / "model.safetensors"
+    if damage == "shape":
+        tensors = load_file(str(weights))
+        key = next(k for k in tensors if "embed" in k)
+        tensors[key] = tensors[key][:, :32].contiguous()
+        save_file(tensors, str(weights), metadata={"format": "pt"})
+    else:
+        damage(weights)
+    cfg = RunConfig.model_validate(
+        {
+            "model": {"name_or_path": str(folder), "device": "cpu"},
+            "steering": {"enabled": False},
+            "storage": {"root": str(tmp_path / "s")},
+        }
+    )
+    with pytest.raises(ModelError, match=match) as err:
+        build_hf_backend(backend_spec(cfg))
+    assert "\n" not in str(err.value) and str(folder) in str(err.value)
