@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from agents.config import ModelConfig, OptimizationConfig  # noqa: E402
 from agents.errors import SteersimError, one_line  # noqa: E402
+from agents.json_files import read_json  # noqa: E402
 from agents.model_loading import load_model  # noqa: E402
 from agents.steering.data import (  # noqa: E402
     check_gradient_pairs,
@@ -121,10 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+MAX_CALIBRATION_BYTES = 1 << 24  # the shipped one is 9 kB
+
+
 def read_calibration(path: Path) -> dict[str, Any]:
     """{(data_hash, method): mixing} of a calibration file; ValueError naming the file."""
     try:
-        doc = json.loads(path.read_text())["calibrations"]
+        # a regular file of bounded size: a FIFO here blocked the script for ever
+        doc = read_json(path, max_bytes=MAX_CALIBRATION_BYTES)["calibrations"]
         return {(e["data_hash"], e.get("method", "mean_diff")): e["mixing"] for e in doc}
     except (OSError, KeyError, TypeError, ValueError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else one_line(str(exc))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from agents.errors import ModelError, one_line
+from agents.json_files import read_json, records, text_field
 from agents.typing import TRAITS
 
 TraitName = Literal["E", "A", "C", "O", "N"]
@@ -92,12 +93,66 @@ def _read(name: str) -> bytes:
     return resources.files("agents").joinpath("data", name).read_bytes()
 
 
-def _pairs_from(doc: dict, where: str) -> tuple[ContrastivePair, ...]:
-    fields = ("trait", "high", "low", "user", "continuation", "framing", "kind", "system")
+PAIR_FIELDS = ("trait", "high", "low", "user", "continuation", "framing", "kind", "system")
+_REQUIRED_FIELDS = ("trait", "high", "low", "user", "continuation")
+_FRAMINGS = ("desirable_high", "desirable_low")
+MAX_PAIRS_BYTES = 1 << 24  # the largest shipped set is 240 kB
+
+
+def _pairs_from(doc: object, where: str) -> tuple[ContrastivePair, ...]:
     try:
-        return tuple(ContrastivePair(**{k: p[k] for k in fields if k in p}) for p in doc["pairs"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: not a contrastive-pairs file ({exc})") from None
+        return _parse_pairs(doc)
+    except ValueError as exc:
+        raise ValueError(f"{where}: not a contrastive-pairs file ({one_line(str(exc))})") from None
+
+
+def _parse_pairs(doc: object) -> tuple[ContrastivePair, ...]:
+    """The pairs of a parsed file, each field checked: a number, an empty
+    side, an unknown framing or a misspelt key ("sytem", dropped, so the
+    default took its place) was taken as it was and failed, if at all, only
+    once the model had loaded; a repeated pair was silently counted twice."""
+    out: list[ContrastivePair] = []
+    seen: dict[str, int] = {}
+    top_keys = ("description", "version", "pairs")
+    for i, (at, p) in enumerate(
+        records(
+            doc,
+            "pairs",
+            top_keys,
+            "pair",
+            fields=PAIR_FIELDS,
+            required=_REQUIRED_FIELDS,
+            strict=True,
+        )
+    ):
+        sides = {k: text_field(p[k], f"{at}: {k}") for k in ("high", "low", "user")}
+        if sides["high"] == sides["low"]:  # no contrast: a zero difference
+            raise ValueError(f"{at}: high and low are the same text")
+        framing = p.get("framing", "desirable_high")
+        if framing not in _FRAMINGS:
+            raise ValueError(
+                f"{at}: framing must be one of {', '.join(_FRAMINGS)}, got {framing!r}"
+            )
+        system = p.get("system")
+        system = None if system is None else text_field(system, f"{at}: system")
+        continuation = text_field(p["continuation"], f"{at}: continuation", blank_ok=True)
+        try:
+            pair = ContrastivePair(
+                trait=p["trait"],
+                framing=framing,
+                kind=p.get("kind", "persona"),
+                system=system,
+                continuation=continuation,  # "" in statement pairs: the statement alone
+                **sides,
+            )
+        except ValueError as exc:  # an unknown trait or kind, a persona pair with a system
+            raise ValueError(f"{at}: {exc}") from None
+        key = json.dumps(pair.hashed(), sort_keys=True)
+        if key in seen:
+            raise ValueError(f"{at} repeats pair {seen[key]}")
+        seen[key] = i
+        out.append(pair)
+    return tuple(out)
 
 
 @cache
@@ -107,11 +162,12 @@ def load_pairs() -> tuple[ContrastivePair, ...]:
 
 
 def load_pairs_file(path: str | Path) -> tuple[ContrastivePair, ...]:
-    """Pairs from another file of the same format (a candidate set in a sweep)."""
+    """Pairs from another file of the same format (a candidate set in a sweep).
+    Only a regular file of bounded size is read (agents.json_files)."""
     try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read pairs ({exc})") from None
+        doc = read_json(Path(path), max_bytes=MAX_PAIRS_BYTES)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read pairs ({one_line(str(exc))})") from None
     return _pairs_from(doc, str(path))
 
 

@@ -21,7 +21,6 @@ Free questions are answered in ONE batched generate."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from agents.interview import AgentContext, answer_request, interview_messages, statement_scorer
+from agents.json_files import read_json, records, text_field
 from agents.paths import expand_home
 from agents.prompting import persona_prompt
 from agents.statistics import average_ranks
@@ -54,6 +54,8 @@ SETTINGS = ("context", "bare")
 # precise enough; an extra zero or two was a MemoryError traceback after the model loaded
 MIN_PERMUTATIONS, MAX_PERMUTATIONS = 100, 1_000_000
 MAX_ITEMS_BYTES = 1 << 22  # the shipped test set is 15 kB
+ITEM_KEYS = ("trait", "key", "text")
+DEFAULT_ITEMS_PROMPT = "Describe yourself in one sentence."  # a file without "prompt"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,8 +115,8 @@ class InterviewResult:
 
 def load_items(spec: str) -> Items:
     """The shipped dev or test questionnaire, or a JSON file of the same form
-    ({"prompt", "system"?, "items": [{"trait", "key", "text"}]})."""
-    from agents.steering.data import QuestionnaireItem, load_questionnaire
+    ({"prompt"?, "system"?, "items": [{"trait", "key", "text"}]})."""
+    from agents.steering.data import load_questionnaire
 
     if spec in ITEM_SETS:
         q = load_questionnaire(spec)  # type: ignore[arg-type]
@@ -126,16 +128,12 @@ def load_items(spec: str) -> Items:
     except ValueError as exc:  # a ~user of no user
         raise SteersimError(f"--items {spec!r}: {exc}") from None
     try:
-        doc = json.loads(_read_items_file(path))
-        items = tuple(
-            QuestionnaireItem(trait=i["trait"], key=i["key"], text=_text(i["text"], "text"))
-            for i in doc["items"]
-        )
-        prompt = _text(doc.get("prompt") or "Describe yourself in one sentence.", "prompt")
-        system = None if doc.get("system") is None else _text(doc["system"], "system")
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        # only a regular file of bounded size is read: a FIFO blocked the command
+        # for ever, /dev/zero read until the process was killed for memory
+        system, prompt, items = _parse_items(read_json(path, max_bytes=MAX_ITEMS_BYTES))
+    except (OSError, ValueError) as exc:
         raise SteersimError(
-            f"--items {spec}: not test, dev or a readable questionnaire file ({_why(exc)})"
+            f"--items {spec}: not test, dev or a readable questionnaire file ({one_line(str(exc))})"
         ) from None
     for trait in TRAITS:
         if {i.key for i in items if i.trait == trait} != {1, -1}:
@@ -143,32 +141,38 @@ def load_items(spec: str) -> Items:
     return Items(name=str(path), system=system, prompt=prompt, items=items)
 
 
-def _read_items_file(path: Path) -> str:
-    """The questionnaire file's text. Only a regular file of bounded size is
-    read: a FIFO blocked the command for ever, /dev/zero read until the process
-    was killed for memory."""
-    if not path.is_file():  # a folder, FIFO or device; ENOENT comes from stat below
-        path.stat()
-        raise ValueError("not a regular file" if not path.is_dir() else "is a folder")
-    if path.stat().st_size > MAX_ITEMS_BYTES:
-        raise ValueError(f"larger than {MAX_ITEMS_BYTES:,} bytes")
-    return path.read_text(encoding="utf-8")
+def _parse_items(doc: Any) -> tuple[str | None, str, tuple[Any, ...]]:
+    """(system, prompt, items) of a parsed questionnaire file, each field
+    checked. Before: a key `true` or `1.0` was taken and the writing of the
+    results failed with a traceback, leaving an empty folder; an empty or
+    repeated statement was scored like any other; "prompt": "" (or "Prompt")
+    silently became the default prompt. Other keys (the shipped files' facet,
+    stem, description, ...) are notes and are ignored."""
+    from agents.steering.data import QuestionnaireItem
 
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, KeyError):
-        return f"no key {exc}"
-    if isinstance(exc, RecursionError):  # json.loads of thousands of nested brackets
-        return "the JSON is nested too deeply"
-    return one_line(str(exc))
-
-
-def _text(value: Any, field: str) -> str:
-    """A questionnaire's text field: a string, or the file is refused (the
-    prompt builder would fail on a number or a list only after the model loads)."""
-    if not isinstance(value, str):
-        raise TypeError(f"{field} must be a string, got {type(value).__name__}")
-    return value
+    items: list[Any] = []
+    seen: dict[str, int] = {}
+    top_keys = ("system", "prompt", "items")
+    for j, (at, item) in enumerate(
+        records(doc, "items", top_keys, "item", fields=ITEM_KEYS, required=ITEM_KEYS, strict=False)
+    ):
+        trait, key = item["trait"], item["key"]
+        if trait not in TRAITS:
+            raise ValueError(f"{at}: trait must be one of {', '.join(TRAITS)}, got {trait!r}")
+        if type(key) is not int or key not in (1, -1):  # not True, not 1.0: strict as a config
+            raise ValueError(f"{at}: key must be 1 or -1, got {key!r}")
+        text = text_field(item["text"], f"{at}: text")
+        same = " ".join(text.split()).casefold()
+        if same in seen:
+            raise ValueError(f"{at} repeats the text of item {seen[same]}")
+        seen[same] = j
+        items.append(QuestionnaireItem(trait=trait, key=key, text=text))
+    prompt, system = doc.get("prompt"), doc.get("system")  # null: as if left out
+    return (
+        None if system is None else text_field(system, "system"),
+        DEFAULT_ITEMS_PROMPT if prompt is None else text_field(prompt, "prompt"),
+        tuple(items),
+    )
 
 
 def trait_profile(scores: np.ndarray, items: tuple[Any, ...]) -> np.ndarray:
