@@ -362,11 +362,11 @@ def _check_traits_kept(loaded: SteeringVectors, applied: SteeringVectors, file: 
     """Refuse a layer choice that leaves a trait the file steers with no direction
     (a file built with O at [26] used with every trait at [21]): that trait
     would silently not be steered. A trait the file itself leaves out stays out."""
-    had, has = loaded.trait_layers(), applied.trait_layers()
-    for trait in loaded.trait_layers():
-        if had[trait] and not has[trait]:
+    kept = applied.trait_layers()
+    for trait, layers in loaded.trait_layers().items():
+        if layers and not kept[trait]:
             raise ModelError(
-                f"steering.vectors {file!r} steers {trait} only at layers {list(had[trait])}, "
+                f"steering.vectors {file!r} steers {trait} only at layers {list(layers)}, "
                 f"which steering.layers / steering.trait_layers.{trait} do not include"
             )
 

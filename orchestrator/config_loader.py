@@ -160,7 +160,8 @@ class _Unbounded(ValueError):
 
 
 def safe_yaml(text: str, source: str, key: str | None = None) -> Any:
-    """The config YAML dialect (orchestrator.yaml_dialect) read within the bounds above; any fault is one ConfigError."""
+    """`text` read in the config YAML dialect (orchestrator.yaml_dialect) within
+    the bounds above; any fault is one ConfigError."""
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(source, key, f"larger than {MAX_CONFIG_BYTES:,} characters")
     try:

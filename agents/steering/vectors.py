@@ -104,18 +104,11 @@ class SteeringVectors:
     def scaled(self, gains: Mapping[str, float]) -> SteeringVectors:
         """Trait t's directions times gains[t] (others kept): a per-trait
         strength, strength x gain, carried by the vectors themselves."""
-        dirs = self.directions.clone()  # (L, 5, H)
-        for t, trait in enumerate(TRAITS):
-            dirs[:, t] *= float(gains.get(trait, 1.0))
-        # the tag is the total gain, so that scaling twice is recorded as it applies
+        # the recorded gain is the total, so that scaling twice is recorded as it applies
         total = dict(self.recorded_gains())
         for trait, g in gains.items():
             total[trait] = total.get(trait, 1.0) * float(g)
-        tag = ",".join(f"{t}={g:g}" for t, g in sorted(total.items()) if g != 1.0)
-        return SteeringVectors(
-            layers=self.layers, directions=dirs, norms=self.norms.clone(),
-            meta={**self.meta, "trait_gains": tag},
-        )  # fmt: skip
+        return self.with_gains(total)
 
     def recorded_gains(self) -> dict[str, float]:
         """The per-trait gains `scaled` applied to these directions, read back

@@ -34,6 +34,7 @@ import torch
 
 from agents.actions import parse
 from agents.grammar import ActionGrammar
+from agents.model_loading import resolve_dtype
 from agents.typing import Request
 from orchestrator.benchmarks.gpu import timed
 from orchestrator.benchmarks.workload import PLACES, tick_requests
@@ -120,8 +121,6 @@ def _backend(
     from orchestrator.benchmarks.gpu import DEFAULT_TOKENIZER, backend_for, load_tokenizer
 
     tok, tok_name = load_tokenizer(tokenizer or DEFAULT_TOKENIZER)
-    from agents.model_loading import resolve_dtype  # bf16 from Ampere on, fp16 before
-
     dtype = resolve_dtype("auto", torch.device(device))
     lm = real_architecture(arch, device=device, dtype=dtype)
     layer = int(lm.config.num_hidden_layers * 0.8)

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from agents.model_loading import EMBEDDED_FOLDER
+from agents.model_loading import EMBEDDED_FOLDER, resolve_dtype
 from agents.random_models import ARCHS, byte_tokenizer, real_architecture
 from orchestrator.benchmarks.workload import tick_requests
 from orchestrator.frozen_heap import frozen_heap
@@ -194,8 +194,6 @@ def bench_gpu(
         raise ValueError(f"unknown architecture; choose from {', '.join(ARCHS)}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     batches = sorted({1, *batches})  # batch 1 is the one-at-a-time baseline
-    from agents.model_loading import resolve_dtype  # bf16 from Ampere on, fp16 before
-
     dtype = resolve_dtype("auto", torch.device(device))
     tok, tok_name = load_tokenizer(tokenizer or DEFAULT_TOKENIZER)
     model = real_architecture(arch, device=device, dtype=dtype)
